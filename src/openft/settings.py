@@ -1,0 +1,50 @@
+"""The one Settings object: OPENFT_* environment variables, overridden by CLI flags at the edge."""
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_MODEL = "SmolLM2-135M-Instruct"
+
+# Names that OpenAI users already have in their code; each resolves to `default_base_model`.
+OPENAI_ALIASES = (
+    "gpt-3.5-turbo",
+    "gpt-3.5-turbo-0613",
+    "gpt-3.5-turbo-1106",
+    "gpt-3.5-turbo-0125",
+    "gpt-4o-mini",
+    "gpt-4o-mini-2024-07-18",
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENFT_")
+
+    data_dir: Path = Path(".openft")
+    db_url: str | None = None
+    default_base_model: str = BUNDLED_MODEL
+    # Shown in `ft:<base>:<org>:<suffix>:<id>`; OpenAI personal accounts show "personal".
+    organization: str = "personal"
+    organization_id: str = "org-openft"
+    # Empty: any bearer key is accepted (a laptop install). Set to require one of these keys.
+    api_keys: list[str] = []
+    # CPU threads for training and for serving; they share the machine.
+    train_threads: int = 2
+    serve_threads: int = 2
+    worker_poll_seconds: float = 0.5
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{(self.data_dir / 'openft.db').resolve()}"
