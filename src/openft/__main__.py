@@ -1,0 +1,3 @@
+from openft.cli.app import main
+
+main()

@@ -1,0 +1,109 @@
+"""The `openft` command line. Every command takes --data-dir (env OPENFT_DATA_DIR)."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from openft.cli import data as data_commands
+from openft.settings import Settings
+
+app = typer.Typer(help="openft: a self-hosted, OpenAI-compatible fine-tuning service.", no_args_is_help=True)
+models_app = typer.Typer(help="Manage the model store.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(data_commands.app, name="data")
+
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", envvar="OPENFT_DATA_DIR", help="Where openft keeps its database, files and models.")
+]
+
+
+def settings_for(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir)
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = Path(".openft"),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="Serve the API only; run `openft worker` apart.")] = False,
+) -> None:
+    """Serve the OpenAI-compatible API (and run the job worker).
+
+    On a fresh data dir the bundled SmolLM2-135M-Instruct is imported first (once).
+
+    Example usage:
+
+        openft serve --port 8000 --data-dir ./.openft
+    """
+    import uvicorn
+
+    from openft.models.store import ensure_bundled_model
+    from openft.server.app import create_app
+    from openft.store.db import Database
+
+    settings = settings_for(data_dir)
+    ensure_bundled_model(settings, Database(settings))
+    uvicorn.run(create_app(settings, run_worker=not no_worker), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def worker(data_dir: DataDir = Path(".openft")) -> None:
+    """Run a job worker alone (next to `openft serve --no-worker`).
+
+    Example usage:
+
+        openft worker --data-dir ./.openft
+    """
+    import threading
+
+    from openft.models.store import ensure_bundled_model
+    from openft.runner.worker import Worker
+    from openft.store.db import Database
+
+    settings = settings_for(data_dir)
+    db = Database(settings)
+    ensure_bundled_model(settings, db)
+    stop = threading.Event()
+    try:
+        Worker(settings, db).run_forever(stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@models_app.command("import")
+def import_model(data_dir: DataDir = Path(".openft")) -> None:
+    """Import the bundled SmolLM2-135M-Instruct into the model store (GGUF → safetensors).
+
+    Example usage:
+
+        openft models import --data-dir ./.openft
+    """
+    from openft.models.store import ensure_bundled_model
+    from openft.store.db import Database
+
+    settings = settings_for(data_dir)
+    ensure_bundled_model(settings, Database(settings))
+    typer.echo(f"Model store ready: {settings.models_dir.resolve()}")
+
+
+@app.command()
+def demo(
+    data_dir: DataDir = Path(".openft"),
+    port: Annotated[int, typer.Option(help="Port for the demo server.")] = 8000,
+) -> None:
+    """Run the seed workflow end to end: start a server, upload the Marv examples, fine-tune,
+    and compare the base and fine-tuned answers.
+
+    Example usage:
+
+        openft demo --port 8000
+    """
+    from openft.cli.demo import run_demo
+
+    raise typer.Exit(run_demo(data_dir, port))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,117 @@
+"""Resolve "auto" fine-tuning hyperparameters from the dataset size, as OpenAI does.
+
+`n_epochs` follows OpenAI's published rule (the Chat_finetuning_data_prep cookbook): aim for 3
+epochs, but scale so that examples x epochs lands within [100, 25000], clamped to [1, 25].
+
+OpenAI does not publish its `batch_size` and `learning_rate_multiplier` rules; ours are below,
+chosen to behave like the values OpenAI reports on finished jobs:
+- batch_size: about 0.2% of the examples (n // 500), at least 1 and at most 256. Small datasets
+  train one example per step; 10,000 examples train 20 per step.
+- learning_rate_multiplier: scales the trainer's base LoRA learning rate of 2e-4. Under 100
+  examples the epoch rule shows the model only ~100 examples in all (about 100 optimizer steps at
+  batch size 1), too few for 2e-4 to move a fresh adapter much, so we double it to 2.0. From 100
+  examples on there are hundreds of steps or more, and the usual LoRA rate (1.0) is right.
+
+A value the user gives is used as is, once `validate_requested_hyperparameters` has accepted it.
+"""
+
+from dataclasses import dataclass
+
+TARGET_EPOCHS = 3
+MIN_TARGET_EXAMPLES = 100
+MAX_TARGET_EXAMPLES = 25_000
+MIN_DEFAULT_EPOCHS = 1
+MAX_DEFAULT_EPOCHS = 25
+
+EXAMPLES_PER_BATCH_ITEM = 500  # batch_size = n // 500, i.e. 0.2% of the examples
+MAX_BATCH_SIZE = 256
+MAX_EPOCHS = 50
+SMALL_DATASET_EXAMPLES = 100
+SMALL_DATASET_LR_MULTIPLIER = 2.0
+DEFAULT_LR_MULTIPLIER = 1.0
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    n_epochs: int
+    batch_size: int
+    learning_rate_multiplier: float
+
+
+def resolve_hyperparameters(n_examples: int, requested: dict | None) -> Hyperparameters:
+    """Fill every "auto" (or missing) value from `n_examples`; keep the numbers the user gave."""
+    if invalid := validate_requested_hyperparameters(requested):
+        raise ValueError(invalid[1])
+    requested = requested or {}
+    n = max(n_examples, 1)
+    return Hyperparameters(
+        n_epochs=_given(requested, "n_epochs") or auto_n_epochs(n),
+        batch_size=_given(requested, "batch_size") or auto_batch_size(n),
+        learning_rate_multiplier=float(
+            _given(requested, "learning_rate_multiplier") or auto_learning_rate_multiplier(n)
+        ),
+    )
+
+
+def auto_n_epochs(n_examples: int) -> int:
+    if n_examples * TARGET_EPOCHS < MIN_TARGET_EXAMPLES:
+        return min(MAX_DEFAULT_EPOCHS, MIN_TARGET_EXAMPLES // n_examples)
+    if n_examples * TARGET_EPOCHS > MAX_TARGET_EXAMPLES:
+        return max(MIN_DEFAULT_EPOCHS, MAX_TARGET_EXAMPLES // n_examples)
+    return TARGET_EPOCHS
+
+
+def auto_batch_size(n_examples: int) -> int:
+    return min(MAX_BATCH_SIZE, max(1, n_examples // EXAMPLES_PER_BATCH_ITEM))
+
+
+def auto_learning_rate_multiplier(n_examples: int) -> float:
+    if n_examples < SMALL_DATASET_EXAMPLES:
+        return SMALL_DATASET_LR_MULTIPLIER
+    return DEFAULT_LR_MULTIPLIER
+
+
+def validate_requested_hyperparameters(requested: dict | None) -> tuple[str, str] | None:
+    """Return (param, message) for the first invalid value, or None when all are valid."""
+    for key, value in (requested or {}).items():
+        param = f"hyperparameters.{key}"
+        if key not in _RULES:
+            return param, f"Unknown hyperparameter '{key}'; expected one of {', '.join(_RULES)}."
+        if value is None or value == "auto":
+            continue
+        accepts, expected = _RULES[key]
+        if not accepts(value):
+            message = f"Invalid value for {param}: expected 'auto' or {expected}, got {value!r}."
+            return param, message
+    return None
+
+
+def _given(requested: dict, key: str) -> int | float | None:
+    value = requested.get(key)
+    return None if value == "auto" else value
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# Each accepted hyperparameter: (does it accept this value, what it expects, for the message).
+_RULES = {
+    "n_epochs": (
+        lambda v: _is_int(v) and 1 <= v <= MAX_EPOCHS,
+        f"an integer from 1 to {MAX_EPOCHS}",
+    ),
+    "batch_size": (
+        lambda v: _is_int(v) and 1 <= v <= MAX_BATCH_SIZE,
+        f"an integer from 1 to {MAX_BATCH_SIZE}",
+    ),
+    # `0 < v < inf` also rejects NaN, which compares false with everything.
+    "learning_rate_multiplier": (
+        lambda v: _is_number(v) and 0 < v < float("inf"),
+        "a number greater than 0",
+    ),
+}

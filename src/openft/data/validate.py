@@ -1,0 +1,447 @@
+"""Check chat fine-tuning JSONL before anything is tokenized or trained.
+
+Bytes in, a `ValidationReport` out. The module is pure (no torch, no tokenizer), so the server can
+run it on upload and the CLI can run it offline; the token-level checks (context length, trained
+tokens) live next to the tokenizer.
+
+Every problem is a `DataIssue` with a stable `code` that clients can match on, and a message that
+starts "Line N: " so the user can jump to it. The whole file is checked and every problem on every
+line is reported, so one round of fixes is enough. An example with any error is left out of
+`examples`; warnings never drop an example. Codes reuse the names from OpenAI's cookbook script
+(Chat_finetuning_data_prep) where one exists.
+
+Error codes:
+  File:      empty_file, not_jsonl, invalid_encoding, invalid_json
+  Example:   data_type, example_unrecognized_key, missing_messages_list,
+             example_missing_assistant_message, no_trained_assistant_message
+  Message:   message_missing_key, message_unrecognized_key, unrecognized_role, missing_content,
+             invalid_weight
+  Tool data: invalid_tools, invalid_functions, invalid_parallel_tool_calls, invalid_tool_calls,
+             invalid_function_call, invalid_tool_call_id
+Warning codes:
+  blank_line, duplicate_example, missing_system_message, missing_user_message,
+  short_assistant_reply, identical_system_message (file level)
+
+The 10-example minimum is not applied here: the server applies `check_example_count` when a job
+is created (as OpenAI does), and the CLI applies both.
+"""
+
+import codecs
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+MIN_EXAMPLES = 10
+ALLOWED_ROLES = ("system", "user", "assistant", "tool", "function")
+ALLOWED_MESSAGE_KEYS = frozenset(
+    {"role", "content", "name", "weight", "function_call", "tool_calls", "tool_call_id"}
+)
+ALLOWED_EXAMPLE_KEYS = frozenset({"messages", "tools", "functions", "parallel_tool_calls"})
+# A trained assistant reply with fewer non-whitespace characters than this is flagged. Two, not
+# more: one-word labels ("No", "positive") are a common, legitimate classification target, while
+# an empty or one-character reply is usually a data bug (a truncated export, a stray label).
+SHORT_REPLY_CHARS = 2
+
+
+@dataclass(frozen=True)
+class DataIssue:
+    line: int | None  # 1-based line in the file; None for file-level issues
+    code: str
+    message: str  # starts with f"Line {line}: " when `line` is set
+
+
+@dataclass
+class ValidationReport:
+    examples: list[dict] = field(default_factory=list)
+    example_lines: list[int] = field(default_factory=list)
+    errors: list[DataIssue] = field(default_factory=list)
+    warnings: list[DataIssue] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def check_example_count(n: int) -> DataIssue | None:
+    """OpenAI's job-creation check, with OpenAI's wording."""
+    if n >= MIN_EXAMPLES:
+        return None
+    message = f"Training file has {n} example(s), but must have at least {MIN_EXAMPLES} examples"
+    return DataIssue(None, "invalid_n_examples", message)
+
+
+def validate_chat_jsonl(raw: bytes) -> ValidationReport:
+    report = ValidationReport()
+    raw = raw.removeprefix(codecs.BOM_UTF8)
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        report.errors.append(_issue(1, "invalid_encoding", "the file is UTF-16; save it as UTF-8"))
+        return report
+    lines = raw.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # the final newline ends the last line; it does not start a blank one
+    content_lines = [i for i, chunk in enumerate(lines) if chunk.strip()]
+    if not content_lines:
+        report.errors.append(DataIssue(None, "empty_file", "The training file is empty"))
+        return report
+    first = content_lines[0]
+    if not_jsonl := _sniff_not_jsonl(lines[first], raw, only_line=len(content_lines) == 1):
+        report.errors.append(_issue(first + 1, "not_jsonl", not_jsonl))
+        return report
+
+    first_seen: dict[bytes, int] = {}  # digest of an example -> the line it was first seen on
+    for lineno, chunk in enumerate(lines, start=1):
+        if not chunk.strip():
+            detail = "blank line, skipped; remove it to silence this warning"
+            report.warnings.append(_issue(lineno, "blank_line", detail))
+            continue
+        try:
+            text = chunk.decode("utf-8")
+        except UnicodeDecodeError as e:
+            detail = f"byte 0x{chunk[e.start]:02x} at column {e.start + 1} is not valid UTF-8"
+            detail += "; save the file as UTF-8"
+            report.errors.append(_issue(lineno, "invalid_encoding", detail))
+            continue
+        try:
+            example = json.loads(text)
+        except json.JSONDecodeError as e:
+            detail = f"invalid JSON: {e.msg} (column {e.colno})"
+            detail += "; each line must be one complete JSON object"
+            report.errors.append(_issue(lineno, "invalid_json", detail))
+            continue
+        errors = _example_errors(example)
+        report.errors += [_issue(lineno, code, detail) for code, detail in errors]
+        if errors:
+            continue
+        report.examples.append(example)
+        report.example_lines.append(lineno)
+        warnings = _example_warnings(example)
+        report.warnings += [_issue(lineno, code, detail) for code, detail in warnings]
+        digest = hashlib.blake2b(_canonical(example), digest_size=16).digest()
+        if digest in first_seen:
+            detail = (
+                f"duplicate of line {first_seen[digest]}; a repeated example is trained on twice"
+                " as often, remove it unless that is intended"
+            )
+            report.warnings.append(_issue(lineno, "duplicate_example", detail))
+        else:
+            first_seen[digest] = lineno
+
+    if warning := _identical_system_warning(report.examples):
+        report.warnings.append(warning)
+    return report
+
+
+def _issue(line: int, code: str, detail: str) -> DataIssue:
+    return DataIssue(line, code, f"Line {line}: {detail}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole-file shape: catch a JSON array, a pretty-printed object or a CSV once, at its first line,
+# instead of burying the real cause under one invalid_json error per line.
+
+
+def _sniff_not_jsonl(first_line: bytes, raw: bytes, only_line: bool) -> str | None:
+    first = first_line.decode("utf-8", errors="replace").strip()
+    parses = _is_json(first)
+    if first.startswith("[") and (not parses or only_line):
+        return (
+            "the file looks like a JSON array; expected JSONL: one JSON object per line,"
+            " without the surrounding [ ]"
+        )
+    if first.startswith("{") and not parses and _first_value_spans_lines(raw):
+        return (
+            "the file holds a JSON object spread over several lines; expected JSONL: each"
+            " example as one JSON object on a single line"
+        )
+    if not first.startswith(("{", "[")) and not parses and ("," in first or "\t" in first):
+        return (
+            "the file looks like CSV; expected JSONL: one JSON object per line,"
+            ' like {"messages": [...]}'
+        )
+    return None
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def _first_value_spans_lines(raw: bytes) -> bool:
+    text = raw.decode("utf-8", errors="replace").lstrip()
+    try:
+        _, end = json.JSONDecoder().raw_decode(text)
+    except json.JSONDecodeError:
+        return False
+    return "\n" in text[:end]
+
+
+# ---------------------------------------------------------------------------------------------
+# One example. Each check returns (code, detail) pairs; the caller adds the line number.
+
+Problems = list[tuple[str, str]]
+
+
+def _example_errors(example: object) -> Problems:
+    if not isinstance(example, dict):
+        return [("data_type", f"expected a JSON object, got {_json_type(example)}")]
+    errors: Problems = []
+    for key in sorted(example.keys() - ALLOWED_EXAMPLE_KEYS):
+        allowed = ", ".join(sorted(ALLOWED_EXAMPLE_KEYS))
+        detail = f"unrecognized key {key!r}; an example may only have {allowed}"
+        errors.append(("example_unrecognized_key", detail))
+    if "tools" in example:
+        errors += _definitions_errors(example["tools"], "tools", "invalid_tools")
+    if "functions" in example:
+        errors += _definitions_errors(example["functions"], "functions", "invalid_functions")
+    if "parallel_tool_calls" in example and not isinstance(example["parallel_tool_calls"], bool):
+        errors.append(("invalid_parallel_tool_calls", "parallel_tool_calls must be true or false"))
+    messages = example.get("messages")
+    if not isinstance(messages, list) or not messages:
+        errors.append(("missing_messages_list", 'expected a non-empty "messages" list'))
+        return errors
+    return errors + _messages_errors(messages)
+
+
+def _messages_errors(messages: list) -> Problems:
+    errors: Problems = []
+    call_ids: set[str] = set()  # ids of the tool calls made so far, which tool messages answer
+    assistant_weights = []
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            detail = f"{where}: expected a JSON object, got {_json_type(message)}"
+            errors.append(("data_type", detail))
+            continue
+        errors += _message_errors(where, message, call_ids)
+        if message.get("role") == "assistant":
+            assistant_weights.append(message.get("weight", 1))
+    if not assistant_weights:
+        detail = "no assistant message; an example needs at least one assistant reply to learn from"
+        errors.append(("example_missing_assistant_message", detail))
+    elif all(_is_weight(w) for w in assistant_weights) and 1 not in assistant_weights:
+        detail = "every assistant message has weight 0, so nothing would be trained; set one to 1"
+        errors.append(("no_trained_assistant_message", detail))
+    return errors
+
+
+def _message_errors(where: str, message: dict, call_ids: set[str]) -> Problems:
+    errors: Problems = []
+    role = message.get("role")
+    for key in sorted(message.keys() - ALLOWED_MESSAGE_KEYS):
+        allowed = ", ".join(sorted(ALLOWED_MESSAGE_KEYS))
+        detail = f"{where}: unrecognized key {key!r}; allowed keys are {allowed}"
+        errors.append(("message_unrecognized_key", detail))
+    if "role" not in message:
+        errors.append(("message_missing_key", f"{where}: missing 'role'"))
+    elif role not in ALLOWED_ROLES:
+        detail = f"{where}: role {role!r} is not one of {', '.join(ALLOWED_ROLES)}"
+        errors.append(("unrecognized_role", detail))
+
+    # An assistant message that calls a tool may leave content out or null, as the API does.
+    content_optional = role == "assistant" and _makes_call(message)
+    if "content" not in message:
+        if not content_optional:
+            errors.append(("message_missing_key", f"{where}: missing 'content'"))
+    elif message["content"] is None:
+        if not content_optional:
+            detail = f"{where}: content is null; only an assistant tool call may omit it"
+            errors.append(("missing_content", detail))
+    elif problem := _content_problem(message["content"]):
+        errors.append(("missing_content", f"{where}: {problem}"))
+
+    if "weight" in message:
+        if role != "assistant":
+            detail = f"{where}: weight is only allowed on assistant messages"
+            errors.append(("invalid_weight", detail))
+        elif not _is_weight(message["weight"]):
+            detail = f"{where}: weight is {message['weight']!r}, but must be 0 or 1"
+            errors.append(("invalid_weight", detail))
+
+    errors += _call_errors(where, message, role, call_ids)
+    return errors
+
+
+def _makes_call(message: dict) -> bool:
+    return message.get("tool_calls") is not None or message.get("function_call") is not None
+
+
+def _content_problem(content: object) -> str | None:
+    if isinstance(content, str):
+        return None
+    if not isinstance(content, list):
+        return f"content must be a string, got {_json_type(content)}"
+    if content and all(
+        isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+        for part in content
+    ):
+        return None
+    return 'content given as a list must hold only text parts, like {"type": "text", "text": "..."}'
+
+
+def _is_weight(weight: object) -> bool:
+    return not isinstance(weight, bool) and isinstance(weight, (int, float)) and weight in (0, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Function and tool calling: definitions on the example, calls on assistant messages, results in
+# tool/function messages. Malformed data here would otherwise fail late, in the chat template.
+
+
+def _definitions_errors(definitions: object, key: str, code: str) -> Problems:
+    shape = '{"type": "function", "function": {"name": ...}}' if key == "tools" else '{"name": ...}'
+    if not isinstance(definitions, list):
+        return [(code, f"{key} must be a list of {shape} objects")]
+    errors: Problems = []
+    for j, definition in enumerate(definitions):
+        if key == "tools":
+            if not isinstance(definition, dict) or definition.get("type") != "function":
+                errors.append((code, f"tools[{j}]: must be {shape}"))
+                continue
+            definition = definition.get("function")
+        if problem := _function_definition_problem(definition):
+            errors.append((code, f"{key}[{j}]: {problem}"))
+    return errors
+
+
+def _function_definition_problem(function: object) -> str | None:
+    if not isinstance(function, dict):
+        return "the function definition must be an object with a name"
+    if not isinstance(function.get("name"), str) or not function["name"]:
+        return "the function needs a non-empty string 'name'"
+    if not isinstance(function.get("description", ""), str):
+        return "the function 'description' must be a string"
+    if not isinstance(function.get("parameters", {}), dict):
+        return "the function 'parameters' must be a JSON Schema object"
+    return None
+
+
+def _call_errors(where: str, message: dict, role: object, call_ids: set[str]) -> Problems:
+    errors: Problems = []
+    tool_calls = message.get("tool_calls")
+    if tool_calls is not None:
+        if role != "assistant":
+            detail = f"{where}: only assistant messages may have tool_calls"
+            errors.append(("invalid_tool_calls", detail))
+        elif not isinstance(tool_calls, list) or not tool_calls:
+            detail = f"{where}: tool_calls must be a non-empty list"
+            errors.append(("invalid_tool_calls", detail))
+        else:
+            for j, call in enumerate(tool_calls):
+                if problem := _tool_call_problem(call):
+                    errors.append(("invalid_tool_calls", f"{where}.tool_calls[{j}]: {problem}"))
+                else:
+                    call_ids.add(call["id"])
+
+    function_call = message.get("function_call")
+    if function_call is not None:
+        if role != "assistant":
+            detail = f"{where}: only assistant messages may have function_call"
+            errors.append(("invalid_function_call", detail))
+        elif problem := _function_call_problem(function_call):
+            errors.append(("invalid_function_call", f"{where}.function_call: {problem}"))
+
+    if role == "tool":
+        call_id = message.get("tool_call_id")
+        if call_id is None:
+            detail = f"{where}: a tool message needs the 'tool_call_id' of the call it answers"
+            errors.append(("message_missing_key", detail))
+        elif not isinstance(call_id, str) or call_id not in call_ids:
+            detail = f"{where}: tool_call_id {call_id!r} matches no earlier assistant tool call"
+            errors.append(("invalid_tool_call_id", detail))
+    if role == "function" and not isinstance(message.get("name"), str):
+        detail = f"{where}: a function message needs the 'name' of the function it answers"
+        errors.append(("message_missing_key", detail))
+    return errors
+
+
+def _tool_call_problem(call: object) -> str | None:
+    if not isinstance(call, dict):
+        return 'must be an object like {"id": ..., "type": "function", "function": {...}}'
+    if not isinstance(call.get("id"), str) or not call["id"]:
+        return "needs a non-empty string 'id'"
+    if call.get("type") != "function":
+        return "needs \"type\": \"function\""
+    return _function_call_problem(call.get("function"))
+
+
+def _function_call_problem(function_call: object) -> str | None:
+    if not isinstance(function_call, dict):
+        return 'must be an object like {"name": ..., "arguments": "{...}"}'
+    if not isinstance(function_call.get("name"), str) or not function_call["name"]:
+        return "needs a non-empty string function 'name'"
+    arguments = function_call.get("arguments")
+    if not isinstance(arguments, str):
+        return 'arguments must be a string holding a JSON object, like "{\\"city\\": \\"Paris\\"}"'
+    try:
+        decoded = json.loads(arguments)
+    except json.JSONDecodeError:
+        return "arguments is not valid JSON"
+    if not isinstance(decoded, dict):
+        return "arguments must encode a JSON object"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Warnings, for valid examples only: things that train, but probably not as intended.
+
+
+def _example_warnings(example: dict) -> Problems:
+    warnings: Problems = []
+    messages = example["messages"]
+    roles = {message["role"] for message in messages}
+    if "system" not in roles:
+        detail = "no system message; fine if you will send none at inference, else add yours"
+        warnings.append(("missing_system_message", detail))
+    if "user" not in roles:
+        detail = "no user message; fine if the model should answer without one, else add it"
+        warnings.append(("missing_user_message", detail))
+    for i, message in enumerate(messages):
+        trained = message["role"] == "assistant" and message.get("weight", 1) == 1
+        short = len(_text(message.get("content")).strip()) < SHORT_REPLY_CHARS
+        if trained and short and not _makes_call(message):
+            detail = (
+                f"messages[{i}]: the assistant reply is under {SHORT_REPLY_CHARS} characters;"
+                " fine for single-character labels, otherwise check the export"
+            )
+            warnings.append(("short_assistant_reply", detail))
+    return warnings
+
+
+def _identical_system_warning(examples: list[dict]) -> DataIssue | None:
+    prompts = {_system_prompt(example) for example in examples}
+    if len(examples) < 2 or len(prompts) != 1 or None in prompts:
+        return None
+    message = (
+        f"All {len(examples)} examples share the same system message. If the fine-tuned model "
+        "should behave this way without being told, you could drop it from the training data "
+        "(and from your requests) to save tokens; otherwise keep it and send it unchanged at"
+        " inference."
+    )
+    return DataIssue(None, "identical_system_message", message)
+
+
+def _system_prompt(example: dict) -> str | None:
+    for message in example["messages"]:
+        if message["role"] == "system":
+            return _text(message["content"])
+    return None
+
+
+def _text(content: object) -> str:
+    if isinstance(content, list):
+        return "".join(part["text"] for part in content)
+    return content or ""
+
+
+def _canonical(example: dict) -> bytes:
+    return json.dumps(example, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    return names.get(type(value), "a number")

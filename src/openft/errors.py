@@ -1,0 +1,45 @@
+"""One error type for everything a client is told went wrong, rendered as OpenAI's error body."""
+
+
+class OpenFTError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        type: str = "invalid_request_error",
+    ):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.type = type
+
+    def body(self) -> dict:
+        return {
+            "error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+        }
+
+
+def not_found(kind: str, object_id: str, param: str = "id", code: str | None = None) -> OpenFTError:
+    return OpenFTError(404, f"No such {kind} object: {object_id}", param=param, code=code)
+
+
+def model_not_found(model: str) -> OpenFTError:
+    return OpenFTError(
+        404,
+        f"The model `{model}` does not exist or you do not have access to it.",
+        code="model_not_found",
+    )
+
+
+def invalid_api_key(key: str) -> OpenFTError:
+    masked = key[:3] + "*" * max(len(key) - 7, 0) + key[-4:] if len(key) > 7 else "***"
+    return OpenFTError(
+        401,
+        f"Incorrect API key provided: {masked}. You can find your API key in the openft settings.",
+        code="invalid_api_key",
+    )

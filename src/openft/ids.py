@@ -1,0 +1,35 @@
+"""OpenAI-style identifiers: a prefix and a random alphanumeric tail."""
+
+import secrets
+import string
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def random_token(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def file_id() -> str:
+    return "file-" + random_token(24)
+
+
+def job_id() -> str:
+    return "ftjob-" + random_token(24)
+
+
+def event_id() -> str:
+    return "ftevent-" + random_token(24)
+
+
+def checkpoint_id() -> str:
+    return "ftckpt_" + random_token(24)
+
+
+def completion_id() -> str:
+    return "chatcmpl-" + random_token(24)
+
+
+def fine_tuned_model_name(base: str, organization: str, suffix: str | None) -> str:
+    """`ft:{base}:{org}:{suffix}:{8-char id}`; an empty suffix leaves `::` as OpenAI does."""
+    return f"ft:{base}:{organization}:{suffix or ''}:{random_token(8)}"

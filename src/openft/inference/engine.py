@@ -1,0 +1,50 @@
+"""What the server needs from an inference engine. The engine knows nothing about HTTP: it turns
+chat messages into streamed text for a base model, optionally with a LoRA adapter."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A servable model: a base in the model store plus, for a fine-tune, its adapter."""
+
+    base_model: str
+    adapter_path: str | None = None
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int | None = None  # None: up to the context limit
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass
+class Chunk:
+    """A piece of generated text. The last chunk of a generation carries the finish reason and
+    the token counts."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class Prompt:
+    messages: list[dict]
+    tools: list[dict] | None = field(default=None)
+
+
+class Engine(Protocol):
+    def context_length(self, model: ModelRef) -> int: ...
+
+    def count_prompt_tokens(self, model: ModelRef, prompt: Prompt) -> int: ...
+
+    def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> Iterator[Chunk]:
+        """Yields text chunks; closing the iterator early frees the engine for the next request."""
+        ...

@@ -1,0 +1,136 @@
+"""The transformers + peft engine (CPU or one GPU).
+
+One copy of each base model is loaded; fine-tunes are LoRA adapters attached to it on demand and
+evicted least-recently-used. Requests run one at a time behind a lock: the decode loop is a plain
+prefill + KV-cached step loop, so it can stream and stop on strings.
+"""
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+
+from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams
+from openft.inference.sampling import next_token
+from openft.inference.stops import find_stop, safe_length
+
+MAX_LOADED_ADAPTERS = 8
+
+
+class LoadedBase:
+    def __init__(self, path: Path):
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        self.device = device
+        self.peft: PeftModel | None = None
+        self.adapters: OrderedDict[str, str] = OrderedDict()  # adapter path -> adapter name
+        config = self.model.config
+        self.context_length = config.max_position_embeddings
+        eos = config.eos_token_id
+        self.stop_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])}
+
+    def select(self, adapter_path: str | None):
+        """The module to run for this request, with the right adapter active."""
+        if adapter_path is None:
+            return self.model if self.peft is None else _WithoutAdapters(self.peft)
+        name = self.adapters.get(adapter_path)
+        if name is None:
+            name = f"adapter{len(self.adapters)}_{abs(hash(adapter_path))}"
+            if self.peft is None:
+                self.peft = PeftModel.from_pretrained(self.model, adapter_path, adapter_name=name).eval()
+            else:
+                self.peft.load_adapter(adapter_path, adapter_name=name)
+            self.adapters[adapter_path] = name
+            if len(self.adapters) > MAX_LOADED_ADAPTERS:
+                _, evicted = self.adapters.popitem(last=False)
+                self.peft.delete_adapter(evicted)
+        self.adapters.move_to_end(adapter_path)
+        self.peft.set_adapter(name)
+        return self.peft
+
+
+class _WithoutAdapters:
+    """The base model's forward on a peft-wrapped model, with every adapter disabled."""
+
+    def __init__(self, peft: PeftModel):
+        self.peft = peft
+
+    def __call__(self, **inputs):
+        with self.peft.disable_adapter():
+            return self.peft(**inputs)
+
+
+class HFEngine:
+    def __init__(self, models_dir: Path, threads: int):
+        self.models_dir = models_dir
+        self.threads = threads
+        self._bases: dict[str, LoadedBase] = {}
+        self._lock = threading.Lock()
+
+    def _base(self, name: str) -> LoadedBase:
+        if name not in self._bases:
+            torch.set_num_threads(self.threads)
+            self._bases[name] = LoadedBase(self.models_dir / name)
+        return self._bases[name]
+
+    def context_length(self, model: ModelRef) -> int:
+        with self._lock:
+            return self._base(model.base_model).context_length
+
+    def count_prompt_tokens(self, model: ModelRef, prompt: Prompt) -> int:
+        with self._lock:
+            return len(self._encode(self._base(model.base_model), prompt))
+
+    @staticmethod
+    def _encode(base: LoadedBase, prompt: Prompt) -> list[int]:
+        return base.tokenizer.apply_chat_template(
+            prompt.messages, tools=prompt.tools, add_generation_prompt=True, tokenize=True, return_dict=True
+        )["input_ids"]
+
+    def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> Iterator[Chunk]:
+        with self._lock, torch.inference_mode():
+            base = self._base(model.base_model)
+            module = base.select(model.adapter_path)
+            prompt_ids = self._encode(base, prompt)
+            budget = base.context_length - len(prompt_ids)
+            max_tokens = budget if params.max_tokens is None else min(params.max_tokens, budget)
+            generator = None
+            if params.seed is not None:
+                generator = torch.Generator(device=base.device).manual_seed(params.seed)
+
+            cache = DynamicCache()
+            inputs = torch.tensor([prompt_ids], device=base.device)
+            generated: list[int] = []
+            sent = 0
+            finish_reason = "length"
+            while len(generated) < max_tokens:
+                logits = module(input_ids=inputs, past_key_values=cache, use_cache=True).logits[0, -1]
+                token = next_token(logits, params.temperature, params.top_p, generator)
+                generated.append(token)
+                if token in base.stop_ids:
+                    finish_reason = "stop"
+                    break
+                text = base.tokenizer.decode(generated, skip_special_tokens=True)
+                stop_at = find_stop(text, params.stop)
+                if stop_at is not None:
+                    if stop_at > sent:
+                        yield Chunk(text[sent:stop_at])
+                    sent = None
+                    finish_reason = "stop"
+                    break
+                ready = safe_length(text, params.stop)
+                if ready > sent:
+                    yield Chunk(text[sent:ready])
+                    sent = ready
+                inputs = torch.tensor([[token]], device=base.device)
+            if sent is not None:
+                text = base.tokenizer.decode(generated, skip_special_tokens=True)
+                if len(text) > sent:
+                    yield Chunk(text[sent:])
+            yield Chunk("", finish_reason, prompt_tokens=len(prompt_ids), completion_tokens=len(generated))

@@ -1,0 +1,49 @@
+"""The trainer's spec file: everything one training run needs, resolved from a job row."""
+
+import json
+from pathlib import Path
+
+from openft.data.hyperparams import Hyperparameters, resolve_hyperparameters
+from openft.data.validate import validate_chat_jsonl
+from openft.settings import Settings
+from openft.store.tables import JobRow
+
+# LoRA learning rate that learning_rate_multiplier=1 means, for the ~100M-1B models openft ships.
+BASE_LEARNING_RATE = 2e-4
+LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"}
+
+
+def job_dir(settings: Settings, job_id: str) -> Path:
+    return settings.jobs_dir / job_id
+
+
+def resolve(job: JobRow, training_path: Path) -> Hyperparameters:
+    n_examples = len(validate_chat_jsonl(training_path.read_bytes()).examples)
+    return resolve_hyperparameters(n_examples, job.hyperparameters)
+
+
+def write_spec(
+    settings: Settings,
+    job: JobRow,
+    hyperparameters: Hyperparameters,
+    training_path: Path,
+    validation_path: Path | None,
+) -> Path:
+    directory = job_dir(settings, job.id)
+    directory.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "base_model_path": str((settings.models_dir / job.base_model).resolve()),
+        "training_file": str(training_path.resolve()),
+        "validation_file": str(validation_path.resolve()) if validation_path else None,
+        "output_dir": str((directory / "out").resolve()),
+        "n_epochs": hyperparameters.n_epochs,
+        "batch_size": hyperparameters.batch_size,
+        "learning_rate": BASE_LEARNING_RATE * hyperparameters.learning_rate_multiplier,
+        "seed": job.seed,
+        "max_length": 2048,
+        "threads": settings.train_threads,
+        "lora": LORA,
+    }
+    path = directory / "spec.json"
+    path.write_text(json.dumps(spec, indent=2))
+    return path

@@ -1,0 +1,97 @@
+"""The FastAPI application. Importing this module must not import torch: the inference engine is
+created lazily, on the first request that needs it."""
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from openft.errors import OpenFTError
+from openft.inference.engine import Engine
+from openft.runner.worker import Worker
+from openft.server.routes import chat, files, fine_tuning, models
+from openft.services.chat import ChatService
+from openft.services.files import FileService
+from openft.services.fine_tuning import FineTuningService
+from openft.services.models import ModelService
+from openft.settings import Settings
+from openft.store.db import Database
+
+log = logging.getLogger("openft.server")
+
+
+class LazyEngine:
+    """Defers importing torch and loading weights until a chat request arrives."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str):
+        with self._lock:
+            if self._engine is None:
+                from openft.inference.hf import HFEngine
+
+                self._engine = HFEngine(self.settings.models_dir, self.settings.serve_threads)
+        return getattr(self._engine, name)
+
+
+def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
+    db = Database(settings)
+    model_service = ModelService(settings, db)
+    file_service = FileService(settings, db)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        stop = threading.Event()
+        thread = None
+        if run_worker:
+            thread = threading.Thread(
+                target=Worker(settings, db).run_forever, args=(stop,), name="openft-worker", daemon=True
+            )
+            thread.start()
+        yield
+        stop.set()
+        if thread:
+            thread.join(timeout=30)
+
+    app = FastAPI(title="openft", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.files = file_service
+    app.state.models = model_service
+    app.state.fine_tuning = FineTuningService(settings, db, file_service, model_service)
+    app.state.chat = ChatService(model_service, LazyEngine(settings))
+    for module in (files, fine_tuning, models, chat):
+        app.include_router(module.router)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(OpenFTError)
+    async def openft_error(_: Request, error: OpenFTError) -> JSONResponse:
+        return JSONResponse(error.body(), status_code=error.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0]
+        location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "form")]
+        param = ".".join(location) or None
+        message = f"{first.get('msg', 'Invalid request')}" + (f": '{param}'" if param else "")
+        return JSONResponse(OpenFTError(400, message, param=param).body(), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        body = OpenFTError(error.status_code, str(error.detail)).body()
+        return JSONResponse(body, status_code=error.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        body = OpenFTError(500, "The server had an error processing your request.", type="server_error").body()
+        return JSONResponse(body, status_code=500)

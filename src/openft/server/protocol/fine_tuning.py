@@ -1,0 +1,149 @@
+"""Fine-tuning wire types, after openai-python's `types/fine_tuning/`."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from openft.store.tables import CheckpointRow, EventRow, JobRow
+
+JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused"]
+Auto = Literal["auto"]
+
+
+class HyperparametersParam(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: Auto | int | None = None
+    learning_rate_multiplier: Auto | float | None = None
+    n_epochs: Auto | int | None = None
+
+
+class SupervisedParam(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hyperparameters: HyperparametersParam | None = None
+
+
+class MethodParam(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["supervised"]
+    supervised: SupervisedParam | None = None
+
+
+class JobCreateParams(BaseModel):
+    """Body of POST /v1/fine_tuning/jobs (`job_create_params.py`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    training_file: str
+    hyperparameters: HyperparametersParam | None = None
+    integrations: list[dict[str, Any]] | None = None
+    metadata: dict[str, str] | None = None
+    method: MethodParam | None = None
+    seed: int | None = Field(default=None, ge=0, le=2147483647)
+    suffix: str | None = Field(default=None, max_length=64)
+    validation_file: str | None = None
+
+    def requested_hyperparameters(self) -> dict[str, Any]:
+        chosen = self.hyperparameters
+        if self.method and self.method.supervised and self.method.supervised.hyperparameters:
+            chosen = self.method.supervised.hyperparameters
+        return chosen.model_dump(exclude_none=True) if chosen else {}
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    param: str | None = None
+
+
+class FineTuningJob(BaseModel):
+    id: str
+    created_at: int
+    error: JobError | None = None
+    fine_tuned_model: str | None = None
+    finished_at: int | None = None
+    hyperparameters: dict[str, Any]
+    model: str
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    organization_id: str
+    result_files: list[str]
+    seed: int
+    status: JobStatus
+    trained_tokens: int | None = None
+    training_file: str
+    validation_file: str | None = None
+    estimated_finish: int | None = None
+    integrations: list[dict[str, Any]] | None = None
+    metadata: dict[str, str] | None = None
+    method: dict[str, Any] | None = None
+    # openft extensions
+    user_provided_suffix: str | None = None
+
+
+class FineTuningJobEvent(BaseModel):
+    id: str
+    created_at: int
+    level: Literal["info", "warn", "error"]
+    message: str
+    object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
+    data: dict[str, Any] | None = None
+    type: Literal["message", "metrics"] | None = None
+
+
+class FineTuningJobCheckpoint(BaseModel):
+    id: str
+    created_at: int
+    fine_tuned_model_checkpoint: str
+    fine_tuning_job_id: str
+    metrics: dict[str, Any]
+    object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
+    step_number: int
+
+
+def job_to_wire(row: JobRow) -> FineTuningJob:
+    hyperparameters = {
+        "batch_size": "auto",
+        "learning_rate_multiplier": "auto",
+        "n_epochs": "auto",
+        **row.hyperparameters,
+    }
+    return FineTuningJob(
+        id=row.id,
+        created_at=row.created_at,
+        error=JobError(**row.error) if row.error else None,
+        fine_tuned_model=row.fine_tuned_model,
+        finished_at=row.finished_at,
+        hyperparameters=hyperparameters,
+        model=row.model,
+        organization_id=row.organization_id,
+        result_files=row.result_files,
+        seed=row.seed,
+        status=row.status,
+        trained_tokens=row.trained_tokens,
+        training_file=row.training_file,
+        validation_file=row.validation_file,
+        estimated_finish=row.estimated_finish,
+        integrations=[],
+        metadata=row.job_metadata,
+        method={"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
+        user_provided_suffix=row.suffix,
+    )
+
+
+def event_to_wire(row: EventRow) -> FineTuningJobEvent:
+    return FineTuningJobEvent(
+        id=row.id, created_at=row.created_at, level=row.level, message=row.message, data=row.data, type=row.type
+    )
+
+
+def checkpoint_to_wire(row: CheckpointRow) -> FineTuningJobCheckpoint:
+    return FineTuningJobCheckpoint(
+        id=row.id,
+        created_at=row.created_at,
+        fine_tuned_model_checkpoint=row.fine_tuned_model_checkpoint,
+        fine_tuning_job_id=row.job_id,
+        metrics=row.metrics,
+        step_number=row.step_number,
+    )

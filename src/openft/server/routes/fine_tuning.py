@@ -1,0 +1,60 @@
+from fastapi import APIRouter, Query
+
+from openft.server.deps import Jobs, Organization
+from openft.server.protocol.common import page
+from openft.server.protocol.fine_tuning import (
+    FineTuningJob,
+    JobCreateParams,
+    checkpoint_to_wire,
+    event_to_wire,
+    job_to_wire,
+)
+
+router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
+
+
+@router.post("")
+def create(organization: Organization, jobs: Jobs, body: JobCreateParams) -> FineTuningJob:
+    return job_to_wire(jobs.create(organization, body))
+
+
+@router.get("")
+def list_jobs(
+    organization: Organization, jobs: Jobs, limit: int = Query(20, ge=1, le=100), after: str | None = None
+) -> dict:
+    rows, has_more = jobs.list(organization, limit, after)
+    return page([job_to_wire(row) for row in rows], has_more)
+
+
+@router.get("/{job_id}")
+def retrieve(organization: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
+    return job_to_wire(jobs.get(organization, job_id))
+
+
+@router.post("/{job_id}/cancel")
+def cancel(organization: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
+    return job_to_wire(jobs.cancel(organization, job_id))
+
+
+@router.get("/{job_id}/events")
+def events(
+    organization: Organization,
+    jobs: Jobs,
+    job_id: str,
+    limit: int = Query(20, ge=1, le=1000),
+    after: str | None = None,
+) -> dict:
+    rows, has_more = jobs.events(organization, job_id, limit, after)
+    return page([event_to_wire(row) for row in rows], has_more)
+
+
+@router.get("/{job_id}/checkpoints")
+def checkpoints(
+    organization: Organization,
+    jobs: Jobs,
+    job_id: str,
+    limit: int = Query(10, ge=1, le=100),
+    after: str | None = None,
+) -> dict:
+    rows, has_more = jobs.checkpoints(organization, job_id, limit, after)
+    return page([checkpoint_to_wire(row) for row in rows], has_more)

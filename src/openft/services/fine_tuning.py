@@ -1,0 +1,167 @@
+"""Fine-tuning jobs as the API sees them: create (with up-front validation), read, list, cancel.
+
+Everything a create call can reject is checked before the job row exists, so a rejected request
+stores nothing. Training itself happens in runner/.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from pathlib import Path
+
+from sqlalchemy import select
+
+from openft import ids
+from openft.data.hyperparams import validate_requested_hyperparameters
+from openft.data.validate import check_example_count, validate_chat_jsonl
+from openft.errors import OpenFTError, not_found
+from openft.server.protocol.fine_tuning import JobCreateParams
+from openft.services.files import FileService, format_error_message
+from openft.services.models import ModelService
+from openft.settings import Settings
+from openft.store.db import Database
+from openft.store.events import add_event
+from openft.store.tables import CheckpointRow, EventRow, JobRow
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+# The suffix becomes part of a model name split on ':'.
+SUFFIX_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class FineTuningService:
+    def __init__(self, settings: Settings, db: Database, files: FileService, models: ModelService):
+        self.settings = settings
+        self.db = db
+        self.files = files
+        self.models = models
+
+    def create(self, organization_id: str, params: JobCreateParams) -> JobRow:
+        if params.suffix is not None and not SUFFIX_PATTERN.match(params.suffix):
+            raise OpenFTError(
+                400,
+                "suffix may contain only letters, digits, '.', '_' and '-', at most 64 characters.",
+                param="suffix",
+            )
+        requested = params.requested_hyperparameters()
+        problem = validate_requested_hyperparameters(requested)
+        if problem:
+            raise OpenFTError(400, problem[1], param=problem[0])
+        base_model = self.models.base_for(params.model)
+        self._check_file(organization_id, params.training_file, "training_file")
+        if params.validation_file:
+            self._check_file(organization_id, params.validation_file, "validation_file")
+
+        job = JobRow(
+            id=ids.job_id(),
+            organization_id=organization_id,
+            created_at=int(time.time()),
+            model=params.model,
+            base_model=base_model,
+            status="validating_files",
+            training_file=params.training_file,
+            validation_file=params.validation_file,
+            suffix=params.suffix,
+            planned_model_name=ids.fine_tuned_model_name(params.model, self.settings.organization, params.suffix),
+            seed=params.seed if params.seed is not None else secrets.randbelow(2**31),
+            hyperparameters=requested,
+            result_files=[],
+            job_metadata=params.metadata,
+        )
+        with self.db.session() as session:
+            session.add(job)
+            session.flush()
+            add_event(session, job.id, f"Created fine-tuning job: {job.id}")
+            validating = f"Validating training file: {job.training_file}"
+            if job.validation_file:
+                validating += f" and validation file: {job.validation_file}"
+            add_event(session, job.id, validating)
+        return job
+
+    def _check_file(self, organization_id: str, file_id: str, param: str) -> None:
+        try:
+            row = self.files.get(organization_id, file_id)
+        except OpenFTError:
+            raise not_found("File", file_id, param=param) from None
+        if row.purpose != "fine-tune":
+            raise OpenFTError(
+                400, f"File {file_id} has purpose '{row.purpose}', but must be 'fine-tune'.", param=param,
+                code="invalid_file_purpose",
+            )
+        raw = Path(row.path).read_bytes()
+        problem = format_error_message(raw)
+        if problem:
+            raise OpenFTError(400, problem, param=param, code="invalid_file_format")
+        if param == "training_file":
+            count_issue = check_example_count(len(validate_chat_jsonl(raw).examples))
+            if count_issue:
+                raise OpenFTError(400, count_issue.message, param=param, code=count_issue.code)
+
+    def get(self, organization_id: str, job_id: str) -> JobRow:
+        with self.db.session() as session:
+            row = session.scalar(
+                select(JobRow).where(JobRow.id == job_id, JobRow.organization_id == organization_id)
+            )
+        if row is None:
+            raise self._job_not_found(job_id)
+        return row
+
+    def list(self, organization_id: str, limit: int, after: str | None) -> tuple[list[JobRow], bool]:
+        query = select(JobRow).where(JobRow.organization_id == organization_id)
+        if after:
+            query = query.where(JobRow.seq < self.get(organization_id, after).seq)
+        with self.db.session() as session:
+            rows = list(session.scalars(query.order_by(JobRow.seq.desc()).limit(limit + 1)))
+        return rows[:limit], len(rows) > limit
+
+    def events(
+        self, organization_id: str, job_id: str, limit: int, after: str | None
+    ) -> tuple[list[EventRow], bool]:
+        self.get(organization_id, job_id)
+        query = select(EventRow).where(EventRow.job_id == job_id)
+        with self.db.session() as session:
+            if after:
+                cursor = session.scalar(select(EventRow.seq).where(EventRow.id == after))
+                if cursor is None:
+                    raise not_found("Event", after, param="after")
+                query = query.where(EventRow.seq < cursor)
+            rows = list(session.scalars(query.order_by(EventRow.seq.desc()).limit(limit + 1)))
+        return rows[:limit], len(rows) > limit
+
+    def checkpoints(
+        self, organization_id: str, job_id: str, limit: int, after: str | None
+    ) -> tuple[list[CheckpointRow], bool]:
+        self.get(organization_id, job_id)
+        query = select(CheckpointRow).where(CheckpointRow.job_id == job_id)
+        with self.db.session() as session:
+            if after:
+                cursor = session.scalar(select(CheckpointRow.seq).where(CheckpointRow.id == after))
+                if cursor is None:
+                    raise not_found("Checkpoint", after, param="after")
+                query = query.where(CheckpointRow.seq < cursor)
+            rows = list(session.scalars(query.order_by(CheckpointRow.seq.desc()).limit(limit + 1)))
+        return rows[:limit], len(rows) > limit
+
+    def cancel(self, organization_id: str, job_id: str) -> JobRow:
+        with self.db.session() as session:
+            row = session.scalar(
+                select(JobRow).where(JobRow.id == job_id, JobRow.organization_id == organization_id)
+            )
+            if row is None:
+                raise self._job_not_found(job_id)
+            if row.status in TERMINAL:
+                raise OpenFTError(
+                    400, f"Job {job_id} has already {row.status} and cannot be cancelled.", param="fine_tuning_job_id"
+                )
+            # The worker that runs it sees the status change and stops the trainer.
+            row.status = "cancelled"
+            row.finished_at = int(time.time())
+            add_event(session, job_id, "Fine-tuning job cancelled")
+        return row
+
+    @staticmethod
+    def _job_not_found(job_id: str) -> OpenFTError:
+        return OpenFTError(
+            404, f"Could not find fine tune: {job_id}", param="fine_tune_id", code="fine_tune_not_found"
+        )

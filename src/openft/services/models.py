@@ -1,0 +1,81 @@
+"""Model names: base models in the store, OpenAI aliases that point at the default base, and
+fine-tunes (LoRA adapters) registered by finished jobs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from openft.errors import OpenFTError, model_not_found
+from openft.settings import OPENAI_ALIASES, Settings
+from openft.store.db import Database
+from openft.store.tables import ModelRow
+
+SYSTEM_OWNER = "system"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What a model name means to the inference engine."""
+
+    name: str
+    base_model: str
+    adapter_path: str | None
+
+
+class ModelService:
+    def __init__(self, settings: Settings, db: Database):
+        self.settings = settings
+        self.db = db
+
+    def register_base(self, name: str) -> None:
+        with self.db.session() as session:
+            if session.scalar(select(ModelRow).where(ModelRow.id == name)) is None:
+                session.add(ModelRow(id=name, created=int(time.time()), owned_by=SYSTEM_OWNER, base_model=name))
+
+    def base_for(self, requested: str) -> str:
+        """The base model that trains when a job asks for `requested`; 404 if there is none."""
+        name = self.settings.default_base_model if requested in OPENAI_ALIASES else requested
+        row = self._row(name)
+        if row is None or row.adapter_path is not None:
+            raise model_not_found(requested)
+        return row.base_model
+
+    def list(self) -> list[ModelRow]:
+        with self.db.session() as session:
+            rows = list(session.scalars(select(ModelRow).order_by(ModelRow.seq)))
+        default = next((row for row in rows if row.id == self.settings.default_base_model), None)
+        if default:
+            rows += [self._alias_row(alias, default) for alias in OPENAI_ALIASES]
+        return rows
+
+    def get(self, name: str) -> ModelRow:
+        if name in OPENAI_ALIASES:
+            default = self._row(self.settings.default_base_model)
+            if default:
+                return self._alias_row(name, default)
+        row = self._row(name)
+        if row is None:
+            raise model_not_found(name)
+        return row
+
+    def resolve(self, name: str) -> ServedModel:
+        row = self.get(name)
+        return ServedModel(name=name, base_model=row.base_model, adapter_path=row.adapter_path)
+
+    def delete(self, name: str) -> None:
+        row = self.get(name)
+        if row.adapter_path is None:
+            raise OpenFTError(403, f"You have insufficient permissions to delete the model `{name}`.")
+        with self.db.session() as session:
+            session.delete(session.merge(row))
+
+    def _row(self, name: str) -> ModelRow | None:
+        with self.db.session() as session:
+            return session.scalar(select(ModelRow).where(ModelRow.id == name))
+
+    @staticmethod
+    def _alias_row(alias: str, target: ModelRow) -> ModelRow:
+        return ModelRow(id=alias, created=target.created, owned_by=SYSTEM_OWNER, base_model=target.base_model)

@@ -1,0 +1,96 @@
+"""SQLAlchemy 2 tables. Routes never return these rows: server/protocol turns them into wire types."""
+
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class FileRow(Base):
+    __tablename__ = "files"
+
+    # `seq` orders lists stably: created_at has one-second resolution, like OpenAI's.
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String, unique=True, index=True)
+    organization_id: Mapped[str] = mapped_column(String)
+    bytes: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str] = mapped_column(String)
+    purpose: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String)
+    status_details: Mapped[str | None] = mapped_column(Text, default=None)
+    path: Mapped[str] = mapped_column(String)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String, unique=True, index=True)
+    organization_id: Mapped[str] = mapped_column(String)
+    created_at: Mapped[int] = mapped_column(Integer)
+    # `model` is what the client asked for (it names the fine-tune); `base_model` what trains.
+    model: Mapped[str] = mapped_column(String)
+    base_model: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String, index=True)
+    training_file: Mapped[str] = mapped_column(String)
+    validation_file: Mapped[str | None] = mapped_column(String, default=None)
+    suffix: Mapped[str | None] = mapped_column(String, default=None)
+    seed: Mapped[int] = mapped_column(Integer)
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result_files: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Named at creation so the last checkpoint can carry the final name; shown once succeeded.
+    planned_model_name: Mapped[str] = mapped_column(String)
+    fine_tuned_model: Mapped[str | None] = mapped_column(String, default=None)
+    finished_at: Mapped[int | None] = mapped_column(Integer, default=None)
+    trained_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
+    estimated_finish: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    job_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, default=None)
+    # The queue: a worker owns a running job while its lease is fresh.
+    lease_owner: Mapped[str | None] = mapped_column(String, default=None)
+    lease_expires_at: Mapped[float | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String, unique=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    created_at: Mapped[int] = mapped_column(Integer)
+    level: Mapped[str] = mapped_column(String)
+    message: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class CheckpointRow(Base):
+    __tablename__ = "checkpoints"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String, unique=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    created_at: Mapped[int] = mapped_column(Integer)
+    fine_tuned_model_checkpoint: Mapped[str] = mapped_column(String)
+    step_number: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ModelRow(Base):
+    """A servable model: a base in the model store, or a LoRA adapter on one."""
+
+    __tablename__ = "models"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String, unique=True, index=True)
+    created: Mapped[int] = mapped_column(Integer)
+    owned_by: Mapped[str] = mapped_column(String)
+    base_model: Mapped[str] = mapped_column(String)
+    adapter_path: Mapped[str | None] = mapped_column(String, default=None)
+    job_id: Mapped[str | None] = mapped_column(String, default=None)

@@ -1,0 +1,96 @@
+"""Fixtures: one imported copy of the bundled model per test session, fresh data dirs that
+link to it, and live `openft serve` processes on random loopback ports."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from openft.models.bundled import import_bundled
+from openft.settings import BUNDLED_MODEL
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated_data_dir(tmp_path, monkeypatch):
+    """No test touches the user's ./.openft."""
+    monkeypatch.setenv("OPENFT_DATA_DIR", str(tmp_path / "openft-data"))
+
+
+@pytest.fixture(scope="session")
+def model_store(tmp_path_factory) -> Path:
+    """The bundled model imported once (GGUF → safetensors) for the whole session."""
+    models_dir = tmp_path_factory.mktemp("model-store")
+    import_bundled(models_dir)
+    return models_dir
+
+
+def new_data_dir(root: Path, model_store: Path) -> Path:
+    (root / "models").mkdir(parents=True)
+    (root / "models" / BUNDLED_MODEL).symlink_to(model_store / BUNDLED_MODEL, target_is_directory=True)
+    return root
+
+
+@pytest.fixture
+def data_dir(tmp_path, model_store) -> Path:
+    return new_data_dir(tmp_path / "data", model_store)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, data_dir: Path, *extra_args: str):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.log = open(data_dir / "server.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "openft", "serve", "--data-dir", str(data_dir), "--port", str(self.port), *extra_args],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {(self.data_dir / 'server.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.base_url}/models", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("server did not start")
+
+    def client(self) -> OpenAI:
+        return OpenAI(base_url=self.base_url, api_key="sk-test", max_retries=0, timeout=300)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory, model_store):
+    """One real server (API + worker + trainer subprocesses) shared by the end-to-end tests."""
+    server = LiveServer(new_data_dir(tmp_path_factory.mktemp("live"), model_store))
+    yield server
+    server.stop()
