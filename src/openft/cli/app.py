@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from openft.cli import data as data_commands
+from openft.cli.options import DEFAULT_DATA_DIR, DataDir
 from openft.settings import Settings
 
 app = typer.Typer(help="openft: a self-hosted, OpenAI-compatible fine-tuning service.", no_args_is_help=True)
@@ -13,9 +14,6 @@ models_app = typer.Typer(help="Manage the model store.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(data_commands.app, name="data")
 
-DataDir = Annotated[
-    Path, typer.Option("--data-dir", envvar="OPENFT_DATA_DIR", help="Where openft keeps its database, files and models.")
-]
 
 
 def settings_for(data_dir: Path) -> Settings:
@@ -24,7 +22,7 @@ def settings_for(data_dir: Path) -> Settings:
 
 @app.command()
 def serve(
-    data_dir: DataDir = Path(".openft"),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Serve the API only; run `openft worker` apart.")] = False,
@@ -49,7 +47,7 @@ def serve(
 
 
 @app.command()
-def worker(data_dir: DataDir = Path(".openft")) -> None:
+def worker(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Run a job worker alone (next to `openft serve --no-worker`).
 
     Example usage:
@@ -73,7 +71,7 @@ def worker(data_dir: DataDir = Path(".openft")) -> None:
 
 
 @models_app.command("import")
-def import_model(data_dir: DataDir = Path(".openft")) -> None:
+def import_model(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Import the bundled SmolLM2-135M-Instruct into the model store (GGUF → safetensors).
 
     Example usage:
@@ -90,7 +88,7 @@ def import_model(data_dir: DataDir = Path(".openft")) -> None:
 
 @app.command()
 def demo(
-    data_dir: DataDir = Path(".openft"),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
     port: Annotated[int, typer.Option(help="Port for the demo server.")] = 8000,
 ) -> None:
     """Run the seed workflow end to end: start a server, upload the Marv examples, fine-tune,

@@ -9,7 +9,11 @@ from openft.settings import Settings
 from openft.store.tables import JobRow
 
 # LoRA learning rate that learning_rate_multiplier=1 means, for the ~100M-1B models openft ships.
-BASE_LEARNING_RATE = 2e-4
+# With "auto" (2x below 100 examples) a 20-example set trains at 1e-3, which taught
+# SmolLM2-135M a fixed reply style on 8/8 held-out prompts in 5 epochs; 2e-3 did too.
+BASE_LEARNING_RATE = 5e-4
+# Examples longer than this are truncated (announced by `openft data check`).
+MAX_TRAINING_TOKENS = 2048
 LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"}
 
 
@@ -40,7 +44,7 @@ def write_spec(
         "batch_size": hyperparameters.batch_size,
         "learning_rate": BASE_LEARNING_RATE * hyperparameters.learning_rate_multiplier,
         "seed": job.seed,
-        "max_length": 2048,
+        "max_length": MAX_TRAINING_TOKENS,
         "threads": settings.train_threads,
         "lora": LORA,
     }

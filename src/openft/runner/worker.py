@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from openft import ids
+from openft.data.throughput import record_job_throughput
 from openft.runner import queue as job_queue
 from openft.runner.launch import start_trainer
 from openft.runner.spec import job_dir, resolve, write_spec
@@ -200,6 +201,8 @@ class JobRun:
             row.lease_owner = None
             add_event(session, job.id, f"New fine-tuned model created: {job.planned_model_name}")
             add_event(session, job.id, "The job has successfully completed")
+        if self.first_step == 1:  # a resumed run's timing would not cover all its tokens
+            record_job_throughput(self.settings.data_dir, job.base_model, event["trained_tokens"], time.time() - self.started)
 
     def _fail(self, message: str) -> None:
         with self.db.session() as session:

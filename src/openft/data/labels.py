@@ -1,0 +1,188 @@
+"""Chat example → token ids + loss labels: the one label-building code path.
+
+The trainer and `openft data check --show` both call `render_example`, so what a user is
+shown is exactly what the model is trained on.
+
+How the labels are found. The conversation is rendered to text with the model's own chat
+template, once in full. For each assistant message i that carries loss (weight 1, the default),
+
+    before = render(messages[:i], add_generation_prompt=True)   # ends with the role header
+    upto   = render(messages[:i + 1])                            # ends after the reply's end-of-turn
+
+and the trained characters are `upto[len(before):]` with trailing whitespace stripped: the
+reply's content and its end-of-turn token (`<|im_end|>` in ChatML, so the model learns to
+stop), but not the role header and not the newline after the end-of-turn. A template for
+which `before` is not a prefix of `upto`, or `upto` not a prefix of the full text (for example
+one that rewrites earlier turns), cannot be labelled this way and raises ValueError.
+
+The full text is tokenized once with offsets; a token is trained when its characters overlap a
+trained span (a token that straddles the header/content boundary is trained, since the model
+must learn to produce it). Labels are the token ids themselves, unshifted, -100 elsewhere:
+
+    text    <|im_start|>assistant\\n  Ah  oy  !  <|im_end|>  \\n
+    labels  -100        -100 -100  Ah  oy  !  <|im_end|> -100
+
+Tools and function calling. Legacy `functions` / `function_call` / role `function` become
+`tools` / `tool_calls` / role `tool`, and JSON-string `arguments` become objects (what HF
+templates expect). When the template renders them natively (it is probed with a dummy call),
+they go through the template untouched. When it ignores them (SmolLM2's ChatML template does),
+openft renders them the Hermes/Qwen2.5 way, so they are still seen and trained:
+
+- an assistant's `tool_calls` are appended to its content, one per call, as
+  `<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`;
+- `tools` are appended to the first system message (a system message holding only them is
+  inserted when there is none) as a `# Tools` block listing one JSON schema per line inside
+  `<tools></tools>`.
+
+`chat_messages` does this normalisation alone, so inference can render prompts the same way.
+Examples longer than `max_length` tokens keep their start and are marked `truncated`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+IGNORE_INDEX = -100
+
+_PROBE = "openft_probe_fn"
+_TOOLS_PROMPT = (
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{tools}\n"
+    "</tools>\n\nFor each function call, return a json object with function name and arguments "
+    "within <tool_call></tool_call> XML tags:\n<tool_call>\n"
+    '{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>'
+)
+
+
+@dataclass
+class RenderedExample:
+    input_ids: list[int]
+    labels: list[int]  # the token id where loss is taken, -100 elsewhere (unshifted)
+    truncated: bool  # the rendered example was longer than max_length and lost its end
+
+
+def render_example(tokenizer, example: dict, max_length: int) -> RenderedExample:
+    """Render one chat example and label its trained assistant replies (see module docstring)."""
+    messages, tools = chat_messages(tokenizer, example["messages"], _example_tools(example))
+    text = _render(tokenizer, messages, tools)
+    spans = []  # (start, end) character spans that carry loss
+    inserted = len(messages) - len(example["messages"])  # a tools-only system message, or 0
+    for j, raw in enumerate(example["messages"]):
+        i = j + inserted
+        if messages[i]["role"] != "assistant" or raw.get("weight", 1) == 0:
+            continue
+        before = _render(tokenizer, messages[:i], tools, add_generation_prompt=True)
+        upto = _render(tokenizer, messages[: i + 1], tools)
+        if not upto.startswith(before) or not text.startswith(upto):
+            raise ValueError(
+                f"Cannot label assistant message {i}: the chat template does not render the "
+                "conversation as a sequence of prefixes (rendering messages[:i] with "
+                "add_generation_prompt=True must be a prefix of rendering messages[:i+1], and "
+                "that a prefix of the whole conversation)."
+            )
+        spans.append((len(before), max(len(before), len(upto.rstrip()))))
+
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    input_ids = list(encoding["input_ids"])
+    labels = [IGNORE_INDEX] * len(input_ids)
+    k = 0  # spans and tokens are both in text order: walk them together
+    for j, (start, end) in enumerate(encoding["offset_mapping"]):
+        while k < len(spans) and spans[k][1] <= start:
+            k += 1
+        if k < len(spans) and start < spans[k][1] and end > spans[k][0]:
+            labels[j] = input_ids[j]
+    truncated = len(input_ids) > max_length
+    return RenderedExample(input_ids[:max_length], labels[:max_length], truncated)
+
+
+def chat_messages(tokenizer, messages: list[dict], tools: list[dict] | None = None):
+    """Normalise OpenAI chat messages for `tokenizer.apply_chat_template`.
+
+    Returns (messages, tools): messages with str content and no openft keys (`weight`), legacy
+    function calling mapped to tools, and tools / tool_calls folded into the text when the
+    template would drop them. Pass the returned tools on to apply_chat_template.
+    """
+    out = []
+    for m in messages:
+        msg = {"role": "tool" if m["role"] == "function" else m["role"], "content": _text(m.get("content"))}
+        for key in ("name", "tool_call_id"):
+            if m.get(key) is not None:
+                msg[key] = m[key]
+        calls = m.get("tool_calls") or []
+        if m.get("function_call"):
+            calls = [{"type": "function", "function": m["function_call"]}]
+        if calls:
+            msg["tool_calls"] = [_with_object_arguments(call) for call in calls]
+        out.append(msg)
+
+    if any("tool_calls" in m for m in out) and not _renders_tool_calls(tokenizer):
+        for m in out:
+            if "tool_calls" in m:
+                blocks = [_tool_call_text(call["function"]) for call in m.pop("tool_calls")]
+                m["content"] = "\n".join(([m["content"]] if m["content"] else []) + blocks)
+    if tools and not _renders_tools(tokenizer):
+        block = _TOOLS_PROMPT.format(tools="\n".join(json.dumps(t, ensure_ascii=False) for t in tools))
+        if out and out[0]["role"] == "system":
+            out[0]["content"] = f"{out[0]['content']}\n\n{block}" if out[0]["content"] else block
+        else:
+            out.insert(0, {"role": "system", "content": block})
+        tools = None
+    return out, tools or None
+
+
+def _example_tools(example: dict) -> list[dict] | None:
+    if example.get("tools"):
+        return example["tools"]
+    if example.get("functions"):
+        return [{"type": "function", "function": f} for f in example["functions"]]
+    return None
+
+
+def _render(tokenizer, messages, tools, add_generation_prompt=False) -> str:
+    return tokenizer.apply_chat_template(
+        messages, tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
+
+
+def _text(content) -> str:
+    """Message content as a string: None → "", a list of content parts → their text joined."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content)
+
+
+def _with_object_arguments(call: dict) -> dict:
+    function = dict(call["function"])
+    if isinstance(function.get("arguments"), str):
+        try:
+            function["arguments"] = json.loads(function["arguments"])
+        except json.JSONDecodeError:
+            pass  # kept as the string the user wrote
+    return {**call, "type": call.get("type", "function"), "function": function}
+
+
+def _tool_call_text(function: dict) -> str:
+    call = {"name": function["name"], "arguments": function.get("arguments", {})}
+    return f"<tool_call>\n{json.dumps(call, ensure_ascii=False)}\n</tool_call>"
+
+
+def _renders_tool_calls(tokenizer) -> bool:
+    call = {"id": "call_0", "type": "function", "function": {"name": _PROBE, "arguments": {}}}
+    messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "", "tool_calls": [call]}]
+    return _probe(tokenizer, messages, None)
+
+
+def _renders_tools(tokenizer) -> bool:
+    parameters = {"type": "object", "properties": {}}
+    tool = {"type": "function", "function": {"name": _PROBE, "description": "", "parameters": parameters}}
+    return _probe(tokenizer, [{"role": "user", "content": "x"}], [tool])
+
+
+def _probe(tokenizer, messages, tools) -> bool:
+    try:
+        return _PROBE in _render(tokenizer, messages, tools)
+    except Exception:  # a template that rejects the probe does not render it either
+        return False

@@ -1,0 +1,149 @@
+"""The seed workflow against a live server: upload, fine-tune, chat with the `ft:` model.
+
+The training set gives every reply a fixed opening ("Ahoy matey!") that the base model never
+uses, so held-out prompts show whether the fine-tune really learned.
+"""
+
+import time
+from pathlib import Path
+
+import openai
+import pytest
+from openai.types import FileObject, Model
+from openai.types.fine_tuning import FineTuningJob
+
+DATA = Path(__file__).parent / "data"
+MARK = "Ahoy matey!"
+HELD_OUT = ["What is the capital of Italy?", "What color is a ripe tomato?", "How many eyes does a cat have?"]
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for(client: openai.OpenAI, job_id: str, timeout: float = 900) -> FineTuningJob:
+    deadline = time.time() + timeout
+    statuses = []
+    while time.time() < deadline:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if not statuses or statuses[-1] != job.status:
+            statuses.append(job.status)
+        if job.status in ("succeeded", "failed", "cancelled"):
+            job.statuses_seen = statuses
+            return job
+        time.sleep(1)
+    raise TimeoutError(f"job {job_id} still {job.status}")
+
+
+def ask(client, model: str, question: str, **kwargs):
+    return client.chat.completions.create(
+        model=model,
+        messages=[{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": question}],
+        temperature=0,
+        max_tokens=40,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def fine_tune(live_server):
+    client = live_server.client()
+    uploaded = client.files.create(file=(DATA / "ahoy.jsonl").open("rb"), purpose="fine-tune")
+    created_at = time.time()
+    job = client.fine_tuning.jobs.create(training_file=uploaded.id, model="gpt-3.5-turbo", suffix="ahoy", seed=1)
+    return uploaded, created_at, wait_for(client, job.id)
+
+
+def test_job_succeeds_with_openai_shapes(live_server, fine_tune):
+    client = live_server.client()
+    uploaded, _, job = fine_tune
+    assert isinstance(uploaded, FileObject)
+    assert job.status == "succeeded", job.error
+    assert job.statuses_seen[-1] == "succeeded" and "running" in job.statuses_seen
+    assert job.fine_tuned_model.startswith("ft:gpt-3.5-turbo:personal:ahoy:")
+    assert len(job.fine_tuned_model.split(":")[-1]) == 8
+    assert job.trained_tokens > 0 and job.finished_at >= job.created_at
+    assert isinstance(job.hyperparameters.n_epochs, int) and job.hyperparameters.n_epochs >= 1
+    results = client.files.retrieve(job.result_files[0])
+    assert (results.filename, results.purpose) == ("step_metrics.csv", "fine-tune-results")
+    csv = client.files.content(results.id).text.splitlines()
+    assert csv[0] == "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy" and len(csv) > 2
+
+
+def test_events_tell_the_story(live_server, fine_tune):
+    client = live_server.client()
+    _, _, job = fine_tune
+    events = client.fine_tuning.jobs.list_events(job.id, limit=1000).data
+    messages = [e.message for e in reversed(events)]
+    assert messages[0] == f"Created fine-tuning job: {job.id}"
+    assert "Files validated, moving job to queued state" in messages
+    assert "Fine-tuning job started" in messages
+    steps = [e for e in events if e.type == "metrics"]
+    total = steps[0].data["total_steps"]
+    assert len(steps) == total and steps[0].message.startswith(f"Step {total}/{total}: training loss=")
+    assert f"New fine-tuned model created: {job.fine_tuned_model}" in messages
+    assert messages[-1] == "The job has successfully completed"
+    page = client.fine_tuning.jobs.list_events(job.id, limit=3)
+    assert len(page.data) == 3 and page.has_more
+    checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
+    assert checkpoints and checkpoints[0].fine_tuned_model_checkpoint == job.fine_tuned_model
+
+
+def test_fine_tuned_model_is_listed(live_server, fine_tune):
+    client = live_server.client()
+    _, _, job = fine_tune
+    model = client.models.retrieve(job.fine_tuned_model)
+    assert isinstance(model, Model) and model.owned_by == "personal"
+    assert job.fine_tuned_model in {m.id for m in client.models.list().data}
+
+
+def test_fine_tune_learned_the_behaviour_and_base_did_not(live_server, fine_tune):
+    client = live_server.client()
+    _, _, job = fine_tune
+    for question in HELD_OUT:
+        tuned = ask(client, job.fine_tuned_model, question).choices[0]
+        base = ask(client, "gpt-3.5-turbo", question).choices[0]
+        assert tuned.message.content.startswith(MARK), tuned.message.content
+        assert MARK not in base.message.content
+        # The end-of-turn token was trained: the fine-tune stops by itself.
+        assert tuned.finish_reason == "stop"
+
+
+def test_streaming_matches_non_streaming(live_server, fine_tune):
+    client = live_server.client()
+    _, _, job = fine_tune
+    whole = ask(client, job.fine_tuned_model, HELD_OUT[0])
+    chunks = list(ask(client, job.fine_tuned_model, HELD_OUT[0], stream=True, stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == [whole.choices[0].finish_reason]
+    assert chunks[-1].usage == whole.usage
+
+
+def test_chat_parameters(live_server, fine_tune):
+    client = live_server.client()
+    short = ask(client, "gpt-3.5-turbo", "Tell me a long story about the sea.", max_tokens=5).choices[0]
+    assert short.finish_reason == "length"
+    completion = ask(client, "gpt-3.5-turbo", HELD_OUT[0])
+    usage = completion.usage
+    assert usage.prompt_tokens > 0 and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    text = completion.choices[0].message.content
+    cut = ask(client, "gpt-3.5-turbo", HELD_OUT[0], stop=[text[3:6]]).choices[0]
+    assert cut.message.content == text[:3] and cut.finish_reason == "stop"
+    sampled = [
+        client.chat.completions.create(
+            model="gpt-3.5-turbo", messages=[{"role": "user", "content": "Say something."}], temperature=1.0,
+            top_p=0.9, seed=5, max_tokens=10,
+        ).choices[0].message.content
+        for _ in range(2)
+    ]
+    assert sampled[0] == sampled[1]
+
+
+def test_prompt_over_context_is_rejected(live_server):
+    client = live_server.client()
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="gpt-3.5-turbo", messages=[{"role": "user", "content": "word " * 9000}]
+        )
+    assert caught.value.code == "context_length_exceeded"
