@@ -16,26 +16,18 @@ from openft.data import throughput
 from openft.data.pricing import training_cost_usd
 from openft.data.stats import distribution, percentile
 from openft.settings import BUNDLED_MODEL
+from tests.conftest import new_data_dir
 
 MARV = Path(__file__).parent.parent / "examples" / "marv.jsonl"
-CONVERTED_MODEL = Path("/tmp/ms") / BUNDLED_MODEL
 SEEDED_TOKENS_PER_SECOND = 100.0
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="session")
-def model_data_dir(tmp_path_factory) -> Path:
+def model_data_dir(tmp_path_factory, model_store) -> Path:
     """A data dir whose model store holds the bundled model, with a known training speed."""
-    data_dir = tmp_path_factory.mktemp("openft-data")
-    models_dir = data_dir / "models"
-    models_dir.mkdir()
-    if CONVERTED_MODEL.exists():
-        (models_dir / BUNDLED_MODEL).symlink_to(CONVERTED_MODEL)
-    else:
-        from openft.models.bundled import import_bundled
-
-        import_bundled(models_dir)
+    data_dir = new_data_dir(tmp_path_factory.mktemp("openft-data"), model_store)
     throughput.record_job_throughput(data_dir, BUNDLED_MODEL, tokens=1000, seconds=10.0)
     return data_dir
 

@@ -72,11 +72,14 @@ def render_example(tokenizer, example: dict, max_length: int) -> RenderedExample
         i = j + inserted
         if messages[i]["role"] != "assistant" or raw.get("weight", 1) == 0:
             continue
+        if i == 0:
+            raise ValueError("Cannot label an assistant message that opens the conversation: "
+                             "start the example with a system or user message, or give it weight 0.")
         before = _render(tokenizer, messages[:i], tools, add_generation_prompt=True)
         upto = _render(tokenizer, messages[: i + 1], tools)
         if not upto.startswith(before) or not text.startswith(upto):
             raise ValueError(
-                f"Cannot label assistant message {i}: the chat template does not render the "
+                f"Cannot label message {j}: the chat template does not render the "
                 "conversation as a sequence of prefixes (rendering messages[:i] with "
                 "add_generation_prompt=True must be a prefix of rendering messages[:i+1], and "
                 "that a prefix of the whole conversation)."
@@ -87,11 +90,11 @@ def render_example(tokenizer, example: dict, max_length: int) -> RenderedExample
     input_ids = list(encoding["input_ids"])
     labels = [IGNORE_INDEX] * len(input_ids)
     k = 0  # spans and tokens are both in text order: walk them together
-    for j, (start, end) in enumerate(encoding["offset_mapping"]):
+    for t, (start, end) in enumerate(encoding["offset_mapping"]):
         while k < len(spans) and spans[k][1] <= start:
             k += 1
         if k < len(spans) and start < spans[k][1] and end > spans[k][0]:
-            labels[j] = input_ids[j]
+            labels[t] = input_ids[t]
     truncated = len(input_ids) > max_length
     return RenderedExample(input_ids[:max_length], labels[:max_length], truncated)
 

@@ -14,6 +14,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
+from openft.data.labels import chat_messages
 from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams
 from openft.inference.sampling import next_token
 from openft.inference.stops import find_stop, safe_length
@@ -30,6 +31,7 @@ class LoadedBase:
         self.device = device
         self.peft: PeftModel | None = None
         self.adapters: OrderedDict[str, str] = OrderedDict()  # adapter path -> adapter name
+        self.adapters_loaded = 0
         config = self.model.config
         self.context_length = config.max_position_embeddings
         eos = config.eos_token_id
@@ -41,7 +43,8 @@ class LoadedBase:
             return self.model if self.peft is None else _WithoutAdapters(self.peft)
         name = self.adapters.get(adapter_path)
         if name is None:
-            name = f"adapter{len(self.adapters)}_{abs(hash(adapter_path))}"
+            self.adapters_loaded += 1
+            name = f"adapter{self.adapters_loaded}"
             if self.peft is None:
                 self.peft = PeftModel.from_pretrained(self.model, adapter_path, adapter_name=name).eval()
             else:
@@ -89,8 +92,10 @@ class HFEngine:
 
     @staticmethod
     def _encode(base: LoadedBase, prompt: Prompt) -> list[int]:
+        # The same message normalisation as training, so a fine-tune sees tools as it learned them.
+        messages, tools = chat_messages(base.tokenizer, prompt.messages, prompt.tools)
         return base.tokenizer.apply_chat_template(
-            prompt.messages, tools=prompt.tools, add_generation_prompt=True, tokenize=True, return_dict=True
+            messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=True
         )["input_ids"]
 
     def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> Iterator[Chunk]:
@@ -110,7 +115,7 @@ class HFEngine:
             sent = 0
             finish_reason = "length"
             while len(generated) < max_tokens:
-                logits = module(input_ids=inputs, past_key_values=cache, use_cache=True).logits[0, -1]
+                logits = module(input_ids=inputs, cache=cache, use_cache=True).logits[0, -1]
                 token = next_token(logits, params.temperature, params.top_p, generator)
                 generated.append(token)
                 if token in base.stop_ids:

@@ -1,0 +1,301 @@
+"""LoRA supervised fine-tuning of a chat model: the one training recipe.
+
+Run as `python -m openft.trainer spec.json`. The trainer knows nothing about HTTP or the
+database: a spec file comes in, files come out, and progress goes to stdout as one JSON object
+per line (everything else, logs and warnings, goes to stderr):
+
+    {"type": "started", "total_steps": N, "n_examples": E, "n_epochs": K, "batch_size": B, "start_step": s}
+    {"type": "metrics", "step": n, "total_steps": N, "epoch": e, "train_loss": x,
+     "train_mean_token_accuracy": a, "tokens": t}          (+ valid_loss / valid_mean_token_accuracy
+                                                              every `eval_every` steps, and
+                                                              full_valid_loss / full_valid_mean_token_accuracy
+                                                              on the last step, with a validation file)
+    {"type": "checkpoint", "step": n, "epoch": e, "path": ".../checkpoints/step-n/adapter", "metrics": {...}}
+    {"type": "done", "trained_tokens": T, "adapter_path": ".../adapter"}
+    {"type": "error", "message": "..."}                    (then exit code 1)
+
+`step` counts optimizer steps from 1; `epoch` counts from 1; `tokens` is the running total of
+tokens processed (padding excluded) and `trained_tokens` the total over all epochs, which is
+what OpenAI bills (every token of every example, times epochs).
+
+The recipe:
+- Labels come from `openft.data.labels.render_example` (loss on assistant replies with
+  weight 1, their end-of-turn token included); examples are truncated to `max_length`.
+- The base model is frozen (fp32 on CPU, bf16 on CUDA); LoRA adapters (peft, the spec's r /
+  alpha / dropout / target modules) are trained in fp32.
+- AdamW (betas 0.9/0.999, no weight decay), gradient norm clipped to 1.0. Learning rate: linear
+  warmup over the first `warmup_ratio` (10%) of steps, then linear decay towards 0 at the end:
+  step s (0-based) of N with W warmup steps gets lr * (s+1)/(W+1) while s < W, then
+  lr * (N-s)/(N-W), so the last step still learns.
+- The loss is the mean cross-entropy over the trained tokens of a batch of `batch_size`
+  examples; token accuracy is the share of trained tokens whose argmax prediction is right.
+- Speed without changing what is learned: each epoch's order is a seeded shuffle, then examples
+  are grouped by length within windows of 32 batches and the batches shuffled again, so a batch
+  is padded only to its own longest example; the LM head (vocabulary-sized) and the loss run only
+  on the positions that predict a trained token (`logits_to_keep` with a boolean mask).
+- Determinism: `torch.manual_seed(seed)` before the adapters are created; the data order depends
+  only on (seed, epoch). Same seed, same data, same thread count → the same loss curve on CPU.
+- At the end of each epoch a checkpoint: the adapter (`save_pretrained`) plus `trainer_state.pt`
+  (optimizer, scheduler, RNG, position). A run whose `output_dir/checkpoints` already holds one
+  resumes from the latest, exactly where the uninterrupted run would have been.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from openft.data.labels import IGNORE_INDEX, RenderedExample, render_example
+
+DEFAULTS = {
+    "validation_file": None,
+    "n_epochs": 3,
+    "batch_size": 1,
+    "learning_rate": 2e-4,
+    "seed": 42,
+    "max_length": 2048,
+    "threads": None,  # torch.set_num_threads; None keeps torch's default
+    "warmup_ratio": 0.1,
+    "eval_every": None,  # steps between valid_loss reports; None: about 10 per run
+    "eval_examples": 32,  # validation examples behind each valid_loss (the full pass uses all)
+    "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
+}
+MAX_GRAD_NORM = 1.0
+GROUP_WINDOW = 32  # batches per length-grouping window
+
+
+def main(argv: list[str]) -> int:
+    events = sys.stdout  # stdout carries events only: anything else printed goes to stderr
+    sys.stdout = sys.stderr
+
+    def emit(event: dict) -> None:
+        events.write(json.dumps(event) + "\n")
+        events.flush()
+
+    try:
+        if len(argv) != 1:
+            raise ValueError("usage: python -m openft.trainer spec.json")
+        train(json.loads(Path(argv[0]).read_text()), emit)
+        return 0
+    except Exception as exc:
+        traceback.print_exc()
+        emit({"type": "error", "message": f"{type(exc).__name__}: {exc}"})
+        return 1
+
+
+def train(spec: dict, emit) -> None:
+    # ---------------------------------------------------------------------------------------
+    # config
+    spec = {**DEFAULTS, **spec, "lora": {**DEFAULTS["lora"], **spec.get("lora", {})}}
+    out_dir = Path(spec["output_dir"])
+    ckpt_dir = out_dir / "checkpoints"
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(spec["seed"])
+
+    # ---------------------------------------------------------------------------------------
+    # load: frozen base + LoRA adapters
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # stderr is a log file, not a terminal
+    tokenizer = AutoTokenizer.from_pretrained(spec["base_model_path"])
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(spec["base_model_path"], dtype=dtype).to(device)
+    lora = spec["lora"]
+    model = get_peft_model(model, LoraConfig(
+        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+        target_modules=lora["target_modules"], task_type="CAUSAL_LM",
+    ))
+    model.config.use_cache = False
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    # ---------------------------------------------------------------------------------------
+    # data
+    train_set = load_examples(tokenizer, spec["training_file"], spec["max_length"], "training_file")
+    valid_set = []
+    if spec["validation_file"]:
+        valid_set = load_examples(tokenizer, spec["validation_file"], spec["max_length"], "validation_file")
+    n_epochs, batch_size = spec["n_epochs"], spec["batch_size"]
+    steps_per_epoch = math.ceil(len(train_set) / batch_size)
+    total_steps = steps_per_epoch * n_epochs
+    epoch_tokens = sum(len(ex.input_ids) for ex in train_set)
+    eval_every = spec["eval_every"] or max(1, total_steps // 10)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=spec["learning_rate"], betas=(0.9, 0.999), weight_decay=0.0)
+    warmup = round(spec["warmup_ratio"] * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else (total_steps - s) / (total_steps - warmup)
+    )
+
+    # ---------------------------------------------------------------------------------------
+    # resume from the latest checkpoint, if a previous run left one
+    step, start_epoch, tokens = 0, 0, 0
+    latest = latest_checkpoint(ckpt_dir)
+    if latest is not None:
+        state = torch.load(latest / "trainer_state.pt", weights_only=True)
+        if state["total_steps"] != total_steps:
+            raise ValueError(
+                f"Cannot resume from {latest}: it was written for {state['total_steps']} steps, "
+                f"this spec gives {total_steps}. Remove {ckpt_dir} to start over."
+            )
+        adapter_weights = load_file(latest / "adapter" / "adapter_model.safetensors", device=str(device))
+        set_peft_model_state_dict(model, adapter_weights)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and state["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"])
+        step, start_epoch, tokens = state["step"], state["epoch"], state["tokens"]
+        print(f"resuming from {latest} (step {step}, epoch {start_epoch})", file=sys.stderr)
+
+    emit({"type": "started", "total_steps": total_steps, "n_examples": len(train_set),
+          "n_epochs": n_epochs, "batch_size": batch_size, "start_step": step})
+
+    # ---------------------------------------------------------------------------------------
+    # loop
+    lengths = [len(ex.input_ids) for ex in train_set]
+    t0, tokens0 = time.perf_counter(), tokens
+    for epoch in range(start_epoch, n_epochs):
+        for batch_ids in epoch_batches(lengths, batch_size, spec["seed"], epoch):
+            model.train()
+            input_ids, attention_mask, labels = collate([train_set[i] for i in batch_ids], pad_id, device)
+            loss_sum, correct, n_trained = batch_loss(model, input_ids, attention_mask, labels)
+            (loss_sum / n_trained).backward()
+            torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens += int(attention_mask.sum())
+
+            metrics = {"type": "metrics", "step": step, "total_steps": total_steps, "epoch": epoch + 1,
+                       "train_loss": loss_sum.item() / n_trained,
+                       "train_mean_token_accuracy": correct.item() / n_trained, "tokens": tokens}
+            if valid_set and (step % eval_every == 0 or step == total_steps):
+                metrics["valid_loss"], metrics["valid_mean_token_accuracy"] = evaluate(
+                    model, valid_set[: spec["eval_examples"]], batch_size, pad_id, device)
+            if valid_set and step == total_steps:
+                metrics["full_valid_loss"], metrics["full_valid_mean_token_accuracy"] = evaluate(
+                    model, valid_set, batch_size, pad_id, device)
+            emit(metrics)
+            print(f"step {step}/{total_steps} loss {metrics['train_loss']:.4f} "
+                  f"{(tokens - tokens0) / (time.perf_counter() - t0):.0f} tok/s", file=sys.stderr)
+
+        # checkpoint at the end of each epoch: adapter + everything needed to resume
+        path = ckpt_dir / f"step-{step}"
+        tmp = ckpt_dir / f".step-{step}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp / "adapter")
+        torch.save({
+            "step": step, "epoch": epoch + 1, "tokens": tokens, "total_steps": total_steps,
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None},
+        }, tmp / "trainer_state.pt")
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)  # a checkpoint directory is complete or absent
+        emit({"type": "checkpoint", "step": step, "epoch": epoch + 1, "path": str(path / "adapter"),
+              "metrics": {k: v for k, v in metrics.items() if k not in ("type", "total_steps")}})
+
+    # ---------------------------------------------------------------------------------------
+    # save
+    adapter_dir = out_dir / "adapter"
+    model.save_pretrained(adapter_dir)
+    (adapter_dir / "training_config.json").write_text(json.dumps(
+        {**spec, "total_steps": total_steps, "warmup_steps": warmup, "eval_every": eval_every,
+         "n_examples": len(train_set), "schedule": "linear warmup, then linear decay", "optimizer": "adamw",
+         "max_grad_norm": MAX_GRAD_NORM}, indent=2))
+    emit({"type": "done", "trained_tokens": epoch_tokens * n_epochs, "adapter_path": str(adapter_dir)})
+
+
+# -------------------------------------------------------------------------------------------
+# helpers
+
+
+def load_examples(tokenizer, path: str, max_length: int, param: str) -> list[RenderedExample]:
+    """Read a JSONL file (one object per non-blank line, validated upstream) and render it.
+    Examples left with no trained token (e.g. truncated before the first reply) are dropped."""
+    examples = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            ex = render_example(tokenizer, json.loads(line), max_length)
+            if all(label == IGNORE_INDEX for label in ex.labels[1:]):
+                print(f"warning: {param} line {line_no} has no trained token within max_length "
+                      f"{max_length}; skipped", file=sys.stderr)
+                continue
+            examples.append(ex)
+    if not examples:
+        raise ValueError(f"{param} has no example with a trained assistant token")
+    return examples
+
+
+def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """One epoch's batches of example indices: a seeded shuffle, then length-grouped within
+    windows of GROUP_WINDOW batches, then the batches shuffled. Depends only on (seed, epoch)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(len(lengths), generator=g).tolist()
+    window = batch_size * GROUP_WINDOW
+    batches = []
+    for w in range(0, len(order), window):
+        chunk = sorted(order[w : w + window], key=lambda i: -lengths[i])
+        batches += [chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+
+
+def collate(examples: list[RenderedExample], pad_id: int, device):
+    """Right-pad a batch to its longest example: (input_ids, attention_mask, labels)."""
+    width = max(len(ex.input_ids) for ex in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    for row, ex in enumerate(examples):
+        n = len(ex.input_ids)
+        input_ids[row, :n] = torch.tensor(ex.input_ids)
+        attention_mask[row, :n] = 1
+        labels[row, :n] = torch.tensor(ex.labels)
+    return input_ids.to(device), attention_mask.to(device), labels.to(device)
+
+
+def batch_loss(model, input_ids, attention_mask, labels):
+    """Summed cross-entropy, correct argmax count and trained-token count of a batch. Logits are
+    computed only where the next token is trained: position t predicts labels[t+1]."""
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+    targets = labels[:, 1:][keep[:, :-1]]
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits.float()
+    loss_sum = F.cross_entropy(logits, targets, reduction="sum")
+    correct = (logits.argmax(-1) == targets).sum()
+    return loss_sum, correct, targets.numel()
+
+
+@torch.no_grad()
+def evaluate(model, examples: list[RenderedExample], batch_size: int, pad_id: int, device):
+    """Mean loss and token accuracy over all trained tokens of `examples`."""
+    model.eval()
+    loss, correct, n = 0.0, 0, 0
+    for b in range(0, len(examples), batch_size):
+        batch = collate(examples[b : b + batch_size], pad_id, device)
+        batch_loss_sum, batch_correct, batch_n = batch_loss(model, *batch)
+        loss, correct, n = loss + batch_loss_sum.item(), correct + batch_correct.item(), n + batch_n
+    return loss / n, correct / n
+
+
+def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The complete checkpoint (`step-N` with a trainer_state.pt) with the highest N, if any."""
+    done = [p for p in ckpt_dir.glob("step-*") if (p / "trainer_state.pt").exists()]
+    return max(done, key=lambda p: int(p.name.removeprefix("step-")), default=None)
