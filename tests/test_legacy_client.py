@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 def legacy_openai(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("openai-0.28")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--target", str(target), "openai==0.28.1"], check=True
+        [sys.executable, "-m", "pip", "install", "-q", "--no-warn-conflicts", "--target", str(target), "openai==0.28.1"], check=True
     )
     return target
 

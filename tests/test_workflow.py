@@ -33,12 +33,12 @@ def wait_for(client: openai.OpenAI, job_id: str, timeout: float = 900) -> FineTu
     raise TimeoutError(f"job {job_id} still {job.status}")
 
 
-def ask(client, model: str, question: str, **kwargs):
+def ask(client, model: str, question: str, max_tokens: int = 40, **kwargs):
     return client.chat.completions.create(
         model=model,
         messages=[{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": question}],
         temperature=0,
-        max_tokens=40,
+        max_tokens=max_tokens,
         **kwargs,
     )
 

@@ -69,7 +69,11 @@ class ChatService:
                 system_fingerprint=FINGERPRINT,
                 usage=usage,
             )
-            return f"data: {chunk.model_dump_json(exclude_none=False)}\n\n"
+            data = chunk.model_dump()
+            for choice in data["choices"]:
+                # OpenAI's deltas carry only what changed: the last one is `{}`.
+                choice["delta"] = {key: value for key, value in choice["delta"].items() if value is not None}
+            return f"data: {json.dumps(data)}\n\n"
 
         prompt_tokens, completion_tokens = 0, 0
         try:

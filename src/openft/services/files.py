@@ -45,13 +45,7 @@ class FileService:
                 400, f"'{purpose}' is not one of {list(PURPOSES)} - 'purpose'", param="purpose"
             )
         if purpose == "fine-tune":
-            if not filename.endswith(".jsonl"):
-                raise OpenFTError(
-                    400,
-                    f"Invalid file format for Fine-Tuning API. Must be .jsonl (got '{filename}').",
-                    param="file",
-                    code="invalid_file_format",
-                )
+            # The content decides, not the name: the legacy 0.28 client uploads as "file".
             problem = format_error_message(content)
             if problem:
                 raise OpenFTError(400, problem, param="file", code="invalid_file_format")
