@@ -5,13 +5,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from openai import OpenAI
 
+from openft.cli.demo import wait_until_ready
 from openft.models.bundled import import_bundled
 from openft.settings import BUNDLED_MODEL
 
@@ -61,20 +60,7 @@ class LiveServer:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 180) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {(self.data_dir / 'server.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.base_url}/models", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError("server did not start")
+        wait_until_ready(self.base_url, self.process, timeout=180)
 
     def client(self) -> OpenAI:
         return OpenAI(base_url=self.base_url, api_key="sk-test", max_retries=0, timeout=300)

@@ -6,6 +6,7 @@ prefill + KV-cached step loop, so it can stream and stop on strings.
 """
 
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers.utils import logging as transformers_logging
 
 from openft.data.labels import chat_messages
 from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams
@@ -20,6 +22,11 @@ from openft.inference.sampling import next_token
 from openft.inference.stops import find_stop, safe_length
 
 MAX_LOADED_ADAPTERS = 8
+
+# The server's console is for requests, not for weight-loading progress bars; and peft 0.21 still
+# reads the deprecated `is_gradient_checkpointing`, which warns on every adapter load.
+transformers_logging.disable_progress_bar()
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
 class LoadedBase:

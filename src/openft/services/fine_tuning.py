@@ -118,29 +118,24 @@ class FineTuningService:
     def events(
         self, organization_id: str, job_id: str, limit: int, after: str | None
     ) -> tuple[list[EventRow], bool]:
-        self.get(organization_id, job_id)
-        query = select(EventRow).where(EventRow.job_id == job_id)
-        with self.db.session() as session:
-            if after:
-                cursor = session.scalar(select(EventRow.seq).where(EventRow.id == after))
-                if cursor is None:
-                    raise not_found("Event", after, param="after")
-                query = query.where(EventRow.seq < cursor)
-            rows = list(session.scalars(query.order_by(EventRow.seq.desc()).limit(limit + 1)))
-        return rows[:limit], len(rows) > limit
+        return self._job_page(organization_id, job_id, EventRow, "Event", limit, after)
 
     def checkpoints(
         self, organization_id: str, job_id: str, limit: int, after: str | None
     ) -> tuple[list[CheckpointRow], bool]:
+        return self._job_page(organization_id, job_id, CheckpointRow, "Checkpoint", limit, after)
+
+    def _job_page(self, organization_id: str, job_id: str, table, kind: str, limit: int, after: str | None):
+        """A newest-first page of a job's events or checkpoints, after the cursor id `after`."""
         self.get(organization_id, job_id)
-        query = select(CheckpointRow).where(CheckpointRow.job_id == job_id)
+        query = select(table).where(table.job_id == job_id)
         with self.db.session() as session:
             if after:
-                cursor = session.scalar(select(CheckpointRow.seq).where(CheckpointRow.id == after))
+                cursor = session.scalar(select(table.seq).where(table.id == after))
                 if cursor is None:
-                    raise not_found("Checkpoint", after, param="after")
-                query = query.where(CheckpointRow.seq < cursor)
-            rows = list(session.scalars(query.order_by(CheckpointRow.seq.desc()).limit(limit + 1)))
+                    raise not_found(kind, after, param="after")
+                query = query.where(table.seq < cursor)
+            rows = list(session.scalars(query.order_by(table.seq.desc()).limit(limit + 1)))
         return rows[:limit], len(rows) > limit
 
     def cancel(self, organization_id: str, job_id: str) -> JobRow:
