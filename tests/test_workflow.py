@@ -147,3 +147,45 @@ def test_prompt_over_context_is_rejected(live_server):
             model="gpt-3.5-turbo", messages=[{"role": "user", "content": "word " * 9000}]
         )
     assert caught.value.code == "context_length_exceeded"
+
+
+def test_validation_file_adds_validation_metrics(live_server):
+    client = live_server.client()
+    training = client.files.create(file=(DATA / "ahoy.jsonl").open("rb"), purpose="fine-tune")
+    validation = client.files.create(file=("valid.jsonl", (DATA / "ahoy.jsonl").read_bytes()), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(
+        training_file=training.id,
+        validation_file=validation.id,
+        model="SmolLM2-135M-Instruct",
+        hyperparameters={"n_epochs": 1, "batch_size": 4},
+    )
+    job = wait_for(client, job.id)
+    assert job.status == "succeeded", job.error
+    assert job.fine_tuned_model.startswith("ft:SmolLM2-135M-Instruct:personal::")
+    assert job.hyperparameters.batch_size == 4 and job.hyperparameters.n_epochs == 1
+    events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
+    assert f"Validating training file: {training.id} and validation file: {validation.id}" in [e.message for e in events]
+    last_step = next(e for e in events if e.type == "metrics")
+    assert "full validation loss=" in last_step.message and last_step.data["full_valid_loss"] > 0
+    rows = client.files.content(job.result_files[0]).text.splitlines()
+    assert rows[-1].split(",")[3] != ""  # valid_loss on the last step
+
+
+def test_cancel_stops_a_running_job(live_server):
+    client = live_server.client()
+    training = client.files.create(file=(DATA / "ahoy.jsonl").open("rb"), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(training_file=training.id, model="gpt-3.5-turbo", hyperparameters={"n_epochs": 20})
+    deadline = time.time() + 300
+    while not any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id).data):
+        assert time.time() < deadline
+        time.sleep(0.5)
+    cancelled = client.fine_tuning.jobs.cancel(job.id)
+    assert cancelled.status == "cancelled"
+    time.sleep(4)  # two heartbeats: the worker has seen it and stopped the trainer
+    settled = client.fine_tuning.jobs.list_events(job.id, limit=1000).data
+    time.sleep(3)
+    after = client.fine_tuning.jobs.list_events(job.id, limit=1000).data
+    assert [e.id for e in after] == [e.id for e in settled]
+    assert after[0].message == "Fine-tuning job cancelled"
+    final = client.fine_tuning.jobs.retrieve(job.id)
+    assert final.status == "cancelled" and final.fine_tuned_model is None

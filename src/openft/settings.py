@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     train_threads: int = 2
     serve_threads: int = 2
     worker_poll_seconds: float = 0.5
+    # A chat request without max_tokens stops here rather than at the context limit: a small
+    # model that loops would otherwise hold the engine for minutes.
+    default_max_tokens: int = 1024
 
     @property
     def models_dir(self) -> Path:

@@ -153,13 +153,18 @@ class JobRun:
         steps_done = step - self.first_step + 1
         seconds_per_step = (time.time() - self.started) / steps_done
         with self.db.session() as session:
+            row = session.get(JobRow, self.job.seq)
+            if row.status != "running":
+                return  # cancelled while this line was in flight: the job's story has ended
             add_event(session, self.job.id, message, type="metrics", data=data)
-            session.get(JobRow, self.job.seq).estimated_finish = int(time.time() + seconds_per_step * (total - step))
+            row.estimated_finish = int(time.time() + seconds_per_step * (total - step))
 
     def _record_checkpoint(self, event: dict) -> None:
         job = self.job
         step = event["step"]
         with self.db.session() as session:
+            if session.get(JobRow, job.seq).status != "running":
+                return
             exists = session.scalar(
                 select(CheckpointRow).where(CheckpointRow.job_id == job.id, CheckpointRow.step_number == step)
             )

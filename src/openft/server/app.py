@@ -65,7 +65,7 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     app.state.files = file_service
     app.state.models = model_service
     app.state.fine_tuning = FineTuningService(settings, db, file_service, model_service)
-    app.state.chat = ChatService(model_service, LazyEngine(settings))
+    app.state.chat = ChatService(model_service, LazyEngine(settings), settings.default_max_tokens)
     for module in (files, fine_tuning, models, chat):
         app.include_router(module.router)
     _install_error_handlers(app)

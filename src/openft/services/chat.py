@@ -25,9 +25,10 @@ FINGERPRINT = "fp_openft"
 
 
 class ChatService:
-    def __init__(self, models: ModelService, engine: Engine):
+    def __init__(self, models: ModelService, engine: Engine, default_max_tokens: int):
         self.models = models
         self.engine = engine
+        self.default_max_tokens = default_max_tokens
 
     async def complete(self, request: ChatCompletionRequest) -> ChatCompletion:
         model, prompt = await self._prepare(request)
@@ -95,7 +96,7 @@ class ChatService:
 
     def _generate(self, model: ModelRef, prompt: Prompt, request: ChatCompletionRequest, index: int):
         params = SamplingParams(
-            max_tokens=request.max_completion_tokens or request.max_tokens,
+            max_tokens=request.max_completion_tokens or request.max_tokens or self.default_max_tokens,
             temperature=1.0 if request.temperature is None else request.temperature,
             top_p=1.0 if request.top_p is None else request.top_p,
             stop=request.stop_strings(),
