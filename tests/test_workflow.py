@@ -189,3 +189,30 @@ def test_cancel_stops_a_running_job(live_server):
     assert after[0].message == "Fine-tuning job cancelled"
     final = client.fine_tuning.jobs.retrieve(job.id)
     assert final.status == "cancelled" and final.fine_tuned_model is None
+
+
+def test_pause_and_resume_continue_from_the_last_checkpoint(live_server):
+    client = live_server.client()
+    training = client.files.create(file=(DATA / "ahoy.jsonl").open("rb"), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(
+        training_file=training.id, model="gpt-3.5-turbo", hyperparameters={"n_epochs": 3, "batch_size": 4}
+    )
+    with pytest.raises(openai.BadRequestError):
+        client.fine_tuning.jobs.resume(job.id)  # not paused
+    deadline = time.time() + 300
+    while not client.fine_tuning.jobs.checkpoints.list(job.id).data:  # epoch 1 is saved
+        assert time.time() < deadline
+        time.sleep(0.3)
+    assert client.fine_tuning.jobs.pause(job.id).status == "paused"
+    time.sleep(3)
+    assert client.fine_tuning.jobs.retrieve(job.id).status == "paused"
+    assert client.fine_tuning.jobs.resume(job.id).status == "queued"
+    job = wait_for(client, job.id)
+    assert job.status == "succeeded", job.error
+    events = list(reversed(client.fine_tuning.jobs.list_events(job.id, limit=1000).data))
+    steps = [e.data["step"] for e in events if e.type == "metrics"]
+    assert steps == list(range(1, 16))  # 3 epochs x 5 steps, each recorded once
+    messages = [e.message for e in events]
+    assert "Fine-tuning job paused" in messages and "Fine-tuning job resumed" in messages
+    assert "Fine-tuning job resumed from its last checkpoint" in messages
+    assert len(client.fine_tuning.jobs.checkpoints.list(job.id).data) == 3

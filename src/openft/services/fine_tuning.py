@@ -25,7 +25,8 @@ from openft.store.db import Database
 from openft.store.events import add_event
 from openft.store.tables import CheckpointRow, EventRow, JobRow
 
-TERMINAL = ("succeeded", "failed", "cancelled")
+ACTIVE = ("validating_files", "queued", "running")
+TRANSITION_WORDS = {"cancel": "cancelled", "pause": "paused", "resume": "resumed"}
 # The suffix becomes part of a model name split on ':'.
 SUFFIX_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -139,20 +140,33 @@ class FineTuningService:
         return rows[:limit], len(rows) > limit
 
     def cancel(self, organization_id: str, job_id: str) -> JobRow:
+        return self._transition(organization_id, job_id, "cancel", ACTIVE + ("paused",), "cancelled")
+
+    def pause(self, organization_id: str, job_id: str) -> JobRow:
+        return self._transition(organization_id, job_id, "pause", ("running",), "paused")
+
+    def resume(self, organization_id: str, job_id: str) -> JobRow:
+        # Back to the queue: the next claim resumes from the job's last checkpoint.
+        return self._transition(organization_id, job_id, "resume", ("paused",), "queued")
+
+    def _transition(self, organization_id: str, job_id: str, action: str, sources: tuple, target: str) -> JobRow:
+        """Move a job between statuses; the worker running it sees the change and stops the trainer."""
         with self.db.session() as session:
             row = session.scalar(
                 select(JobRow).where(JobRow.id == job_id, JobRow.organization_id == organization_id)
             )
             if row is None:
                 raise self._job_not_found(job_id)
-            if row.status in TERMINAL:
+            if row.status not in sources:
                 raise OpenFTError(
-                    400, f"Job {job_id} has already {row.status} and cannot be cancelled.", param="fine_tuning_job_id"
+                    400, f"Job {job_id} is {row.status} and cannot be {TRANSITION_WORDS[action]}.", param="fine_tuning_job_id"
                 )
-            # The worker that runs it sees the status change and stops the trainer.
-            row.status = "cancelled"
-            row.finished_at = int(time.time())
-            add_event(session, job_id, "Fine-tuning job cancelled")
+            row.status = target
+            row.lease_owner = None
+            row.lease_expires_at = None
+            if target == "cancelled":
+                row.finished_at = int(time.time())
+            add_event(session, job_id, f"Fine-tuning job {TRANSITION_WORDS[action]}")
         return row
 
     @staticmethod

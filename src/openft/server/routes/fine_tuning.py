@@ -36,6 +36,16 @@ def cancel(organization: Organization, jobs: Jobs, job_id: str) -> FineTuningJob
     return job_to_wire(jobs.cancel(organization, job_id))
 
 
+@router.post("/{job_id}/pause")
+def pause(organization: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
+    return job_to_wire(jobs.pause(organization, job_id))
+
+
+@router.post("/{job_id}/resume")
+def resume(organization: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
+    return job_to_wire(jobs.resume(organization, job_id))
+
+
 @router.get("/{job_id}/events")
 def events(
     organization: Organization,
