@@ -49,7 +49,7 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, data_dir: Path, *extra_args: str):
+    def __init__(self, data_dir: Path, *extra_args: str, env: dict[str, str] | None = None):
         self.data_dir = data_dir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
@@ -58,7 +58,7 @@ class LiveServer:
             [sys.executable, "-m", "openft", "serve", "--data-dir", str(data_dir), "--port", str(self.port), *extra_args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         wait_until_ready(self.base_url, self.process, timeout=180)
 

@@ -214,5 +214,6 @@ def test_pause_and_resume_continue_from_the_last_checkpoint(live_server):
     assert steps == list(range(1, 16))  # 3 epochs x 5 steps, each recorded once
     messages = [e.message for e in events]
     assert "Fine-tuning job paused" in messages and "Fine-tuning job resumed" in messages
-    assert "Fine-tuning job resumed from its last checkpoint" in messages
+    assert "Fine-tuning job started again (attempt 2)" in messages
+    assert "Resumed from the checkpoint at step 5" in messages
     assert len(client.fine_tuning.jobs.checkpoints.list(job.id).data) == 3

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     train_threads: int = 2
     serve_threads: int = 2
     worker_poll_seconds: float = 0.5
+    # A running job whose worker has not renewed its lease for this long is claimed again.
+    lease_seconds: float = 30.0
+    # Times a job is started again after its trainer died (killed, out of memory) before it fails.
+    max_attempts: int = 3
     # A chat request without max_tokens stops here rather than at the context limit: a small
     # model that loops would otherwise hold the engine for minutes.
     default_max_tokens: int = 1024

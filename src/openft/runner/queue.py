@@ -9,8 +9,6 @@ from openft.store.db import Database
 from openft.store.events import add_event
 from openft.store.tables import JobRow
 
-LEASE_SECONDS = 30.0
-
 
 def promote_validated(db: Database) -> None:
     """Move jobs whose files passed validation at create time into the queue."""
@@ -20,7 +18,7 @@ def promote_validated(db: Database) -> None:
             add_event(session, job.id, "Files validated, moving job to queued state")
 
 
-def claim(db: Database, worker_id: str) -> JobRow | None:
+def claim(db: Database, worker_id: str, lease_seconds: float) -> JobRow | None:
     now = time.time()
     with db.session() as session:
         job = session.scalar(
@@ -39,28 +37,28 @@ def claim(db: Database, worker_id: str) -> JobRow | None:
         resumed = job.attempts > 0
         job.status = "running"
         job.lease_owner = worker_id
-        job.lease_expires_at = now + LEASE_SECONDS
+        job.lease_expires_at = now + lease_seconds
         job.attempts += 1
         if resumed:
-            add_event(session, job.id, "Fine-tuning job resumed from its last checkpoint")
+            add_event(session, job.id, f"Fine-tuning job started again (attempt {job.attempts})")
         else:
             add_event(session, job.id, "Fine-tuning job started", data=None)
     return job
 
 
-def renew(db: Database, job_id: str, worker_id: str) -> str | None:
+def renew(db: Database, job_id: str, worker_id: str, lease_seconds: float) -> str | None:
     """Extend the lease; returns the job's status, or None if another worker owns it now."""
     with db.session() as session:
         job = session.scalar(select(JobRow).where(JobRow.id == job_id))
         if job is None or job.lease_owner != worker_id:
             return None
         if job.status == "running":
-            job.lease_expires_at = time.time() + LEASE_SECONDS
+            job.lease_expires_at = time.time() + lease_seconds
         return job.status
 
 
 def release(db: Database, job_id: str, worker_id: str) -> None:
-    """Give a running job back to the queue (this worker is shutting down)."""
+    """Give a running job back to the queue; its next claim resumes from the last checkpoint."""
     with db.session() as session:
         job = session.scalar(select(JobRow).where(JobRow.id == job_id))
         if job is not None and job.lease_owner == worker_id and job.status == "running":

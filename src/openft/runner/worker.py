@@ -53,7 +53,7 @@ class Worker:
     def run_once(self, stop: threading.Event | None = None) -> bool:
         """Claim and run one job; False when the queue was empty."""
         job_queue.promote_validated(self.db)
-        job = job_queue.claim(self.db, self.worker_id)
+        job = job_queue.claim(self.db, self.worker_id, self.settings.lease_seconds)
         if job is None:
             return False
         JobRun(self, job).run(stop or threading.Event())
@@ -93,7 +93,7 @@ class JobRun:
         threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
 
         finished = False
-        last_error = "The trainer stopped without a result."
+        reported_error = None
         next_heartbeat = 0.0
         while True:
             try:
@@ -105,12 +105,12 @@ class JobRun:
             if line.startswith("{"):
                 event = json.loads(line)
                 if event["type"] == "error":
-                    last_error = event["message"]
+                    reported_error = event["message"]
                 finished |= self._record(event)
             if time.time() >= next_heartbeat:
                 next_heartbeat = time.time() + HEARTBEAT_SECONDS
                 job_queue.promote_validated(self.db)
-                status = job_queue.renew(self.db, job.id, self.worker.worker_id)
+                status = job_queue.renew(self.db, job.id, self.worker.worker_id, self.settings.lease_seconds)
                 if status != "running" or stop.is_set():
                     # Cancelled, taken over, or this worker is shutting down; in the last case
                     # the job goes back to the queue and resumes from its last checkpoint.
@@ -120,13 +120,22 @@ class JobRun:
                         job_queue.release(self.db, job.id, self.worker.worker_id)
                     return
         process.wait()
-        if not finished:
-            self._fail(last_error)
+        if finished:
+            return
+        if reported_error is None and process.returncode < 0 and job.attempts < self.settings.max_attempts:
+            # Killed by a signal, not failed on its own: start again from the last checkpoint.
+            log.warning("trainer of %s killed (signal %d); requeueing", job.id, -process.returncode)
+            job_queue.release(self.db, job.id, self.worker.worker_id)
+            return
+        self._fail(reported_error or f"The trainer stopped without a result (exit code {process.returncode}).")
 
     def _record(self, event: dict) -> bool:
         kind = event["type"]
         if kind == "started":
             self.total_steps = event["total_steps"]
+            if event.get("start_step"):
+                with self.db.session() as session:
+                    add_event(session, self.job.id, f"Resumed from the checkpoint at step {event['start_step']}")
         elif kind == "metrics":
             self._record_metrics(event)
         elif kind == "checkpoint":
