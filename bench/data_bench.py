@@ -27,8 +27,11 @@ Example usage:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import random
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -118,3 +121,90 @@ def generate(path: Path, n: int, seed: int = 0) -> Path:
                 continue
             out.write(json.dumps(chat_example(rng), ensure_ascii=False) + "\n")
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# the three ways to read it
+
+
+def floor(path: Path) -> int:
+    """`json.loads` of every line: the least any check must do."""
+    n = 0
+    with open(path, "rb") as lines:
+        for line in lines:
+            try:
+                json.loads(line)
+            except ValueError:
+                continue
+            n += 1
+    return n
+
+
+def naive(tokenizer, raw: bytes) -> tuple[int, int, int]:
+    """The file in memory, validated, then one `render_example` per example (openft before the
+    batched path): (examples, tokens, trained tokens)."""
+    from openft.data.labels import IGNORE_INDEX, render_example
+    from openft.data.validate import validate_chat_jsonl
+    from openft.runner.spec import MAX_TRAINING_TOKENS
+
+    rendered = [render_example(tokenizer, e, MAX_TRAINING_TOKENS) for e in validate_chat_jsonl(raw).examples]
+    trained = sum(label != IGNORE_INDEX for r in rendered for label in r.labels)
+    return len(rendered), sum(len(r.input_ids) for r in rendered), trained
+
+
+def fast(tokenizer, path: Path) -> tuple[int, int, int]:
+    """What `openft data check` does per file: (examples, tokens, trained tokens)."""
+    from openft.cli.data import check_file
+
+    stats = check_file(tokenizer, path).stats
+    return stats.examples, stats.tokens, stats.trained_tokens
+
+
+def timed(run):
+    start = time.perf_counter()
+    result = run()
+    return result, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--examples", type=int, default=100_000, help="lines in the generated file")
+    parser.add_argument("--naive", type=int, default=5_000, help="lines the naive peer reads (it is slow)")
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("OPENFT_DATA_DIR", ".openft")),
+                        help="openft data dir whose model store holds the bundled model (imported if not)")
+    parser.add_argument("--keep", type=Path, help="write the generated file here and keep it")
+    args = parser.parse_args()
+
+    from transformers import AutoTokenizer
+
+    from openft.cli.data import model_in_store
+    from openft.settings import BUNDLED_MODEL, Settings
+
+    tokenizer = AutoTokenizer.from_pretrained(model_in_store(Settings(data_dir=args.data_dir), BUNDLED_MODEL))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.keep or Path(tmp) / "train.jsonl"
+        _, seconds = timed(lambda: generate(path, args.examples))
+        size = path.stat().st_size
+        print(f"generated {args.examples:,} lines, {size / 1e6:,.1f} MB, in {seconds:.1f} s: {path}")
+        sample = Path(tmp) / "sample.jsonl"
+        with open(path, "rb") as lines:
+            sample.write_bytes(b"".join(itertools.islice(lines, args.naive)))
+        fast(tokenizer, sample)  # warm up: the template compiles, the tokenizer's caches fill
+
+        n_floor, floor_s = timed(lambda: floor(path))
+        (n, tokens, trained), fast_s = timed(lambda: fast(tokenizer, path))
+        (n_naive, naive_tokens, naive_trained), naive_s = timed(lambda: naive(tokenizer, sample.read_bytes()))
+        assert (n_naive, naive_tokens, naive_trained) == fast(tokenizer, sample), "the fast path counts differently"
+
+    rate, naive_rate, floor_rate = n / fast_s, n_naive / naive_s, n_floor / floor_s
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"{n:,} examples, {tokens:,} tokens ({tokens / n:.0f} per example), {trained:,} trained; {cores} cores")
+    print(f"openft data check: {fast_s:6.2f} s  {rate:9,.0f} examples/s  {tokens / fast_s / 1e6:.2f} M tokens/s")
+    print(f"naive per example: {naive_s * n / n_naive:6.2f} s  {naive_rate:9,.0f} examples/s"
+          f"  (timed on {n_naive:,}; check is {rate / naive_rate:.1f}x faster, same counts)")
+    print(f"json.loads floor:  {floor_s:6.2f} s  {floor_rate:9,.0f} examples/s  (check takes {fast_s / floor_s:.0f}x the floor)")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

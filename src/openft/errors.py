@@ -43,3 +43,22 @@ def invalid_api_key(key: str) -> OpenFTError:
         f"Incorrect API key provided: {masked}. You can find your API key in the openft settings.",
         code="invalid_api_key",
     )
+
+
+def missing_api_key() -> OpenFTError:
+    # OpenAI's wording; its `code` is null.
+    return OpenFTError(
+        401,
+        "You didn't provide an API key. You need to provide your API key in an Authorization header "
+        "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+    )
+
+
+def file_too_large(limit: int) -> OpenFTError:
+    return OpenFTError(
+        413,
+        f"The file is larger than {limit} bytes ({limit / 2**20:g} MiB), the most this server accepts. "
+        "Its OPENFT_MAX_UPLOAD_BYTES setting raises the limit.",
+        param="file",
+        code="file_too_large",
+    )

@@ -33,3 +33,16 @@ def completion_id() -> str:
 def fine_tuned_model_name(base: str, organization: str, suffix: str | None) -> str:
     """`ft:{base}:{org}:{suffix}:{8-char id}`; an empty suffix leaves `::` as OpenAI does."""
     return f"ft:{base}:{organization}:{suffix or ''}:{random_token(8)}"
+
+
+def organization_id() -> str:
+    return "org-" + random_token(24)
+
+
+def api_key_id() -> str:
+    return "key_" + random_token(16)
+
+
+def api_key() -> str:
+    """The secret itself: shown once, stored only as its sha256."""
+    return "sk-openft-" + random_token(48)

@@ -26,8 +26,13 @@ class Settings(BaseSettings):
     # Shown in `ft:<base>:<org>:<suffix>:<id>`; OpenAI personal accounts show "personal".
     organization: str = "personal"
     organization_id: str = "org-openft"
-    # Empty: any bearer key is accepted (a laptop install). Set to require one of these keys.
+    # Keys for the local organization, next to those `openft keys create` stores. With neither,
+    # any bearer key is accepted (a laptop install); with either, every /v1 request needs one.
     api_keys: list[str] = []
+    # Uploads over this size get 413 `file_too_large` (OpenAI's limit is 512 MB).
+    max_upload_bytes: int = 512 * 2**20
+    # A fine-tuning file with a longer line gets 400 naming the line.
+    max_line_bytes: int = 2**20
     # CPU threads for training and for serving; they share the machine.
     train_threads: int = 2
     serve_threads: int = 2

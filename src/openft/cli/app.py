@@ -1,11 +1,13 @@
 """The `openft` command line. Every command takes --data-dir (env OPENFT_DATA_DIR)."""
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from openft.cli import data as data_commands
+from openft.cli import keys as key_commands
 from openft.cli.options import DEFAULT_DATA_DIR, DataDir
 from openft.settings import Settings
 
@@ -13,11 +15,21 @@ app = typer.Typer(help="openft: a self-hosted, OpenAI-compatible fine-tuning ser
 models_app = typer.Typer(help="Manage the model store.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(data_commands.app, name="data")
+app.add_typer(key_commands.app, name="keys")
 
 
 
 def settings_for(data_dir: Path) -> Settings:
     return Settings(data_dir=data_dir)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
 
 
 @app.command()
@@ -26,22 +38,39 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Serve the API only; run `openft worker` apart.")] = False,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Listen on a non-loopback --host even though no API key exists.")
+    ] = False,
 ) -> None:
     """Serve the OpenAI-compatible API (and run the job worker).
 
     On a fresh data dir the bundled SmolLM2-135M-Instruct is imported first (once).
 
+    Without API keys anyone who reaches the port can use the server, so it listens only on
+    loopback until `openft keys create` has made a key (or --insecure is given).
+
     Example usage:
 
         openft serve --port 8000 --data-dir ./.openft
+        openft keys create --org acme && openft serve --host 0.0.0.0
     """
+    from openft.services.keys import KeyService
+    from openft.store.db import Database
+
+    settings = settings_for(data_dir)
+    if not insecure and not _is_loopback(host) and not KeyService(settings, Database(settings)).required():
+        typer.echo(
+            f"Error: refusing to listen on {host} without API keys: anyone who can reach it could use this server. "
+            "Create a key with `openft keys create --org NAME`, or pass --insecure.",
+            err=True,
+        )
+        raise typer.Exit(1)
+
     import uvicorn
 
     from openft.models.store import ensure_bundled_model
     from openft.server.app import create_app
-    from openft.store.db import Database
 
-    settings = settings_for(data_dir)
     ensure_bundled_model(settings, Database(settings))
     uvicorn.run(create_app(settings, run_worker=not no_worker), host=host, port=port, log_level="warning")
 

@@ -47,7 +47,7 @@ def wait_until_ready(base_url: str, server: subprocess.Popen, timeout: float = 6
         if server.poll() is not None:
             raise SystemExit(f"openft serve exited with code {server.returncode}")
         try:
-            if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
+            if httpx.get(f"{base_url}/models", timeout=2).status_code in (200, 401):  # 401: up, keys required
                 return
         except httpx.TransportError:
             pass

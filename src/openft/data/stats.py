@@ -1,6 +1,7 @@
 """Statistics over rendered training examples: what `openft data check` reports.
 
-Pure Python over `RenderedExample`s (no torch, no tokenizer). Lengths are counted after
+Pure Python over `RenderedExample`s (no torch, no tokenizer), counted one at a time
+(`TokenTally`), so a file of any size is summed in bounded memory. Lengths are counted after
 truncation, so `tokens` is exactly what one epoch trains on, and what OpenAI bills per epoch
 (billed tokens = tokens x epochs). `trained_tokens` are those that carry loss (label != -100):
 the assistant replies with weight 1 and their end-of-turn tokens.
@@ -11,6 +12,8 @@ of [1, 2, 3, 4] is 2.5.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from openft.data.labels import IGNORE_INDEX, RenderedExample
@@ -39,35 +42,79 @@ class TokenStats:
         return asdict(self)
 
 
+class TokenTally:
+    """The counts behind `TokenStats`, added one rendered example at a time. Lengths are kept as a
+    histogram, so memory is bounded by the context length, not by the number of examples."""
+
+    def __init__(self) -> None:
+        self.lengths: Counter[int] = Counter()  # tokens per example -> how many examples
+        self.message_counts: Counter[int] = Counter()  # messages per example -> how many examples
+        self.trained_tokens = 0
+        self.truncated_lines: list[int] = []
+
+    def add(self, rendered: RenderedExample, messages: int, line: int) -> None:
+        self.lengths[len(rendered.input_ids)] += 1
+        self.message_counts[messages] += 1
+        self.trained_tokens += len(rendered.labels) - rendered.labels.count(IGNORE_INDEX)
+        if rendered.truncated:
+            self.truncated_lines.append(line)
+
+    def stats(self) -> TokenStats:
+        if not self.lengths:
+            raise ValueError("token_stats needs at least one example")
+        return TokenStats(
+            examples=self.lengths.total(),
+            messages_per_example=histogram_distribution(self.message_counts),
+            tokens_per_example=histogram_distribution(self.lengths),
+            tokens=sum(length * n for length, n in self.lengths.items()),
+            trained_tokens=self.trained_tokens,
+            truncated_lines=self.truncated_lines,
+        )
+
+
 def token_stats(rendered: list[RenderedExample], message_counts: list[int], lines: list[int]) -> TokenStats:
     """Statistics of examples `rendered` from `lines` of a file, with `message_counts` messages."""
-    if not rendered:
-        raise ValueError("token_stats needs at least one example")
-    return TokenStats(
-        examples=len(rendered),
-        messages_per_example=distribution(message_counts),
-        tokens_per_example=distribution([len(r.input_ids) for r in rendered]),
-        tokens=sum(len(r.input_ids) for r in rendered),
-        trained_tokens=sum(label != IGNORE_INDEX for r in rendered for label in r.labels),
-        truncated_lines=[line for r, line in zip(rendered, lines, strict=True) if r.truncated],
-    )
+    tally = TokenTally()
+    for example, messages, line in zip(rendered, message_counts, lines, strict=True):
+        tally.add(example, messages, line)
+    return tally.stats()
 
 
-def distribution(values: list[float]) -> Distribution:
-    ordered = sorted(values)
+def distribution(values: Iterable[float]) -> Distribution:
+    return histogram_distribution(Counter(values))
+
+
+def histogram_distribution(histogram: Counter) -> Distribution:
+    """The distribution of the values counted in `histogram` (value -> how many times)."""
+    ordered = sorted(histogram.items())
+    n = histogram.total()
     return Distribution(
-        min=ordered[0],
-        p5=percentile(ordered, 5),
-        median=percentile(ordered, 50),
-        mean=sum(ordered) / len(ordered),
-        p95=percentile(ordered, 95),
-        max=ordered[-1],
+        min=ordered[0][0],
+        p5=_percentile(ordered, n, 5),
+        median=_percentile(ordered, n, 50),
+        mean=sum(value * count for value, count in ordered) / n,
+        p95=_percentile(ordered, n, 95),
+        max=ordered[-1][0],
     )
 
 
 def percentile(ordered: list[float], q: float) -> float:
     """The q-th percentile (0-100) of sorted, non-empty `ordered`, linearly interpolated."""
-    rank = (len(ordered) - 1) * q / 100
+    return _percentile(sorted(Counter(ordered).items()), len(ordered), q)
+
+
+def _percentile(ordered: list[tuple[float, int]], n: int, q: float) -> float:
+    """The q-th percentile of the `n` values counted in `ordered`: (value, count) pairs, sorted."""
+    rank = (n - 1) * q / 100
     low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+    high = min(low + 1, n - 1)
+    return _nth(ordered, low) + (_nth(ordered, high) - _nth(ordered, low)) * (rank - low)
+
+
+def _nth(ordered: list[tuple[float, int]], index: int) -> float:
+    """The value at 0-based `index` of the sorted values counted in `ordered`."""
+    for value, count in ordered:
+        if index < count:
+            return value
+        index -= count
+    raise IndexError(index)

@@ -1,8 +1,9 @@
 """Check chat fine-tuning JSONL before anything is tokenized or trained.
 
-Bytes in, a `ValidationReport` out. The module is pure (no torch, no tokenizer), so the server can
-run it on upload and the CLI can run it offline; the token-level checks (context length, trained
-tokens) live next to the tokenizer.
+Bytes in, a `ValidationReport` out: `validate_chat_jsonl` for a file in memory, `iter_chat_jsonl`
+to stream one line by line in bounded memory (the same report). The module is pure (no torch, no
+tokenizer), so the server can run it on upload and the CLI can run it offline; the token-level
+checks (context length, trained tokens) live next to the tokenizer.
 
 Every problem is a `DataIssue` with a stable `code` that clients can match on, and a message that
 starts "Line N: " so the user can jump to it. The whole file is checked and every problem on every
@@ -28,7 +29,10 @@ is created (as OpenAI does), and the CLI applies both.
 
 import codecs
 import hashlib
+import io
+import itertools
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 MIN_EXAMPLES = 10
@@ -71,64 +75,102 @@ def check_example_count(n: int) -> DataIssue | None:
 
 
 def validate_chat_jsonl(raw: bytes) -> ValidationReport:
+    """Check a whole file held in memory. `iter_chat_jsonl` streams one and reports the same."""
     report = ValidationReport()
-    raw = raw.removeprefix(codecs.BOM_UTF8)
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        report.errors.append(_issue(1, "invalid_encoding", "the file is UTF-16; save it as UTF-8"))
-        return report
-    lines = raw.split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()  # the final newline ends the last line; it does not start a blank one
-    content_lines = [i for i, chunk in enumerate(lines) if chunk.strip()]
-    if not content_lines:
-        report.errors.append(DataIssue(None, "empty_file", "The training file is empty"))
-        return report
-    first = content_lines[0]
-    if not_jsonl := _sniff_not_jsonl(lines[first], raw, only_line=len(content_lines) == 1):
-        report.errors.append(_issue(first + 1, "not_jsonl", not_jsonl))
-        return report
-
-    first_seen: dict[bytes, int] = {}  # digest of an example -> the line it was first seen on
-    for lineno, chunk in enumerate(lines, start=1):
-        if not chunk.strip():
-            detail = "blank line, skipped; remove it to silence this warning"
-            report.warnings.append(_issue(lineno, "blank_line", detail))
-            continue
-        try:
-            text = chunk.decode("utf-8")
-        except UnicodeDecodeError as e:
-            detail = f"byte 0x{chunk[e.start]:02x} at column {e.start + 1} is not valid UTF-8"
-            detail += "; save the file as UTF-8"
-            report.errors.append(_issue(lineno, "invalid_encoding", detail))
-            continue
-        try:
-            example = json.loads(text)
-        except json.JSONDecodeError as e:
-            detail = f"invalid JSON: {e.msg} (column {e.colno})"
-            detail += "; each line must be one complete JSON object"
-            report.errors.append(_issue(lineno, "invalid_json", detail))
-            continue
-        errors = _example_errors(example)
-        report.errors += [_issue(lineno, code, detail) for code, detail in errors]
-        if errors:
-            continue
+    for line, example in iter_chat_jsonl(io.BytesIO(raw), report):
         report.examples.append(example)
-        report.example_lines.append(lineno)
-        warnings = _example_warnings(example)
-        report.warnings += [_issue(lineno, code, detail) for code, detail in warnings]
-        digest = hashlib.blake2b(_canonical(example), digest_size=16).digest()
-        if digest in first_seen:
-            detail = (
-                f"duplicate of line {first_seen[digest]}; a repeated example is trained on twice"
-                " as often, remove it unless that is intended"
-            )
-            report.warnings.append(_issue(lineno, "duplicate_example", detail))
-        else:
-            first_seen[digest] = lineno
-
-    if warning := _identical_system_warning(report.examples):
-        report.warnings.append(warning)
+        report.example_lines.append(line)
     return report
+
+
+def iter_chat_jsonl(lines: Iterable[bytes], report: ValidationReport) -> Iterator[tuple[int, dict]]:
+    """Check a file as a stream: yield (line, example) for each valid example, in file order, and
+    add each error and warning to `report` as it is found (the file-level one at the end).
+
+    `lines` is a binary file object, or any iterable of byte lines with or without their b"\n".
+    `report.examples` is left alone, so memory does not grow with the examples: per valid
+    example, only a 16-byte digest is kept, to name the first line of a duplicate.
+    """
+    lines = iter(lines)
+    blank = 0  # blank lines before the first content line
+    for chunk in lines:
+        chunk = chunk.removesuffix(b"\n")
+        if blank == 0:
+            chunk = chunk.removeprefix(codecs.BOM_UTF8)
+            if chunk.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                report.errors.append(_issue(1, "invalid_encoding", "the file is UTF-16; save it as UTF-8"))
+                return
+        if chunk.strip():
+            break
+        blank += 1
+    else:
+        report.errors.append(DataIssue(None, "empty_file", "The training file is empty"))
+        return
+    ahead: list[bytes] = []  # lines read past the first content line to judge the file's shape
+    if not_jsonl := _sniff_not_jsonl(chunk, lines, ahead):
+        report.errors.append(_issue(blank + 1, "not_jsonl", not_jsonl))
+        return
+
+    report.warnings += [_issue(lineno, "blank_line", BLANK_LINE) for lineno in range(1, blank + 1)]
+    state = _FileState()
+    rest = itertools.chain([chunk], ahead, (line.removesuffix(b"\n") for line in lines))
+    for lineno, chunk in enumerate(rest, start=blank + 1):
+        if (example := _check_line(lineno, chunk, report, state)) is not None:
+            yield lineno, example
+    if warning := _identical_system_warning(state):
+        report.warnings.append(warning)
+
+
+BLANK_LINE = "blank line, skipped; remove it to silence this warning"
+
+
+@dataclass
+class _FileState:
+    """What checking a line needs to know of the lines before it."""
+
+    first_seen: dict[bytes, int] = field(default_factory=dict)  # digest of an example -> its first line
+    examples: int = 0
+    system_prompts: set[str | None] = field(default_factory=set)  # the first two seen: enough to tell
+
+
+def _check_line(lineno: int, chunk: bytes, report: ValidationReport, state: _FileState) -> dict | None:
+    """The line's example if it is valid, else None; its problems go to `report`."""
+    if not chunk.strip():
+        report.warnings.append(_issue(lineno, "blank_line", BLANK_LINE))
+        return None
+    try:
+        text = chunk.decode("utf-8")
+    except UnicodeDecodeError as e:
+        detail = f"byte 0x{chunk[e.start]:02x} at column {e.start + 1} is not valid UTF-8"
+        detail += "; save the file as UTF-8"
+        report.errors.append(_issue(lineno, "invalid_encoding", detail))
+        return None
+    try:
+        example = json.loads(text)
+    except json.JSONDecodeError as e:
+        detail = f"invalid JSON: {e.msg} (column {e.colno})"
+        detail += "; each line must be one complete JSON object"
+        report.errors.append(_issue(lineno, "invalid_json", detail))
+        return None
+    errors = _example_errors(example)
+    report.errors += [_issue(lineno, code, detail) for code, detail in errors]
+    if errors:
+        return None
+    warnings = _example_warnings(example)
+    report.warnings += [_issue(lineno, code, detail) for code, detail in warnings]
+    digest = hashlib.blake2b(_canonical(example), digest_size=16).digest()
+    if digest in state.first_seen:
+        detail = (
+            f"duplicate of line {state.first_seen[digest]}; a repeated example is trained on twice"
+            " as often, remove it unless that is intended"
+        )
+        report.warnings.append(_issue(lineno, "duplicate_example", detail))
+    else:
+        state.first_seen[digest] = lineno
+    state.examples += 1
+    if len(state.system_prompts) < 2:
+        state.system_prompts.add(_system_prompt(example))
+    return example
 
 
 def _issue(line: int, code: str, detail: str) -> DataIssue:
@@ -140,15 +182,17 @@ def _issue(line: int, code: str, detail: str) -> DataIssue:
 # instead of burying the real cause under one invalid_json error per line.
 
 
-def _sniff_not_jsonl(first_line: bytes, raw: bytes, only_line: bool) -> str | None:
+def _sniff_not_jsonl(first_line: bytes, lines: Iterator[bytes], ahead: list[bytes]) -> str | None:
+    """Why a file whose first content line is `first_line` is not JSONL, or None. Reads on from
+    `lines` only as far as that takes, into `ahead`."""
     first = first_line.decode("utf-8", errors="replace").strip()
     parses = _is_json(first)
-    if first.startswith("[") and (not parses or only_line):
+    if first.startswith("[") and (not parses or _only_content_line(lines, ahead)):
         return (
             "the file looks like a JSON array; expected JSONL: one JSON object per line,"
             " without the surrounding [ ]"
         )
-    if first.startswith("{") and not parses and _first_value_spans_lines(raw):
+    if first.startswith("{") and not parses and _first_value_spans_lines(first_line, lines, ahead):
         return (
             "the file holds a JSON object spread over several lines; expected JSONL: each"
             " example as one JSON object on a single line"
@@ -169,13 +213,48 @@ def _is_json(text: str) -> bool:
     return True
 
 
-def _first_value_spans_lines(raw: bytes) -> bool:
-    text = raw.decode("utf-8", errors="replace").lstrip()
-    try:
-        _, end = json.JSONDecoder().raw_decode(text)
-    except json.JSONDecodeError:
-        return False
-    return "\n" in text[:end]
+def _only_content_line(lines: Iterator[bytes], ahead: list[bytes]) -> bool:
+    for line in lines:
+        ahead.append(line.removesuffix(b"\n"))
+        if ahead[-1].strip():
+            return False
+    return True
+
+
+# A first JSON value still open after this many characters is taken to be spread over lines,
+# without reading on: sniffing a huge pretty-printed file must not load it all.
+SNIFF_CHARS = 16 * 1024 * 1024
+
+
+def _first_value_spans_lines(first_line: bytes, lines: Iterator[bytes], ahead: list[bytes]) -> bool:
+    """Does the JSON value that opens the file end on a later line than the one it starts on?
+
+    Lines are read on until the value parses or cannot. No JSON token spans a line break, so a
+    parse that fails before the end of the text read so far fails the same on all of the file;
+    only one that runs out of text needs more. Parsing is retried as the text doubles.
+    """
+    parts = [first_line.decode("utf-8", errors="replace").lstrip()]
+    size, tried, more = len(parts[0]), 0, True
+    while True:
+        if not more or size >= 2 * tried:
+            text = "\n".join(parts)
+            try:
+                _, end = json.JSONDecoder().raw_decode(text)
+            except json.JSONDecodeError as e:
+                if e.pos < len(text) or not more:
+                    return False
+                if size > SNIFF_CHARS:
+                    return True
+            else:
+                return "\n" in text[:end]
+            tried = size
+        line = next(lines, None)
+        if line is None:
+            more = False
+            continue
+        ahead.append(line.removesuffix(b"\n"))
+        parts.append(ahead[-1].decode("utf-8", errors="replace"))
+        size += 1 + len(parts[-1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,12 +489,11 @@ def _example_warnings(example: dict) -> Problems:
     return warnings
 
 
-def _identical_system_warning(examples: list[dict]) -> DataIssue | None:
-    prompts = {_system_prompt(example) for example in examples}
-    if len(examples) < 2 or len(prompts) != 1 or None in prompts:
+def _identical_system_warning(state: _FileState) -> DataIssue | None:
+    if state.examples < 2 or len(state.system_prompts) != 1 or None in state.system_prompts:
         return None
     message = (
-        f"All {len(examples)} examples share the same system message. If the fine-tuned model "
+        f"All {state.examples} examples share the same system message. If the fine-tuned model "
         "should behave this way without being told, you could drop it from the training data "
         "(and from your requests) to save tokens; otherwise keep it and send it unchanged at"
         " inference."

@@ -26,6 +26,7 @@ from openft.services.files import FileService
 from openft.settings import Settings
 from openft.store.db import Database
 from openft.store.events import add_event
+from openft.store.organizations import organization_name
 from openft.store.tables import CheckpointRow, EventRow, JobRow, ModelRow
 
 log = logging.getLogger("openft.worker")
@@ -281,7 +282,11 @@ def _checkpoint_model_name(job: JobRow, step: int) -> str:
 def _register_model(session, settings: Settings, job: JobRow, name: str, adapter_path: str) -> None:
     row = session.scalar(select(ModelRow).where(ModelRow.id == name))
     if row is None:
-        row = ModelRow(id=name, created=int(time.time()), owned_by=settings.organization, base_model=job.base_model)
+        owner = organization_name(session, job.organization_id, settings.organization)
+        row = ModelRow(
+            id=name, created=int(time.time()), owned_by=owner, base_model=job.base_model,
+            organization_id=job.organization_id,
+        )
         session.add(row)
     row.adapter_path = adapter_path
     row.job_id = job.id

@@ -10,18 +10,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from openft.errors import OpenFTError
+from openft.errors import OpenFTError, file_too_large
 from openft.inference.engine import Engine
 from openft.runner.worker import Worker
 from openft.server.routes import chat, files, fine_tuning, models
 from openft.services.chat import ChatService
 from openft.services.files import FileService
 from openft.services.fine_tuning import FineTuningService
+from openft.services.keys import KeyService
 from openft.services.models import ModelService
 from openft.settings import Settings
 from openft.store.db import Database
 
 log = logging.getLogger("openft.server")
+# Room for the multipart envelope around an upload of exactly `max_upload_bytes`.
+MULTIPART_OVERHEAD_BYTES = 2**20
 
 
 class LazyEngine:
@@ -62,6 +65,7 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
 
     app = FastAPI(title="openft", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    app.state.keys = KeyService(settings, db)
     app.state.files = file_service
     app.state.models = model_service
     app.state.fine_tuning = FineTuningService(settings, db, file_service, model_service)
@@ -69,7 +73,27 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     for module in (files, fine_tuning, models, chat):
         app.include_router(module.router)
     _install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     return app
+
+
+class BodyLimit:
+    """Answers 413 before reading a body whose Content-Length is over the upload limit, so an
+    oversized upload (authenticated or not) is never spooled to disk. Bodies sent without a
+    length are caught by FileService as they stream."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"")
+            if length.isdigit() and int(length) > self.limit + MULTIPART_OVERHEAD_BYTES:
+                error = file_too_large(self.limit)
+                await JSONResponse(error.body(), status_code=error.status)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

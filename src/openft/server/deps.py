@@ -1,33 +1,26 @@
-"""Request dependencies: the caller's organization (from the API key) and the services."""
+"""Request dependencies: the caller (from the API key) and the services."""
 
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from openft.errors import OpenFTError, invalid_api_key
 from openft.services.chat import ChatService
 from openft.services.files import FileService
 from openft.services.fine_tuning import FineTuningService
+from openft.services.keys import Caller
 from openft.services.models import ModelService
 
+# Parses `Authorization: Bearer …` and declares the scheme in /openapi.json; KeyService decides.
+bearer = HTTPBearer(auto_error=False)
 
-def organization(request: Request) -> str:
-    """The organization the caller acts for. With no keys configured every caller is the one
-    local organization; with keys, the bearer key must be one of them."""
-    settings = request.app.state.settings
-    if settings.api_keys:
-        header = request.headers.get("authorization", "")
-        key = header.removeprefix("Bearer ").strip()
-        if not key:
-            raise OpenFTError(
-                401,
-                "You didn't provide an API key. You need to provide your API key in an Authorization header "
-                "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-                type="invalid_request_error",
-            )
-        if key not in settings.api_keys:
-            raise invalid_api_key(key)
-    return settings.organization_id
+
+def organization(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Caller:
+    """The organization the caller acts for. With no keys every caller is the one local
+    organization; once a key exists, the bearer key must be a live one (else 401)."""
+    return request.app.state.keys.authenticate(credentials.credentials if credentials else None)
 
 
 def _service(name: str):
@@ -37,7 +30,7 @@ def _service(name: str):
     return from_app_state
 
 
-Organization = Annotated[str, Depends(organization)]
+Organization = Annotated[Caller, Depends(organization)]
 Files = Annotated[FileService, Depends(_service("files"))]
 Jobs = Annotated[FineTuningService, Depends(_service("fine_tuning"))]
 Models = Annotated[ModelService, Depends(_service("models"))]

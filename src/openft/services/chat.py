@@ -30,8 +30,8 @@ class ChatService:
         self.engine = engine
         self.default_max_tokens = default_max_tokens
 
-    async def complete(self, request: ChatCompletionRequest) -> ChatCompletion:
-        model, prompt = await self._prepare(request)
+    async def complete(self, organization_id: str, request: ChatCompletionRequest) -> ChatCompletion:
+        model, prompt = await self._prepare(organization_id, request)
         completion_id, created = ids.completion_id(), int(time.time())
         choices, prompt_tokens, completion_tokens = [], 0, 0
         for index in range(request.n or 1):
@@ -53,9 +53,9 @@ class ChatService:
             system_fingerprint=FINGERPRINT,
         )
 
-    async def prepare_stream(self, request: ChatCompletionRequest) -> AsyncIterator[str]:
+    async def prepare_stream(self, organization_id: str, request: ChatCompletionRequest) -> AsyncIterator[str]:
         """Checks the request now (so errors get an HTTP status), then returns the SSE frames."""
-        model, prompt = await self._prepare(request)
+        model, prompt = await self._prepare(organization_id, request)
         return self._stream(model, prompt, request)
 
     async def _stream(self, model: ModelRef, prompt: Prompt, request: ChatCompletionRequest) -> AsyncIterator[str]:
@@ -104,9 +104,9 @@ class ChatService:
         )
         return iterate_in_thread(lambda: self.engine.generate(model, prompt, params))
 
-    async def _prepare(self, request: ChatCompletionRequest) -> tuple[ModelRef, Prompt]:
+    async def _prepare(self, organization_id: str, request: ChatCompletionRequest) -> tuple[ModelRef, Prompt]:
         _reject_unsupported(request)
-        served = self.models.resolve(request.model)
+        served = self.models.resolve(organization_id, request.model)
         model = ModelRef(base_model=served.base_model, adapter_path=served.adapter_path)
         prompt = Prompt(messages=[_template_message(m) for m in request.messages], tools=request.tools)
         counts = iterate_in_thread(

@@ -1,25 +1,37 @@
 """Uploaded files: bytes on disk under the data dir, metadata in the store.
 
-A fine-tune upload is validated before anything is stored: a rejected upload leaves no trace.
+An upload streams in chunks to a hidden staging file in the files dir (size and, for fine-tune
+files, line length checked on the way; sha256 computed), is fsynced, validated, renamed to
+`<files dir>/<file id>`, and only then gets its row. A rejected upload, or a crash at any point,
+leaves no visible file; the client's filename is only ever a label, never part of a path.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import re
+import tempfile
 import time
+import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import select
 
 from openft import ids
 from openft.data.validate import validate_chat_jsonl
-from openft.errors import OpenFTError, not_found
+from openft.errors import OpenFTError, file_too_large, not_found
 from openft.settings import Settings
 from openft.store.db import Database
 from openft.store.tables import FileRow
 
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 MAX_LISTED_ERRORS = 5
+CHUNK_BYTES = 2**20
+MAX_FILENAME_CHARS = 255
 
 
 def format_error_message(raw: bytes) -> str | None:
@@ -39,34 +51,81 @@ class FileService:
         self.settings = settings
         self.db = db
 
-    def create(self, organization_id: str, filename: str, purpose: str, content: bytes) -> FileRow:
+    def create(self, organization_id: str, filename: str | None, purpose: str, source: BinaryIO) -> FileRow:
+        """Store an upload read from `source`, within the size limit; a fine-tune file must also
+        keep within the line limit and be valid chat JSONL."""
         if purpose not in PURPOSES:
             raise OpenFTError(
                 400, f"'{purpose}' is not one of {list(PURPOSES)} - 'purpose'", param="purpose"
             )
-        if purpose == "fine-tune":
-            # The content decides, not the name: the legacy 0.28 client uploads as "file".
-            problem = format_error_message(content)
-            if problem:
-                raise OpenFTError(400, problem, param="file", code="invalid_file_format")
-        return self.store(organization_id, filename, purpose, content, status="processed")
+        fine_tune = purpose == "fine-tune"
+        max_line_bytes = self.settings.max_line_bytes if fine_tune else None
+        staged = self._stage(source, self.settings.max_upload_bytes, max_line_bytes)
+        try:
+            if fine_tune:
+                # The content decides, not the name: the legacy 0.28 client uploads as "file".
+                problem = format_error_message(staged.path.read_bytes())
+                if problem:
+                    raise OpenFTError(400, problem, param="file", code="invalid_file_format")
+            return self._publish(staged, organization_id, sanitize_filename(filename), purpose, "processed")
+        finally:
+            staged.path.unlink(missing_ok=True)  # already renamed away when published
 
     def store(self, organization_id: str, filename: str, purpose: str, content: bytes, status: str) -> FileRow:
+        """Store bytes the server made itself (a job's result file): no limits apply."""
+        staged = self._stage(io.BytesIO(content), None, None)
+        try:
+            return self._publish(staged, organization_id, sanitize_filename(filename), purpose, status)
+        finally:
+            staged.path.unlink(missing_ok=True)
+
+    def _stage(self, source: BinaryIO, max_bytes: int | None, max_line_bytes: int | None) -> _Staged:
+        files_dir = self.settings.files_dir
+        files_dir.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(dir=files_dir, prefix=".upload-", suffix=".part", delete=False)
+        path = Path(handle.name)
+        digest, size = hashlib.sha256(), 0
+        lines = _LineLimit(max_line_bytes) if max_line_bytes else None
+        try:
+            with handle:
+                while chunk := source.read(CHUNK_BYTES):
+                    size += len(chunk)
+                    if max_bytes is not None and size > max_bytes:
+                        raise file_too_large(max_bytes)
+                    if lines:
+                        lines.feed(chunk)
+                    digest.update(chunk)
+                    handle.write(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return _Staged(path, size, digest.hexdigest())
+
+    def _publish(self, staged: _Staged, organization_id: str, filename: str, purpose: str, status: str) -> FileRow:
+        """Rename the staged bytes to their final, id-derived path, then commit the row."""
         file_id = ids.file_id()
         path = self.settings.files_dir / file_id
-        _write_durably(path, content)
+        os.replace(staged.path, path)
+        _fsync_dir(path.parent)
         row = FileRow(
             id=file_id,
             organization_id=organization_id,
-            bytes=len(content),
+            bytes=staged.size,
             created_at=int(time.time()),
             filename=filename,
             purpose=purpose,
             status=status,
             path=str(path),
+            sha256=staged.sha256,
         )
-        with self.db.session() as session:
-            session.add(row)
+        try:
+            with self.db.session() as session:
+                session.add(row)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         return row
 
     def get(self, organization_id: str, file_id: str) -> FileRow:
@@ -103,11 +162,54 @@ class FileService:
         Path(row.path).unlink(missing_ok=True)
 
 
-def _write_durably(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(".part")
-    with open(staging, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    staging.rename(path)
+@dataclass(frozen=True)
+class _Staged:
+    path: Path
+    size: int
+    sha256: str
+
+
+class _LineLimit:
+    """Fails the upload at the first line longer than `limit` bytes, as the chunks stream by.
+    Lines are counted as `validate_chat_jsonl` counts them (1-based, split on newline)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.line = 1
+        self.length = 0
+
+    def feed(self, chunk: bytes) -> None:
+        parts = chunk.split(b"\n")
+        self.length += len(parts[0])
+        self._check()
+        for part in parts[1:]:
+            self.line += 1
+            self.length = len(part)
+            self._check()
+
+    def _check(self) -> None:
+        if self.length > self.limit:
+            raise OpenFTError(
+                400,
+                f"Invalid file format for fine-tuning. Line {self.line}: longer than {self.limit} bytes, the longest "
+                "line this server accepts (its OPENFT_MAX_LINE_BYTES setting raises the limit).",
+                param="file",
+                code="line_too_long",
+            )
+
+
+def sanitize_filename(name: str | None) -> str:
+    """The client's filename made safe to show: its last path component, without control or
+    format characters, at most 255 characters. It labels the file; it never names a path."""
+    base = re.split(r"[/\\]", name or "")[-1]
+    cleaned = "".join(ch for ch in base if not unicodedata.category(ch).startswith("C")).strip()
+    return cleaned[:MAX_FILENAME_CHARS] if cleaned not in ("", ".", "..") else "file"
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in `directory` durable."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -19,6 +19,7 @@ from openft.data.validate import check_example_count, validate_chat_jsonl
 from openft.errors import OpenFTError, not_found
 from openft.server.protocol.fine_tuning import JobCreateParams
 from openft.services.files import FileService, format_error_message
+from openft.services.keys import Caller
 from openft.services.models import ModelService
 from openft.settings import Settings
 from openft.store.db import Database
@@ -38,7 +39,7 @@ class FineTuningService:
         self.files = files
         self.models = models
 
-    def create(self, organization_id: str, params: JobCreateParams) -> JobRow:
+    def create(self, caller: Caller, params: JobCreateParams) -> JobRow:
         if params.suffix is not None and not SUFFIX_PATTERN.match(params.suffix):
             raise OpenFTError(
                 400,
@@ -50,13 +51,13 @@ class FineTuningService:
         if problem:
             raise OpenFTError(400, problem[1], param=problem[0])
         base_model = self.models.base_for(params.model)
-        self._check_file(organization_id, params.training_file, "training_file")
+        self._check_file(caller.organization_id, params.training_file, "training_file")
         if params.validation_file:
-            self._check_file(organization_id, params.validation_file, "validation_file")
+            self._check_file(caller.organization_id, params.validation_file, "validation_file")
 
         job = JobRow(
             id=ids.job_id(),
-            organization_id=organization_id,
+            organization_id=caller.organization_id,
             created_at=int(time.time()),
             model=params.model,
             base_model=base_model,
@@ -64,7 +65,7 @@ class FineTuningService:
             training_file=params.training_file,
             validation_file=params.validation_file,
             suffix=params.suffix,
-            planned_model_name=ids.fine_tuned_model_name(params.model, self.settings.organization, params.suffix),
+            planned_model_name=ids.fine_tuned_model_name(params.model, caller.organization, params.suffix),
             seed=params.seed if params.seed is not None else secrets.randbelow(2**31),
             hyperparameters=requested,
             result_files=[],

@@ -1,12 +1,15 @@
 """Model names: base models in the store, OpenAI aliases that point at the default base, and
-fine-tunes (LoRA adapters) registered by finished jobs."""
+fine-tunes (LoRA adapters) registered by finished jobs.
+
+Base models and aliases are everyone's; a fine-tune (and each of its checkpoints) belongs to the
+organization that trained it, and any other organization is told it does not exist."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from openft.errors import OpenFTError, model_not_found
 from openft.settings import OPENAI_ALIASES, Settings
@@ -43,32 +46,38 @@ class ModelService:
             raise model_not_found(requested)
         return row.base_model
 
-    def list(self) -> list[ModelRow]:
+    def list(self, organization_id: str) -> list[ModelRow]:
         with self.db.session() as session:
-            rows = list(session.scalars(select(ModelRow).order_by(ModelRow.seq)))
+            rows = list(session.scalars(_visible_to(organization_id).order_by(ModelRow.seq)))
         default = next((row for row in rows if row.id == self.settings.default_base_model), None)
         if default:
             rows += [self._alias_row(alias, default) for alias in OPENAI_ALIASES]
         return rows
 
-    def get(self, name: str) -> ModelRow:
+    def get(self, organization_id: str, name: str) -> ModelRow:
         if name in OPENAI_ALIASES:
             default = self._row(self.settings.default_base_model)
             if default:
                 return self._alias_row(name, default)
-        row = self._row(name)
+        with self.db.session() as session:
+            row = session.scalar(_visible_to(organization_id).where(ModelRow.id == name))
         if row is None:
             raise model_not_found(name)
         return row
 
-    def resolve(self, name: str) -> ServedModel:
-        row = self.get(name)
+    def resolve(self, organization_id: str, name: str) -> ServedModel:
+        row = self.get(organization_id, name)
         return ServedModel(name=name, base_model=row.base_model, adapter_path=row.adapter_path)
 
-    def delete(self, name: str) -> None:
-        row = self.get(name)
-        if row.adapter_path is None:
-            raise OpenFTError(403, f"You have insufficient permissions to delete the model `{name}`.")
+    def delete(self, organization_id: str, name: str) -> None:
+        """Delete a fine-tune the caller owns; base models and aliases cannot be deleted."""
+        row = self.get(organization_id, name)
+        if row.organization_id is None:
+            raise OpenFTError(
+                403,
+                f"The model `{name}` is a base model and cannot be deleted; only fine-tuned models can.",
+                param="model",
+            )
         with self.db.session() as session:
             session.delete(session.merge(row))
 
@@ -79,3 +88,8 @@ class ModelService:
     @staticmethod
     def _alias_row(alias: str, target: ModelRow) -> ModelRow:
         return ModelRow(id=alias, created=target.created, owned_by=SYSTEM_OWNER, base_model=target.base_model)
+
+
+def _visible_to(organization_id: str):
+    """Models `organization_id` may see: every base model and its own fine-tunes."""
+    return select(ModelRow).where(or_(ModelRow.organization_id.is_(None), ModelRow.organization_id == organization_id))

@@ -23,7 +23,9 @@ class FileRow(Base):
     purpose: Mapped[str] = mapped_column(String)
     status: Mapped[str] = mapped_column(String)
     status_details: Mapped[str | None] = mapped_column(Text, default=None)
+    # Always `<files dir>/<id>`: never derived from anything the client sent.
     path: Mapped[str] = mapped_column(String)
+    sha256: Mapped[str | None] = mapped_column(String, default=None)
 
 
 class JobRow(Base):
@@ -94,3 +96,33 @@ class ModelRow(Base):
     base_model: Mapped[str] = mapped_column(String)
     adapter_path: Mapped[str | None] = mapped_column(String, default=None)
     job_id: Mapped[str | None] = mapped_column(String, default=None)
+    # The fine-tune's owner; None for base models, which every organization sees.
+    organization_id: Mapped[str | None] = mapped_column(String, default=None, index=True)
+
+
+class OrganizationRow(Base):
+    """An organization that API keys act for. The local one (no keys) needs no row: its id and
+    name are `settings.organization_id` and `settings.organization`."""
+
+    __tablename__ = "organizations"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String, unique=True, index=True)  # "org-…"
+    # The slug shown in `ft:<base>:<name>:<suffix>:<id>`.
+    name: Mapped[str] = mapped_column(String, unique=True)
+    created_at: Mapped[int] = mapped_column(Integer)
+
+
+class ApiKeyRow(Base):
+    """An API key, stored as the sha256 of the secret; the secret itself is shown once."""
+
+    __tablename__ = "api_keys"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String, unique=True, index=True)  # "key_…"
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    key_hash: Mapped[str] = mapped_column(String, unique=True, index=True)
+    # "sk-openft-…abcd": enough to tell keys apart in `openft keys list`.
+    redacted: Mapped[str] = mapped_column(String)
+    created_at: Mapped[int] = mapped_column(Integer)
+    revoked_at: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -8,8 +8,8 @@ router = APIRouter(tags=["chat"])
 
 
 @router.post("/v1/chat/completions", response_model=None)
-async def create(_: Organization, chat: Chat, body: ChatCompletionRequest) -> ChatCompletion | StreamingResponse:
+async def create(caller: Organization, chat: Chat, body: ChatCompletionRequest) -> ChatCompletion | StreamingResponse:
     if body.stream:
-        return StreamingResponse(await chat.prepare_stream(body), media_type="text/event-stream")
-    return await chat.complete(body)
-
+        frames = await chat.prepare_stream(caller.organization_id, body)
+        return StreamingResponse(frames, media_type="text/event-stream")
+    return await chat.complete(caller.organization_id, body)

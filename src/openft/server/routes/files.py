@@ -10,36 +10,36 @@ from openft.server.protocol.files import FileDeleted, FileObject, to_wire
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
 
+# Not async: the service reads the spooled upload in chunks, which blocks; FastAPI runs this in a thread.
 @router.post("")
-async def create(organization: Organization, files: Files, file: UploadFile, purpose: str = Form()) -> FileObject:
-    content = await file.read()
-    return to_wire(files.create(organization, file.filename or "file", purpose, content))
+def create(caller: Organization, files: Files, file: UploadFile, purpose: str = Form()) -> FileObject:
+    return to_wire(files.create(caller.organization_id, file.filename, purpose, file.file))
 
 
 @router.get("")
 def list_files(
-    organization: Organization,
+    caller: Organization,
     files: Files,
     purpose: str | None = None,
     limit: int = Query(10000, ge=1, le=10000),
     order: Literal["asc", "desc"] = "desc",
     after: str | None = None,
 ) -> dict:
-    rows, has_more = files.list(organization, purpose, limit, order, after)
+    rows, has_more = files.list(caller.organization_id, purpose, limit, order, after)
     return page([to_wire(row) for row in rows], has_more)
 
 
 @router.get("/{file_id}")
-def retrieve(organization: Organization, files: Files, file_id: str) -> FileObject:
-    return to_wire(files.get(organization, file_id))
+def retrieve(caller: Organization, files: Files, file_id: str) -> FileObject:
+    return to_wire(files.get(caller.organization_id, file_id))
 
 
 @router.delete("/{file_id}")
-def delete(organization: Organization, files: Files, file_id: str) -> FileDeleted:
-    files.delete(organization, file_id)
+def delete(caller: Organization, files: Files, file_id: str) -> FileDeleted:
+    files.delete(caller.organization_id, file_id)
     return FileDeleted(id=file_id, deleted=True)
 
 
 @router.get("/{file_id}/content")
-def content(organization: Organization, files: Files, file_id: str) -> Response:
-    return Response(files.content(organization, file_id), media_type="application/octet-stream")
+def content(caller: Organization, files: Files, file_id: str) -> Response:
+    return Response(files.content(caller.organization_id, file_id), media_type="application/octet-stream")

@@ -14,57 +14,57 @@ router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
 
 @router.post("")
-def create(organization: Organization, jobs: Jobs, body: JobCreateParams) -> FineTuningJob:
-    return job_to_wire(jobs.create(organization, body))
+def create(caller: Organization, jobs: Jobs, body: JobCreateParams) -> FineTuningJob:
+    return job_to_wire(jobs.create(caller, body))
 
 
 @router.get("")
 def list_jobs(
-    organization: Organization, jobs: Jobs, limit: int = Query(20, ge=1, le=100), after: str | None = None
+    caller: Organization, jobs: Jobs, limit: int = Query(20, ge=1, le=100), after: str | None = None
 ) -> dict:
-    rows, has_more = jobs.list(organization, limit, after)
+    rows, has_more = jobs.list(caller.organization_id, limit, after)
     return page([job_to_wire(row) for row in rows], has_more)
 
 
 @router.get("/{job_id}")
-def retrieve(organization: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
-    return job_to_wire(jobs.get(organization, job_id))
+def retrieve(caller: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
+    return job_to_wire(jobs.get(caller.organization_id, job_id))
 
 
 @router.post("/{job_id}/cancel")
-def cancel(organization: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
-    return job_to_wire(jobs.cancel(organization, job_id))
+def cancel(caller: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
+    return job_to_wire(jobs.cancel(caller.organization_id, job_id))
 
 
 @router.post("/{job_id}/pause")
-def pause(organization: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
-    return job_to_wire(jobs.pause(organization, job_id))
+def pause(caller: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
+    return job_to_wire(jobs.pause(caller.organization_id, job_id))
 
 
 @router.post("/{job_id}/resume")
-def resume(organization: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
-    return job_to_wire(jobs.resume(organization, job_id))
+def resume(caller: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
+    return job_to_wire(jobs.resume(caller.organization_id, job_id))
 
 
 @router.get("/{job_id}/events")
 def events(
-    organization: Organization,
+    caller: Organization,
     jobs: Jobs,
     job_id: str,
     limit: int = Query(20, ge=1, le=1000),
     after: str | None = None,
 ) -> dict:
-    rows, has_more = jobs.events(organization, job_id, limit, after)
+    rows, has_more = jobs.events(caller.organization_id, job_id, limit, after)
     return page([event_to_wire(row) for row in rows], has_more)
 
 
 @router.get("/{job_id}/checkpoints")
 def checkpoints(
-    organization: Organization,
+    caller: Organization,
     jobs: Jobs,
     job_id: str,
     limit: int = Query(10, ge=1, le=100),
     after: str | None = None,
 ) -> dict:
-    rows, has_more = jobs.checkpoints(organization, job_id, limit, after)
+    rows, has_more = jobs.checkpoints(caller.organization_id, job_id, limit, after)
     return page([checkpoint_to_wire(row) for row in rows], has_more)

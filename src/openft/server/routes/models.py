@@ -7,17 +7,17 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 @router.get("")
-def list_models(_: Organization, models: Models) -> dict:
-    return {"object": "list", "data": [to_wire(row) for row in models.list()]}
+def list_models(caller: Organization, models: Models) -> dict:
+    return {"object": "list", "data": [to_wire(row) for row in models.list(caller.organization_id)]}
 
 
 # `path` converter: fine-tuned names contain ':' and users may URL-encode them.
 @router.get("/{model:path}")
-def retrieve(_: Organization, models: Models, model: str) -> Model:
-    return to_wire(models.get(model))
+def retrieve(caller: Organization, models: Models, model: str) -> Model:
+    return to_wire(models.get(caller.organization_id, model))
 
 
 @router.delete("/{model:path}")
-def delete(_: Organization, models: Models, model: str) -> ModelDeleted:
-    models.delete(model)
+def delete(caller: Organization, models: Models, model: str) -> ModelDeleted:
+    models.delete(caller.organization_id, model)
     return ModelDeleted(id=model, deleted=True)
