@@ -140,3 +140,23 @@ def test_models_list_base_and_aliases(client):
     assert client.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("ft:gpt-3.5-turbo:personal::missing1")
+
+
+def test_jobs_filter_by_metadata_and_accept_method(client):
+    training = upload(client, jsonl(example(i) for i in range(10)))
+    first = client.fine_tuning.jobs.create(training_file=training.id, model="gpt-3.5-turbo", metadata={"team": "a"})
+    second = client.fine_tuning.jobs.create(
+        training_file=training.id,
+        model="gpt-3.5-turbo",
+        metadata={"team": "b"},
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 3, "batch_size": 2}}},
+    )
+    assert second.method.type == "supervised" and second.hyperparameters.n_epochs == 3
+    assert [j.id for j in client.fine_tuning.jobs.list(metadata={"team": "a"}).data] == [first.id]
+    assert [j.id for j in client.fine_tuning.jobs.list().data] == [second.id, first.id]
+    page = client.fine_tuning.jobs.list(limit=1)
+    assert [j.id for j in page.data] == [second.id] and page.has_more
+    with pytest.raises(openai.BadRequestError):
+        client.fine_tuning.jobs.create(
+            training_file=training.id, model="gpt-3.5-turbo", metadata={f"k{i}": "v" for i in range(17)}
+        )

@@ -2,7 +2,7 @@
 
 The file is validated (`openft.data.validate`), then every valid example is rendered with the
 real tokenizer and chat template of the model that will train, through the trainer's own label
-code (`openft.data.labels.render_examples`, the batched `render_example`), so the token counts,
+code (`openft.data.labels.render_stream`, the batched `render_example`), so the token counts,
 truncation and `--show` view are what the trainer will see. The file is streamed, in bounded
 memory, at about 6,000 examples/s on 2 cores (`bench/data_bench.py`). Then come the resolved hyperparameters, the billed tokens, OpenAI's
 price for them and the ETA on this machine (`openft.data.throughput`).
@@ -39,7 +39,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -52,7 +52,7 @@ from rich.text import Text
 from openft.cli.options import DEFAULT_DATA_DIR, DataDir
 from openft.data import throughput
 from openft.data.hyperparams import resolve_hyperparameters, validate_requested_hyperparameters
-from openft.data.labels import IGNORE_INDEX, RenderedExample, render_example, render_examples
+from openft.data.labels import IGNORE_INDEX, RenderedExample, render_stream
 from openft.data.pricing import price_per_1k_tokens, training_cost_usd
 from openft.data.stats import TokenStats, TokenTally
 from openft.data.validate import DataIssue, ValidationReport, check_example_count, iter_chat_jsonl
@@ -64,7 +64,6 @@ app = typer.Typer(help="Check training data before it trains.", no_args_is_help=
 # The trainer's max_length (runner/spec.py writes it into every job's spec).
 REFERENCE_PRICE_MODEL = "gpt-3.5-turbo"
 MAX_ISSUES_SHOWN = 50  # per list, in the text view; --json has them all
-RENDER_BATCH = 256  # examples rendered and tokenized per call: enough to amortize the calls, little memory
 TRAINED_BRACKETS = ("[[", "]]")  # marks trained text where the terminal shows no colour
 
 
@@ -147,18 +146,28 @@ def check_file(tokenizer, path: Path, keep: int = 0) -> FileCheck:
     """Validate `path`, then render each valid example exactly as the trainer will, keeping the
     first `keep` rendered examples (for --show) and, of the rest, only counts.
 
-    The file is streamed: memory stays bounded whatever its size. Examples are rendered in
-    batches (`render_examples`), each in a second thread while this one reads and checks the
-    next batch; the batched tokenizer runs outside the GIL, so the two overlap.
+    The file is streamed (`iter_chat_jsonl`, `render_stream`): memory stays bounded whatever its
+    size.
     """
     report = ValidationReport()
     result = FileCheck(path, report.errors, [])
     tally = TokenTally()
     too_long = []
+    pending: deque[tuple[int, int]] = deque()  # (line, messages) of the examples being rendered
 
-    def collect(batch: list[tuple[int, dict]], rendering: Future) -> None:
-        for (line, example), rendered in zip(batch, rendering.result(), strict=True):
-            if isinstance(rendered, Exception):  # a template may raise anything (jinja2's TemplateError, ValueError…)
+    def examples(handle) -> Iterator[dict]:
+        for line, example in iter_chat_jsonl(handle, report):
+            pending.append((line, len(example["messages"])))
+            yield example
+
+    try:
+        handle = open(path, "rb")
+    except OSError as e:
+        _fail(f"Cannot read {path}: {e.strerror}")
+    with handle:
+        for rendered in render_stream(tokenizer, examples(handle), MAX_TRAINING_TOKENS):
+            line, messages = pending.popleft()
+            if isinstance(rendered, Exception):
                 detail = f"Line {line}: the chat template cannot render this example: {rendered}"
                 result.errors.append(DataIssue(line, "template_error", detail))
                 continue
@@ -167,40 +176,12 @@ def check_file(tokenizer, path: Path, keep: int = 0) -> FileCheck:
             if len(result.rendered) < keep:
                 result.rendered.append(rendered)
                 result.lines.append(line)
-            tally.add(rendered, len(example["messages"]), line)
-
-    try:
-        handle = open(path, "rb")
-    except OSError as e:
-        _fail(f"Cannot read {path}: {e.strerror}")
-    with handle, ThreadPoolExecutor(max_workers=1) as renderer:
-        examples = iter_chat_jsonl(handle, report)
-        in_flight: deque[tuple[list, Future]] = deque()
-        while batch := list(itertools.islice(examples, RENDER_BATCH)):
-            in_flight.append((batch, renderer.submit(_render_batch, tokenizer, [e for _, e in batch])))
-            if len(in_flight) > 1:
-                collect(*in_flight.popleft())
-        while in_flight:
-            collect(*in_flight.popleft())
+            tally.add(rendered, messages, line)
     result.errors.sort(key=lambda issue: issue.line or 0)
     result.warnings = report.warnings + too_long
     if tally.lengths:
         result.stats = tally.stats()
     return result
-
-
-def _render_batch(tokenizer, examples: list[dict]) -> list[RenderedExample | Exception]:
-    """Each example rendered, or the exception that its rendering raised."""
-    try:
-        return render_examples(tokenizer, examples, MAX_TRAINING_TOKENS)
-    except Exception:  # some example cannot be rendered: render one at a time to find which
-        rendered = []
-        for example in examples:
-            try:
-                rendered.append(render_example(tokenizer, example, MAX_TRAINING_TOKENS))
-            except Exception as e:
-                rendered.append(e)
-        return rendered
 
 
 def _too_long(line: int, rendered: RenderedExample) -> DataIssue:

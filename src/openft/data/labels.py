@@ -40,8 +40,12 @@ Examples longer than `max_length` tokens keep their start and are marked `trunca
 
 from __future__ import annotations
 
+import itertools
 import json
 from bisect import bisect_left, bisect_right
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from operator import le
@@ -80,6 +84,52 @@ def render_examples(tokenizer, examples: list[dict], max_length: int) -> list[Re
     call, which the fast tokenizer spreads over the CPU cores. If any example cannot be rendered
     or labelled, this raises for the whole batch: `render_example` on each says which one.
     """
+    return _tokenize(tokenizer, *_render_texts(tokenizer, examples), max_length)
+
+
+def render_stream(
+    tokenizer, examples: Iterable[dict], max_length: int, batch_size: int = 256
+) -> Iterator[RenderedExample | Exception]:
+    """`render_example` of each of `examples` in turn, or the exception it raised: for a file of
+    any size, in bounded memory.
+
+    Batches of `batch_size` take `render_examples`' two steps in a pipeline: while a second thread
+    tokenizes one batch (the fast tokenizer runs outside the GIL, on every core), this one renders
+    the next. A batch in which some example fails is rendered one example at a time.
+    """
+    examples = iter(examples)
+    with ThreadPoolExecutor(max_workers=1) as tokenizing:
+        in_flight: deque[tuple[dict[int, Exception], Future]] = deque()
+        while batch := list(itertools.islice(examples, batch_size)):
+            failed: dict[int, Exception] = {}  # position in the batch -> what rendering it raised
+            try:
+                texts, spans = _render_texts(tokenizer, batch)
+            except Exception:  # a template may raise anything (jinja2's TemplateError, ValueError…)
+                texts, spans = [], []
+                for n, example in enumerate(batch):
+                    try:
+                        text, example_spans = _render_texts(tokenizer, [example])
+                    except Exception as e:
+                        failed[n] = e
+                        continue
+                    texts += text
+                    spans += example_spans
+            in_flight.append((failed, tokenizing.submit(_tokenize, tokenizer, texts, spans, max_length)))
+            if len(in_flight) > 1:
+                yield from _merge(*in_flight.popleft())
+        while in_flight:
+            yield from _merge(*in_flight.popleft())
+
+
+def _merge(failed: dict[int, Exception], tokenizing: Future) -> Iterator[RenderedExample | Exception]:
+    rendered = tokenizing.result()
+    tokenized = iter(rendered)
+    for n in range(len(failed) + len(rendered)):
+        yield failed[n] if n in failed else next(tokenized)
+
+
+def _render_texts(tokenizer, examples: list[dict]) -> tuple[list[str], list[list[tuple[int, int]]]]:
+    """Each example's whole text, and the (start, end) character spans in it that carry loss."""
     probes = _Probes(tokenizer)
     batches: dict[tuple[str | None, bool], list[list[dict]]] = {}  # (tools, generation prompt) -> conversations
     tool_sets: dict[str | None, list[dict] | None] = {}
@@ -89,7 +139,7 @@ def render_examples(tokenizer, examples: list[dict], max_length: int) -> list[Re
         batch.append(messages)
         return tools_key, add_generation_prompt, len(batch) - 1
 
-    plans = []  # per example: its whole text, and (j, before, upto) for each trained reply
+    plans = []  # per example: where its whole text will be, and (j, before, upto) for each trained reply
     for example in examples:
         messages, tools = _chat_messages(example["messages"], _example_tools(example), probes)
         tools_key = json.dumps(tools) if tools else None
@@ -109,15 +159,13 @@ def render_examples(tokenizer, examples: list[dict], max_length: int) -> list[Re
         plans.append((to_render(messages, tools_key), replies))
 
     rendered = {
-        (tools_key, generation): tokenizer.apply_chat_template(
-            conversations, tools=tool_sets[tools_key], tokenize=False, add_generation_prompt=generation
-        )
+        (tools_key, generation): _render_many(tokenizer, conversations, tool_sets[tools_key], generation)
         for (tools_key, generation), conversations in batches.items()
     }
     texts, all_spans = [], []
     for (tools_key, generation, n), replies in plans:
         text = rendered[tools_key, generation][n]
-        spans = []  # (start, end) character spans that carry loss
+        spans = []
         for j, (b_tools, b_generation, b), upto_at in replies:
             before = rendered[b_tools, b_generation][b]
             upto = text if upto_at is None else rendered[upto_at[0], upto_at[1]][upto_at[2]]
@@ -131,13 +179,22 @@ def render_examples(tokenizer, examples: list[dict], max_length: int) -> list[Re
             spans.append((len(before), max(len(before), len(upto.rstrip()))))
         texts.append(text)
         all_spans.append(spans)
+    return texts, all_spans
 
-    encodings = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-    out = []
-    for input_ids, offsets, spans in zip(encodings["input_ids"], encodings["offset_mapping"], all_spans):
-        labels = _labels(input_ids, offsets, spans)
-        out.append(RenderedExample(input_ids[:max_length], labels[:max_length], len(input_ids) > max_length))
-    return out
+
+def _tokenize(tokenizer, texts: list[str], spans: list[list[tuple[int, int]]], max_length: int) -> list[RenderedExample]:
+    """Tokenize the texts in one batched call and label the tokens that overlap their spans."""
+    if not texts:
+        return []
+    encodings = tokenizer(
+        texts, add_special_tokens=False, return_offsets_mapping=True,
+        return_attention_mask=False, return_token_type_ids=False,
+    )  # fmt: skip
+    rendered = []
+    for input_ids, offsets, example_spans in zip(encodings["input_ids"], encodings["offset_mapping"], spans):
+        labels = _labels(input_ids, offsets, example_spans)
+        rendered.append(RenderedExample(input_ids[:max_length], labels[:max_length], len(input_ids) > max_length))
+    return rendered
 
 
 def _labels(input_ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
@@ -228,6 +285,22 @@ def _render(tokenizer, messages, tools, add_generation_prompt=False) -> str:
     return tokenizer.apply_chat_template(
         messages, tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt
     )
+
+
+def _render_many(tokenizer, conversations: list[list[dict]], tools, add_generation_prompt: bool) -> list[str]:
+    """`_render` of each conversation, a third faster: what `apply_chat_template` does for a batch,
+    less its normalisation of the messages (converting message objects to dicts, dropping keys
+    whose value is None), which `chat_messages` output never needs."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    rendered, _ = render_jinja_template(
+        conversations,
+        tools=tools,
+        chat_template=tokenizer.get_chat_template(None, tools),
+        add_generation_prompt=add_generation_prompt,
+        **tokenizer.special_tokens_map,
+    )
+    return rendered
 
 
 def _text(content) -> str:

@@ -109,8 +109,12 @@ class FineTuningService:
             raise self._job_not_found(job_id)
         return row
 
-    def list(self, organization_id: str, limit: int, after: str | None) -> tuple[list[JobRow], bool]:
+    def list(
+        self, organization_id: str, limit: int, after: str | None, metadata: dict[str, str] | None = None
+    ) -> tuple[list[JobRow], bool]:
         query = select(JobRow).where(JobRow.organization_id == organization_id)
+        for key, value in (metadata or {}).items():
+            query = query.where(JobRow.job_metadata[key].as_string() == value)
         if after:
             query = query.where(JobRow.seq < self.get(organization_id, after).seq)
         with self.db.session() as session:

@@ -1,6 +1,6 @@
 """Fine-tuning wire types, after openai-python's `types/fine_tuning/`."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,7 +39,9 @@ class JobCreateParams(BaseModel):
     training_file: str
     hyperparameters: HyperparametersParam | None = None
     integrations: list[dict[str, Any]] | None = None
-    metadata: dict[str, str] | None = None
+    metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None = Field(
+        default=None, max_length=16
+    )
     method: MethodParam | None = None
     seed: int | None = Field(default=None, ge=0, le=2147483647)
     suffix: str | None = Field(default=None, max_length=64)

@@ -1,4 +1,4 @@
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from openft.server.deps import Jobs, Organization
 from openft.server.protocol.common import page
@@ -20,9 +20,19 @@ def create(caller: Organization, jobs: Jobs, body: JobCreateParams) -> FineTunin
 
 @router.get("")
 def list_jobs(
-    caller: Organization, jobs: Jobs, limit: int = Query(20, ge=1, le=100), after: str | None = None
+    request: Request,
+    caller: Organization,
+    jobs: Jobs,
+    limit: int = Query(20, ge=1, le=100),
+    after: str | None = None,
 ) -> dict:
-    rows, has_more = jobs.list(caller.organization_id, limit, after)
+    """`metadata[key]=value` query parameters keep only jobs with that metadata."""
+    metadata = {
+        key[len("metadata[") : -1]: value
+        for key, value in request.query_params.items()
+        if key.startswith("metadata[") and key.endswith("]")
+    }
+    rows, has_more = jobs.list(caller.organization_id, limit, after, metadata)
     return page([job_to_wire(row) for row in rows], has_more)
 
 
