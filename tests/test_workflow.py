@@ -85,6 +85,12 @@ def test_events_tell_the_story(live_server, fine_tune):
     assert len(page.data) == 3 and page.has_more
     checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
     assert checkpoints and checkpoints[0].fine_tuned_model_checkpoint == job.fine_tuned_model
+    earliest = checkpoints[-1]
+    assert earliest.fine_tuned_model_checkpoint.endswith(f":ckpt-step-{earliest.step_number}")
+    assert earliest.metrics.train_loss > 0
+    # Like OpenAI's, every checkpoint is a model of its own that can be chatted with.
+    reply = ask(client, earliest.fine_tuned_model_checkpoint, HELD_OUT[0], max_tokens=8)
+    assert reply.model == earliest.fine_tuned_model_checkpoint and reply.choices[0].message.content
 
 
 def test_fine_tuned_model_is_listed(live_server, fine_tune):

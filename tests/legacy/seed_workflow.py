@@ -49,6 +49,11 @@ streamed = "".join(
 assert streamed == completion.choices[0].message.content
 
 assert openai.Model.retrieve(job.fine_tuned_model).id == job.fine_tuned_model
+assert job.fine_tuned_model in [m.id for m in openai.Model.list().data]
+
+second = openai.FineTuningJob.create(training_file=uploaded.id, model="gpt-3.5-turbo")
+assert openai.FineTuningJob.cancel(second.id).status == "cancelled"
+assert openai.File.delete(uploaded.id).deleted
 try:
     openai.FineTuningJob.retrieve("ftjob-missing")
     raise AssertionError("expected an error")
