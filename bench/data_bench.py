@@ -72,18 +72,18 @@ WEATHER = {
 }
 
 
-def sentence(rng: random.Random, low: int, high: int) -> str:
-    words = rng.choices(WORDS, k=rng.randint(low, high))
+def sentence(rng: random.Random, low: int, high: int, scale: float = 1.0) -> str:
+    words = rng.choices(WORDS, k=max(min(low, 1), round(rng.randint(low, high) * scale)))
     return " ".join(words).capitalize() + rng.choice(".?!")
 
 
-def chat_example(rng: random.Random) -> dict:
+def chat_example(rng: random.Random, scale: float = 1.0) -> dict:
     kind = rng.random()
     messages = [] if kind < 0.1 else [{"role": "system", "content": rng.choice(SYSTEMS)}]
     if kind < 0.8:  # single or multi-turn chat
         for turn in range(1 if kind < 0.6 else rng.randint(2, 4)):
-            messages.append({"role": "user", "content": sentence(rng, 4, 40)})
-            reply = {"role": "assistant", "content": sentence(rng, 2, 80)}
+            messages.append({"role": "user", "content": sentence(rng, 4, 40, scale)})
+            reply = {"role": "assistant", "content": sentence(rng, 2, 80, scale)}
             if turn > 0 and rng.random() < 0.3:
                 messages[-2]["weight"] = 0  # an earlier reply kept as context only
             messages.append(reply)
@@ -92,26 +92,27 @@ def chat_example(rng: random.Random) -> dict:
         return {"messages": messages}
     city = rng.choice(["Paris", "Tokyo", "Lima", "Oslo"])
     arguments = json.dumps({"city": city})
-    messages.append({"role": "user", "content": f"What is the weather in {city}? " + sentence(rng, 0, 10)})
+    messages.append({"role": "user", "content": f"What is the weather in {city}? " + sentence(rng, 0, 10, scale)})
     if kind < 0.95:  # tools
         call = {"id": f"call_{rng.randrange(10**6)}", "type": "function",
                 "function": {"name": "get_weather", "arguments": arguments}}
         messages += [
             {"role": "assistant", "content": None, "tool_calls": [call]},
             {"role": "tool", "tool_call_id": call["id"], "content": json.dumps({"temp_c": rng.randint(-10, 35)})},
-            {"role": "assistant", "content": sentence(rng, 3, 30)},
+            {"role": "assistant", "content": sentence(rng, 3, 30, scale)},
         ]
         return {"tools": [WEATHER], "messages": messages}
     messages += [  # legacy function calling
         {"role": "assistant", "function_call": {"name": "get_weather", "arguments": arguments}},
         {"role": "function", "name": "get_weather", "content": json.dumps({"temp_c": rng.randint(-10, 35)})},
-        {"role": "assistant", "content": sentence(rng, 3, 30)},
+        {"role": "assistant", "content": sentence(rng, 3, 30, scale)},
     ]
     return {"functions": [WEATHER["function"]], "messages": messages}
 
 
-def generate(path: Path, n: int, seed: int = 0) -> Path:
-    """Write `n` examples to `path`, one in 1000 lines broken on purpose."""
+def generate(path: Path, n: int, seed: int = 0, scale: float = 1.0) -> Path:
+    """Write `n` examples to `path`, one in 1000 lines broken on purpose; `scale` multiplies the
+    number of words in each message."""
     rng = random.Random(seed)
     with open(path, "w", encoding="utf-8") as out:
         for i in range(n):
@@ -119,7 +120,7 @@ def generate(path: Path, n: int, seed: int = 0) -> Path:
                 out.write('{"messages": [{"role": "user", "content": "cut off"\n' if i % 2000 == 999
                           else json.dumps({"messages": [{"role": "user", "content": "no reply"}]}) + "\n")
                 continue
-            out.write(json.dumps(chat_example(rng), ensure_ascii=False) + "\n")
+            out.write(json.dumps(chat_example(rng, scale), ensure_ascii=False) + "\n")
     return path
 
 
@@ -160,10 +161,30 @@ def fast(tokenizer, path: Path) -> tuple[int, int, int]:
     return stats.examples, stats.tokens, stats.trained_tokens
 
 
+def tokenizer_alone(tokenizer, texts: list[str]) -> int:
+    """The batched tokenizer call on texts rendered beforehand: what counting tokens costs at least."""
+    tokens = 0
+    for start in range(0, len(texts), 256):
+        encodings = tokenizer(texts[start : start + 256], add_special_tokens=False, return_offsets_mapping=True,
+                              return_attention_mask=False, return_token_type_ids=False)  # fmt: skip
+        tokens += sum(map(len, encodings["input_ids"]))
+    return tokens
+
+
+def rendered_texts(tokenizer, path: Path) -> list[str]:
+    from openft.data.labels import _render_texts
+    from openft.data.validate import ValidationReport, iter_chat_jsonl
+
+    with open(path, "rb") as lines:
+        examples = [example for _, example in iter_chat_jsonl(lines, ValidationReport())]
+    return [text for start in range(0, len(examples), 256) for text in _render_texts(tokenizer, examples[start : start + 256])[0]]
+
+
 def timed(run):
-    start = time.perf_counter()
+    """(run(), wall seconds, CPU seconds of this process: all its threads)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     result = run()
-    return result, time.perf_counter() - start
+    return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -172,6 +193,7 @@ def main() -> None:
     parser.add_argument("--naive", type=int, default=5_000, help="lines the naive peer reads (it is slow)")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("OPENFT_DATA_DIR", ".openft")),
                         help="openft data dir whose model store holds the bundled model (imported if not)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the words in each message (0.5: shorter chats)")
     parser.add_argument("--keep", type=Path, help="write the generated file here and keep it")
     args = parser.parse_args()
 
@@ -183,26 +205,33 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(model_in_store(Settings(data_dir=args.data_dir), BUNDLED_MODEL))
     with tempfile.TemporaryDirectory() as tmp:
         path = args.keep or Path(tmp) / "train.jsonl"
-        _, seconds = timed(lambda: generate(path, args.examples))
-        size = path.stat().st_size
-        print(f"generated {args.examples:,} lines, {size / 1e6:,.1f} MB, in {seconds:.1f} s: {path}")
+        _, seconds, _ = timed(lambda: generate(path, args.examples, scale=args.scale))
+        print(f"generated {args.examples:,} lines, {path.stat().st_size / 1e6:,.1f} MB, in {seconds:.1f} s: {path}")
         sample = Path(tmp) / "sample.jsonl"
         with open(path, "rb") as lines:
             sample.write_bytes(b"".join(itertools.islice(lines, args.naive)))
         fast(tokenizer, sample)  # warm up: the template compiles, the tokenizer's caches fill
+        load = os.getloadavg()[0]
 
-        n_floor, floor_s = timed(lambda: floor(path))
-        (n, tokens, trained), fast_s = timed(lambda: fast(tokenizer, path))
-        (n_naive, naive_tokens, naive_trained), naive_s = timed(lambda: naive(tokenizer, sample.read_bytes()))
+        n_floor, floor_s, _ = timed(lambda: floor(path))
+        (n, tokens, trained), fast_s, fast_cpu = timed(lambda: fast(tokenizer, path))
+        (n_naive, naive_tokens, naive_trained), naive_s, _ = timed(lambda: naive(tokenizer, sample.read_bytes()))
         assert (n_naive, naive_tokens, naive_trained) == fast(tokenizer, sample), "the fast path counts differently"
+        texts = rendered_texts(tokenizer, path)
+        token_count, tokenizer_s, tokenizer_cpu = timed(lambda: tokenizer_alone(tokenizer, texts))
+        assert token_count == tokens
 
-    rate, naive_rate, floor_rate = n / fast_s, n_naive / naive_s, n_floor / floor_s
+    rate, naive_rate = n / fast_s, n_naive / naive_s
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"{n:,} examples, {tokens:,} tokens ({tokens / n:.0f} per example), {trained:,} trained; {cores} cores")
-    print(f"openft data check: {fast_s:6.2f} s  {rate:9,.0f} examples/s  {tokens / fast_s / 1e6:.2f} M tokens/s")
-    print(f"naive per example: {naive_s * n / n_naive:6.2f} s  {naive_rate:9,.0f} examples/s"
-          f"  (timed on {n_naive:,}; check is {rate / naive_rate:.1f}x faster, same counts)")
-    print(f"json.loads floor:  {floor_s:6.2f} s  {floor_rate:9,.0f} examples/s  (check takes {fast_s / floor_s:.0f}x the floor)")
+    print(f"{n:,} examples, {tokens:,} tokens ({tokens / n:.0f} per example), {trained:,} trained")
+    print(f"{cores} cores; load average {load:.2f} before timing (other work on the machine slows every line)")
+    print(f"openft data check:  {fast_s:6.2f} s  {rate:8,.0f} examples/s  {tokens / fast_s / 1e6:.2f} M tokens/s"
+          f"  ({fast_cpu:.1f} CPU s)")
+    print(f"naive per example:  {naive_s * n / n_naive:6.2f} s  {naive_rate:8,.0f} examples/s"
+          f"  (timed on {n_naive:,} lines, same counts): check is {rate / naive_rate:.1f}x faster")
+    print(f"tokenizer alone:    {tokenizer_s:6.2f} s  {n / tokenizer_s:8,.0f} examples/s"
+          f"  ({tokenizer_cpu:.1f} CPU s): the floor for counting tokens; check takes {fast_s / tokenizer_s:.1f}x")
+    print(f"json.loads floor:   {floor_s:6.2f} s  {n_floor / floor_s:8,.0f} examples/s")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
 
 

@@ -1,7 +1,9 @@
 """Chat example → token ids + loss labels: the one label-building code path.
 
-The trainer and `openft data check --show` both call `render_example`, so what a user is
-shown is exactly what the model is trained on.
+The trainer calls `render_example`; `openft data check` calls its batched forms
+`render_examples` and `render_stream`, which are the same steps over many examples at once
+(`render_example` is `render_examples` of one). So what a user is shown and counted is exactly
+what the model is trained on.
 
 How the labels are found. The conversation is rendered to text with the model's own chat
 template, once in full. For each assistant message i that carries loss (weight 1, the default),
@@ -78,11 +80,12 @@ def render_examples(tokenizer, examples: list[dict], max_length: int) -> list[Re
     """`render_example` for many examples at once: the same results, in a fraction of the time.
 
     Every rendering the labels need (whole conversations; prefixes with and without the generation
-    prompt) is collected first and rendered in one `apply_chat_template` call per kind (and per set
-    of tools the template renders natively); a prefix that ends with the last message is the whole
+    prompt) is collected first and rendered by one chat-template call per kind (and per set of
+    tools the template renders natively); a prefix that ends with the last message is the whole
     conversation, so it is not rendered twice. All the texts are then tokenized in one batched
-    call, which the fast tokenizer spreads over the CPU cores. If any example cannot be rendered
-    or labelled, this raises for the whole batch: `render_example` on each says which one.
+    call, which the fast tokenizer spreads over the CPU cores, and each span's tokens are found by
+    bisection rather than by a walk over every token. If any example cannot be rendered or
+    labelled, this raises for the whole batch: `render_example` on each says which one.
     """
     return _tokenize(tokenizer, *_render_texts(tokenizer, examples), max_length)
 
@@ -144,6 +147,7 @@ def _render_texts(tokenizer, examples: list[dict]) -> tuple[list[str], list[list
         messages, tools = _chat_messages(example["messages"], _example_tools(example), probes)
         tools_key = json.dumps(tools) if tools else None
         tool_sets[tools_key] = tools
+        whole = to_render(messages, tools_key)
         inserted = len(messages) - len(example["messages"])  # a tools-only system message, or 0
         replies = []
         for j, raw in enumerate(example["messages"]):
@@ -156,7 +160,7 @@ def _render_texts(tokenizer, examples: list[dict]) -> tuple[list[str], list[list
             before = to_render(messages[:i], tools_key, add_generation_prompt=True)
             upto = to_render(messages[: i + 1], tools_key) if i + 1 < len(messages) else None
             replies.append((j, before, upto))
-        plans.append((to_render(messages, tools_key), replies))
+        plans.append((whole, replies))
 
     rendered = {
         (tools_key, generation): _render_many(tokenizer, conversations, tool_sets[tools_key], generation)

@@ -35,11 +35,15 @@ MAX_FILENAME_CHARS = 255
 
 
 def format_error_message(raw: bytes) -> str | None:
-    """None when `raw` is valid chat JSONL, else a message naming the offending lines."""
+    """None when `raw` is valid chat JSONL, else a message naming the offending lines, each with
+    its stable code: "Line 3: [invalid_json] invalid JSON: …" (codes: `openft.data.validate`)."""
     report = validate_chat_jsonl(raw)
     if report.ok:
         return None
-    shown = [issue.message for issue in report.errors[:MAX_LISTED_ERRORS]]
+    shown = []
+    for issue in report.errors[:MAX_LISTED_ERRORS]:
+        where = f"Line {issue.line}: " if issue.line is not None else ""
+        shown.append(f"{where}[{issue.code}] {issue.message.removeprefix(where)}")
     more = len(report.errors) - len(shown)
     if more:
         shown.append(f"... and {more} more error(s).")
