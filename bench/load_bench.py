@@ -11,8 +11,6 @@ measured in the same run), chat latency, and the server's peak memory (RSS, with
 import argparse
 import asyncio
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -21,7 +19,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from openft.cli.demo import wait_until_ready
+from openft.cli.demo import background_server
 from openft.models.bundled import import_bundled
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,15 +85,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8766)
     args = parser.parse_args()
     import_bundled(args.data_dir / "models")
-    base_url = f"http://127.0.0.1:{args.port}/v1"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "openft", "serve", "--data-dir", str(args.data_dir), "--port", str(args.port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     stop, peak = threading.Event(), [0]
-    try:
-        wait_until_ready(base_url, server)
+    with background_server(args.data_dir, args.port, quiet=True) as (base_url, server):
         threading.Thread(target=watch_memory, args=(server.pid, stop, peak), daemon=True).start()
         with httpx.Client(base_url=base_url, timeout=60) as http:
             marv = (REPO / "examples" / "marv.jsonl").read_bytes()
@@ -104,10 +95,7 @@ def main() -> None:
             while http.get(f"/fine_tuning/jobs/{job['id']}").json()["status"] != "running":
                 time.sleep(0.2)
         figures = asyncio.run(asyncio.wait_for(load(base_url, job["id"]), TIME_LIMIT_S))
-    finally:
         stop.set()
-        server.terminate()
-        server.wait(timeout=60)
     figures["busy_over_idle_p95"] = figures["busy_non_chat_p95_s"] / figures["idle_non_chat_p95_s"]
     figures["peak_rss_mib"] = peak[0] / 2**20
     for name, value in figures.items():

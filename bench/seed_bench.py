@@ -9,15 +9,13 @@ prompt decoded by plain transformers `generate` in this process after the server
 """
 
 import argparse
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from openai import OpenAI
 
-from openft.cli.demo import wait_until_ready
+from openft.cli.demo import background_server
 from openft.models.bundled import import_bundled, model_path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,19 +90,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
     import_bundled(args.data_dir / "models")
-    base_url = f"http://127.0.0.1:{args.port}/v1"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "openft", "serve", "--data-dir", str(args.data_dir), "--port", str(args.port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until_ready(base_url, server)
+    with background_server(args.data_dir, args.port, quiet=True) as (base_url, _):
         client = OpenAI(base_url=base_url, api_key="sk-bench")
         figures = train(client) | chat(client)
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
     figures["generate_tokens_per_s"] = generate_peer(model_path(args.data_dir / "models"))
     figures["api_over_generate"] = figures["api_tokens_per_s"] / figures["generate_tokens_per_s"]
     for name, value in figures.items():

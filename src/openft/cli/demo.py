@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -24,21 +26,32 @@ console = Console()
 
 
 def run_demo(data_dir: Path, port: int, training_file: Path = Path("examples/marv.jsonl")) -> int:
-    base_url = f"http://127.0.0.1:{port}/v1"
     started = time.time()
-    console.print(f"[bold]Starting openft serve[/] on {base_url} (data in {data_dir})")
+    console.print(f"[bold]Starting openft serve[/] on 127.0.0.1:{port} (data in {data_dir})")
+    with background_server(data_dir, port) as (base_url, _):
+        ok = seed_workflow(OpenAI(base_url=base_url, api_key="sk-openft-demo"), training_file)
+    console.print(f"Demo finished in {time.time() - started:.0f} s.")
+    return 0 if ok else 1
+
+
+@contextmanager
+def background_server(data_dir: Path, port: int, quiet: bool = False) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`openft serve` in a child process for the duration of the block; yields its base URL and
+    the process."""
+    base_url = f"http://127.0.0.1:{port}/v1"
+    output = subprocess.DEVNULL if quiet else None
     server = subprocess.Popen(
         [sys.executable, "-m", "openft", "serve", "--data-dir", str(data_dir), "--port", str(port)],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=output,
+        stderr=output,
     )
     try:
         wait_until_ready(base_url, server)
-        ok = seed_workflow(OpenAI(base_url=base_url, api_key="sk-openft-demo"), training_file)
+        yield base_url, server
     finally:
         server.terminate()
         server.wait(timeout=60)
-    console.print(f"Demo finished in {time.time() - started:.0f} s.")
-    return 0 if ok else 1
 
 
 def wait_until_ready(base_url: str, server: subprocess.Popen, timeout: float = 600) -> None:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from openft import ids
 from openft.errors import OpenFTError
-from openft.inference.engine import Chunk, Engine, ModelRef, Prompt, SamplingParams
+from openft.inference.engine import Engine, ModelRef, Prompt, SamplingParams
 from openft.inference.threaded import iterate_in_thread
 from openft.server.protocol.chat import (
     ChatCompletion,
