@@ -4,6 +4,7 @@ The training set gives every reply a fixed opening ("Ahoy matey!") that the base
 uses, so held-out prompts show whether the fine-tune really learned.
 """
 
+import base64
 import time
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def test_job_succeeds_with_openai_shapes(live_server, fine_tune):
     assert isinstance(job.hyperparameters.n_epochs, int) and job.hyperparameters.n_epochs >= 1
     results = client.files.retrieve(job.result_files[0])
     assert (results.filename, results.purpose) == ("step_metrics.csv", "fine-tune-results")
-    csv = client.files.content(results.id).text.splitlines()
+    csv = base64.b64decode(client.files.content(results.id).content).decode().splitlines()
     assert csv[0] == "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy" and len(csv) > 2
 
 
@@ -173,7 +174,7 @@ def test_validation_file_adds_validation_metrics(live_server):
     assert f"Validating training file: {training.id} and validation file: {validation.id}" in [e.message for e in events]
     last_step = next(e for e in events if e.type == "metrics")
     assert "full validation loss=" in last_step.message and last_step.data["full_valid_loss"] > 0
-    rows = client.files.content(job.result_files[0]).text.splitlines()
+    rows = base64.b64decode(client.files.content(job.result_files[0]).content).decode().splitlines()
     assert rows[-1].split(",")[3] != ""  # valid_loss on the last step
 
 

@@ -5,6 +5,7 @@ The trainer writes one JSON object per line (see trainer/sft.py). Everything the
 is written to the store at once, so a restarted worker only needs the store and the job folder.
 """
 
+import base64
 import csv
 import io
 import json
@@ -200,7 +201,12 @@ class JobRun:
     def _succeed(self, event: dict) -> None:
         job = self.job
         results = self.worker.files.store(
-            job.organization_id, "step_metrics.csv", "fine-tune-results", self._step_metrics_csv(), status="processed"
+            job.organization_id,
+            "step_metrics.csv",
+            "fine-tune-results",
+            # OpenAI serves result files base64-encoded; the cookbook decodes them.
+            base64.b64encode(self._step_metrics_csv()),
+            status="processed",
         )
         with self.db.session() as session:
             row = session.get(JobRow, job.seq)
