@@ -6,11 +6,17 @@ tokenizer and chat template of the bundled model and count its tokens and traine
 (`openft.cli.data.check_file`). The ETA benchmark and the report printing are left out: they do
 not grow with the file.
 
-Two peers are timed in the same run, on the same file, so the ratios hold on any machine:
+Three peers are timed in the same run, on the same file, so the ratios hold on any machine:
 
-- floor: `json.loads` of every line, nothing else (no check, no tokenizer can beat it);
-- naive: `render_example` called once per example (three or more chat-template renders and one
-  tokenizer call each), on the first `--naive` examples, scaled up to the whole file.
+- naive: the file read whole, validated, then `render_example` once per example (two or more
+  chat-template calls and one tokenizer call each), on the first `--naive` lines, scaled up to
+  the whole file; its counts must equal the check's on those lines;
+- tokenizer alone: the batched tokenizer call (with offsets, as the labels need) on texts
+  rendered beforehand: what counting the tokens costs, however the rest is done;
+- json.loads of every line, nothing else.
+
+The check's CPU seconds (all threads) and the share of the cores other processes used while it
+ran are printed too: on a shared machine, only a run with that share at 0% is a measurement.
 
 The file is generated from a fixed seed, so every run checks the same bytes: single-turn
 chats, multi-turn chats with some replies at weight 0, tool calls (with `tools`), legacy
@@ -21,7 +27,8 @@ Example usage:
 
     .venv/bin/python bench/data_bench.py                  # 100k examples
     .venv/bin/python bench/data_bench.py --examples 20000 --naive 2000
-    .venv/bin/python bench/data_bench.py --keep /tmp/bench.jsonl   # keep the generated file
+    .venv/bin/python bench/data_bench.py --scale 0.5      # messages half as long
+    .venv/bin/python bench/data_bench.py --examples 1500000 --generate-only --keep /tmp/1gb.jsonl
 """
 
 from __future__ import annotations
@@ -187,6 +194,18 @@ def timed(run):
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
+def busy_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine so far, in jiffies (Linux)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:8]]
+    return sum(fields) - fields[3] - fields[4], sum(fields)
+
+
+def others_share(before: tuple[int, int], after: tuple[int, int], own_cpu_s: float, wall_s: float) -> float:
+    """The share of all cores that other processes used meanwhile."""
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return max(0.0, busy / total - own_cpu_s / (wall_s * os.cpu_count()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=100_000, help="lines in the generated file")
@@ -195,7 +214,13 @@ def main() -> None:
                         help="openft data dir whose model store holds the bundled model (imported if not)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the words in each message (0.5: shorter chats)")
     parser.add_argument("--keep", type=Path, help="write the generated file here and keep it")
+    parser.add_argument("--generate-only", action="store_true", help="write the file to --keep, time nothing")
     args = parser.parse_args()
+    if args.generate_only:
+        if not args.keep:
+            parser.error("--generate-only needs --keep FILE")
+        generate(args.keep, args.examples, scale=args.scale)
+        return
 
     from transformers import AutoTokenizer
 
@@ -214,7 +239,9 @@ def main() -> None:
         load = os.getloadavg()[0]
 
         n_floor, floor_s, _ = timed(lambda: floor(path))
+        before = busy_jiffies()
         (n, tokens, trained), fast_s, fast_cpu = timed(lambda: fast(tokenizer, path))
+        others = others_share(before, busy_jiffies(), fast_cpu, fast_s)
         (n_naive, naive_tokens, naive_trained), naive_s, _ = timed(lambda: naive(tokenizer, sample.read_bytes()))
         assert (n_naive, naive_tokens, naive_trained) == fast(tokenizer, sample), "the fast path counts differently"
         texts = rendered_texts(tokenizer, path)
@@ -224,7 +251,8 @@ def main() -> None:
     rate, naive_rate = n / fast_s, n_naive / naive_s
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"{n:,} examples, {tokens:,} tokens ({tokens / n:.0f} per example), {trained:,} trained")
-    print(f"{cores} cores; load average {load:.2f} before timing (other work on the machine slows every line)")
+    print(f"{cores} cores; load average {load:.2f} before timing; other processes used {others:.0%} of the cores"
+          " during the check (any is too much: rerun on an idle machine)")
     print(f"openft data check:  {fast_s:6.2f} s  {rate:8,.0f} examples/s  {tokens / fast_s / 1e6:.2f} M tokens/s"
           f"  ({fast_cpu:.1f} CPU s)")
     print(f"naive per example:  {naive_s * n / n_naive:6.2f} s  {naive_rate:8,.0f} examples/s"
