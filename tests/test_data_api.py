@@ -112,3 +112,46 @@ def test_fewer_than_10_examples_fail_job_creation_with_openais_message(client):
 
     ten = client.files.create(file=("train.jsonl", jsonl(*(chat(i) for i in range(10)))), purpose="fine-tune")
     assert client.fine_tuning.jobs.create(training_file=ten.id, model="gpt-3.5-turbo").status == "validating_files"
+
+
+def ten_around(line_3: dict | str) -> bytes:
+    """Eleven good examples with `line_3` as the third line."""
+    return jsonl(chat(1), chat(2), line_3, *(chat(i) for i in range(3, 12)))
+
+
+# code -> (crafted file, the line the warning is on; None for the file as a whole)
+WARNING_CASES = {
+    "blank_line": (ten_around(""), 3),
+    "duplicate_example": (ten_around(chat(1)), 3),
+    "missing_system_message": (ten_around(with_messages(USER, REPLY)), 3),
+    "missing_user_message": (ten_around(with_messages({"role": "system", "content": "Be brief."}, REPLY)), 3),
+    "short_assistant_reply": (ten_around(with_messages(USER, {**REPLY, "content": "k"})), 3),
+    "identical_system_message": (jsonl(*(chat(i) for i in range(12))), None),
+}
+
+
+def documented_warning_codes() -> set[str]:
+    section = validate.__doc__.split("Warning codes:")[1].split("\n\n")[0]
+    return set(re.findall(r"\b[a-z]+(?:_[a-z]+)+\b", section))
+
+
+def test_every_documented_warning_code_has_a_case():
+    assert set(WARNING_CASES) == documented_warning_codes()
+
+
+@pytest.mark.parametrize("code", sorted(WARNING_CASES))
+def test_upload_with_a_warning_is_accepted_and_names_it_in_status_details(client, code):
+    content, line = WARNING_CASES[code]
+    uploaded = client.files.create(file=("train.jsonl", content), purpose="fine-tune")
+
+    assert uploaded.status == "processed"
+    where = f"Line {line}: " if line is not None else ""
+    assert f"{where}[{code}] " in uploaded.status_details
+    assert client.files.retrieve(uploaded.id).status_details == uploaded.status_details
+    assert client.fine_tuning.jobs.create(training_file=uploaded.id, model="gpt-3.5-turbo").status == "validating_files"
+
+
+def test_a_clean_upload_has_no_status_details(client):
+    varied = [{"messages": [{"role": "system", "content": f"Style {i}."}, {"role": "user", "content": f"Q{i}?"},
+                            {"role": "assistant", "content": f"A{i}."}]} for i in range(10)]  # fmt: skip
+    assert client.files.create(file=("train.jsonl", jsonl(*varied)), purpose="fine-tune").status_details is None

@@ -17,6 +17,8 @@ from openft.data.pricing import training_cost_usd
 from openft.data.stats import distribution, percentile
 from openft.settings import BUNDLED_MODEL
 from tests.conftest import new_data_dir
+from tests.test_data_api import CASES as ERROR_CASES
+from tests.test_data_api import WARNING_CASES
 
 MARV = Path(__file__).parent.parent / "examples" / "marv.jsonl"
 SEEDED_TOKENS_PER_SECOND = 100.0
@@ -280,3 +282,23 @@ def test_benchmark_measures_and_caches_once(model_data_dir, tmp_path):
     assert entry["source"] == "benchmark" and entry["tokens_per_second"] > 0
     assert json.loads((tmp_path / "throughput.json").read_text())[BUNDLED_MODEL] == entry
     assert throughput.ensure_measured(tmp_path, BUNDLED_MODEL, model_path, threads=2) == entry  # cached
+
+
+@pytest.mark.parametrize("code", sorted(ERROR_CASES))
+def test_each_error_code_exits_1_naming_code_and_line(model_data_dir, tmp_path, code):
+    content, line = ERROR_CASES[code]
+    (tmp_path / "bad.jsonl").write_bytes(content)
+    exit_code, report = check_json(model_data_dir, tmp_path / "bad.jsonl")
+
+    assert exit_code == 1 and not report["ok"]
+    assert {"line": line, "code": code}.items() <= report["training"]["errors"][0].items()
+
+
+@pytest.mark.parametrize("code", sorted(WARNING_CASES))
+def test_each_warning_code_exits_0_naming_code_and_line(model_data_dir, tmp_path, code):
+    content, line = WARNING_CASES[code]
+    (tmp_path / "warned.jsonl").write_bytes(content)
+    exit_code, report = check_json(model_data_dir, tmp_path / "warned.jsonl")
+
+    assert exit_code == 0 and report["ok"]
+    assert (line, code) in [(w["line"], w["code"]) for w in report["training"]["warnings"]]

@@ -14,6 +14,7 @@ import random
 import pytest
 
 from openft.data.labels import IGNORE_INDEX, _labels, chat_messages, render_example, render_examples, render_stream
+from openft.data.pieces import Encoding, _piece
 from openft.settings import BUNDLED_MODEL
 
 MAX_LENGTH = 160  # short enough that the long examples of the sample are truncated
@@ -212,4 +213,33 @@ def test_labels_follow_the_walk_on_any_offsets():
         if rng.random() < 0.7:
             spans.sort(key=lambda span: span[1])
         ids = list(range(100, 100 + n))
-        assert _labels(ids, offsets, spans) == walk(ids, offsets, spans), (offsets, spans)
+        assert _labels(one_piece(ids, offsets), spans) == walk(ids, offsets, spans), (offsets, spans)
+
+
+def test_labels_follow_the_walk_across_pieces():
+    """Tokens cut into pieces (as at special tokens) are labelled as if the text were whole."""
+    rng = random.Random(1)
+    for _ in range(3000):
+        offsets, at = [], 0
+        for _ in range(rng.randint(1, 12)):
+            offsets.append((at, at + rng.randint(1, 4)))
+            at = offsets[-1][1]
+        cuts = sorted(rng.sample(range(1, len(offsets)), k=rng.randint(0, len(offsets) - 1)))
+        spans = sorted((tuple(sorted((rng.randint(0, at + 2), rng.randint(0, at + 2)))) for _ in range(rng.randint(0, 3))),
+                       key=lambda span: span[1])  # fmt: skip
+        ids = list(range(100, 100 + len(offsets)))
+        assert _labels(pieces(ids, offsets, cuts), spans) == walk(ids, offsets, spans), (offsets, cuts, spans)
+
+
+def one_piece(ids, offsets) -> Encoding:
+    return Encoding(ids, [0], [0], [_piece(ids, offsets)])
+
+
+def pieces(ids, offsets, cuts) -> Encoding:
+    """`ids` cut into pieces before the tokens at `cuts`, each piece's offsets made its own."""
+    bounds = [0, *cuts, len(ids)]
+    chars = [0] + [offsets[cut][0] for cut in cuts]
+    parts = [
+        _piece(ids[a:b], [(s - at, e - at) for s, e in offsets[a:b]]) for a, b, at in zip(bounds, bounds[1:], chars)
+    ]
+    return Encoding(ids, chars, bounds[:-1], parts)

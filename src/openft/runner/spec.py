@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from openft.data.hyperparams import Hyperparameters, resolve_hyperparameters
-from openft.data.validate import validate_chat_jsonl
+from openft.data.validate import scan_chat_jsonl
 from openft.settings import Settings
 from openft.store.tables import JobRow
 
@@ -23,7 +23,7 @@ def job_dir(settings: Settings, job_id: str) -> Path:
 
 
 def resolve(job: JobRow, training_path: Path) -> Hyperparameters:
-    n_examples = len(validate_chat_jsonl(training_path.read_bytes()).examples)
+    _, n_examples = scan_chat_jsonl(training_path)
     return resolve_hyperparameters(n_examples, job.hyperparameters)
 
 

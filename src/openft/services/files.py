@@ -22,32 +22,41 @@ from typing import BinaryIO
 from sqlalchemy import select
 
 from openft import ids
-from openft.data.validate import validate_chat_jsonl
+from openft.data.validate import DataIssue, ValidationReport, scan_chat_jsonl
 from openft.errors import OpenFTError, file_too_large, not_found
 from openft.settings import Settings
 from openft.store.db import Database
 from openft.store.tables import FileRow
 
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
-MAX_LISTED_ERRORS = 5
+MAX_LISTED_ISSUES = 5
 CHUNK_BYTES = 2**20
 MAX_FILENAME_CHARS = 255
 
 
-def format_error_message(raw: bytes) -> str | None:
-    """None when `raw` is valid chat JSONL, else a message naming the offending lines, each with
+def format_error_message(report: ValidationReport) -> str | None:
+    """None when `report` found no error, else a message naming the offending lines, each with
     its stable code: "Line 3: [invalid_json] invalid JSON: …" (codes: `openft.data.validate`)."""
-    report = validate_chat_jsonl(raw)
     if report.ok:
         return None
+    return "Invalid file format for fine-tuning. " + _listed(report.errors)
+
+
+def format_warnings(report: ValidationReport, n_examples: int) -> str | None:
+    """An accepted fine-tune file's `status_details`: its warnings, the same way (None if none)."""
+    if not report.warnings:
+        return None
+    return f"{n_examples} example(s) accepted with warnings. " + _listed(report.warnings)
+
+
+def _listed(issues: list[DataIssue]) -> str:
     shown = []
-    for issue in report.errors[:MAX_LISTED_ERRORS]:
+    for issue in issues[:MAX_LISTED_ISSUES]:
         where = f"Line {issue.line}: " if issue.line is not None else ""
         shown.append(f"{where}[{issue.code}] {issue.message.removeprefix(where)}")
-    more = len(report.errors) - len(shown)
-    if more:
-        shown.append(f"... and {more} more error(s).")
-    return "Invalid file format for fine-tuning. " + " ".join(shown)
+    if more := len(issues) - len(shown):
+        shown.append(f"... and {more} more.")
+    return " ".join(shown)
 
 
 class FileService:
@@ -65,13 +74,15 @@ class FileService:
         fine_tune = purpose == "fine-tune"
         max_line_bytes = self.settings.max_line_bytes if fine_tune else None
         staged = self._stage(source, self.settings.max_upload_bytes, max_line_bytes)
+        details = None
         try:
             if fine_tune:
                 # The content decides, not the name: the legacy 0.28 client uploads as "file".
-                problem = format_error_message(staged.path.read_bytes())
-                if problem:
+                report, n_examples = scan_chat_jsonl(staged.path)
+                if problem := format_error_message(report):
                     raise OpenFTError(400, problem, param="file", code="invalid_file_format")
-            return self._publish(staged, organization_id, sanitize_filename(filename), purpose, "processed")
+                details = format_warnings(report, n_examples)
+            return self._publish(staged, organization_id, sanitize_filename(filename), purpose, "processed", details)
         finally:
             staged.path.unlink(missing_ok=True)  # already renamed away when published
 
@@ -107,7 +118,9 @@ class FileService:
             raise
         return _Staged(path, size, digest.hexdigest())
 
-    def _publish(self, staged: _Staged, organization_id: str, filename: str, purpose: str, status: str) -> FileRow:
+    def _publish(
+        self, staged: _Staged, organization_id: str, filename: str, purpose: str, status: str, details: str | None = None
+    ) -> FileRow:
         """Rename the staged bytes to their final, id-derived path, then commit the row."""
         file_id = ids.file_id()
         path = self.settings.files_dir / file_id
@@ -121,6 +134,7 @@ class FileService:
             filename=filename,
             purpose=purpose,
             status=status,
+            status_details=details,
             path=str(path),
             sha256=staged.sha256,
         )

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from openft import ids
 from openft.data.hyperparams import validate_requested_hyperparameters
-from openft.data.validate import check_example_count, validate_chat_jsonl
+from openft.data.validate import check_example_count, scan_chat_jsonl
 from openft.errors import OpenFTError, not_found
 from openft.server.protocol.fine_tuning import JobCreateParams
 from openft.services.files import FileService, format_error_message
@@ -91,13 +91,11 @@ class FineTuningService:
                 400, f"File {file_id} has purpose '{row.purpose}', but must be 'fine-tune'.", param=param,
                 code="invalid_file_purpose",
             )
-        raw = Path(row.path).read_bytes()
-        problem = format_error_message(raw)
-        if problem:
+        report, n_examples = scan_chat_jsonl(Path(row.path))
+        if problem := format_error_message(report):
             raise OpenFTError(400, problem, param=param, code="invalid_file_format")
         if param == "training_file":
-            count_issue = check_example_count(len(validate_chat_jsonl(raw).examples))
-            if count_issue:
+            if count_issue := check_example_count(n_examples):
                 raise OpenFTError(400, count_issue.message, param=param, code=count_issue.code)
 
     def get(self, organization_id: str, job_id: str) -> JobRow:
