@@ -164,7 +164,7 @@ class JobRun:
         steps_done = step - self.first_step + 1
         seconds_per_step = (time.time() - self.started) / steps_done
         with self.db.session() as session:
-            row = session.get(JobRow, self.job.seq)
+            row = session.get(JobRow, self.job.seq, with_for_update=True)
             if row.status != "running":
                 return  # cancelled while this line was in flight: the job's story has ended
             add_event(session, self.job.id, message, type="metrics", data=data)
@@ -174,7 +174,7 @@ class JobRun:
         job = self.job
         step = event["step"]
         with self.db.session() as session:
-            if session.get(JobRow, job.seq).status != "running":
+            if session.get(JobRow, job.seq, with_for_update=True).status != "running":
                 return
             exists = session.scalar(
                 select(CheckpointRow).where(CheckpointRow.job_id == job.id, CheckpointRow.step_number == step)
@@ -209,7 +209,7 @@ class JobRun:
             status="processed",
         )
         with self.db.session() as session:
-            row = session.get(JobRow, job.seq)
+            row = session.get(JobRow, job.seq, with_for_update=True)
             if row.status != "running":
                 return
             _register_model(session, self.settings, job, job.planned_model_name, event["adapter_path"])
@@ -227,7 +227,7 @@ class JobRun:
 
     def _fail(self, message: str) -> None:
         with self.db.session() as session:
-            row = session.get(JobRow, self.job.seq)
+            row = session.get(JobRow, self.job.seq, with_for_update=True)
             if row.status != "running":
                 return
             row.status = "failed"

@@ -158,7 +158,9 @@ class FineTuningService:
         """Move a job between statuses; the worker running it sees the change and stops the trainer."""
         with self.db.session() as session:
             row = session.scalar(
-                select(JobRow).where(JobRow.id == job_id, JobRow.organization_id == organization_id)
+                select(JobRow)
+                .where(JobRow.id == job_id, JobRow.organization_id == organization_id)
+                .with_for_update()  # the worker may be finishing it right now
             )
             if row is None:
                 raise self._job_not_found(job_id)
