@@ -22,6 +22,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".openft")
     db_url: str | None = None
+    # Where uploads, adapters and checkpoints live: any fsspec URL (`s3://bucket/openft`,
+    # `file:///mnt/shared/openft`); unset, the data dir itself. See openft/storage.py.
+    storage_url: str | None = None
     default_base_model: str = BUNDLED_MODEL
     # Shown in `ft:<base>:<org>:<suffix>:<id>`; OpenAI personal accounts show "personal".
     organization: str = "personal"
@@ -55,7 +58,13 @@ class Settings(BaseSettings):
 
     @property
     def jobs_dir(self) -> Path:
+        """This host's scratch space for the jobs its worker runs (spec, trainer log, outputs)."""
         return self.data_dir / "jobs"
+
+    @property
+    def cache_dir(self) -> Path:
+        """This host's copies of artifacts fetched from a remote storage."""
+        return self.data_dir / "cache"
 
     @property
     def database_url(self) -> str:

@@ -2,7 +2,9 @@
 events, checkpoints and, at the end, a servable fine-tuned model.
 
 The trainer writes one JSON object per line (see trainer/sft.py). Everything the worker learns
-is written to the store at once, so a restarted worker only needs the store and the job folder.
+is written to the store at once, and every checkpoint and adapter goes to the artifact storage
+(runner/artifacts.py), so a restarted worker, or one on another host, needs only the store and
+the storage.
 """
 
 import base64
@@ -16,11 +18,12 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from openft import ids
 from openft.data.throughput import record_job_throughput
 from openft.runner import queue as job_queue
+from openft.runner.artifacts import push_adapter, push_checkpoint, restore_checkpoint
 from openft.runner.launch import start_trainer
 from openft.runner.spec import job_dir, resolve, write_spec
 from openft.services.files import FileService
@@ -41,6 +44,7 @@ class Worker:
         self.settings = settings
         self.db = db
         self.files = FileService(settings, db)
+        self.storage = self.files.storage
         self.worker_id = "worker-" + ids.random_token(12)
 
     def run_forever(self, stop: threading.Event) -> None:
@@ -82,15 +86,18 @@ class JobRun:
 
     def _train(self, stop: threading.Event) -> None:
         job = self.job
-        training_path = Path(self.worker.files.get(job.organization_id, job.training_file).path)
+        directory = job_dir(self.settings, job.id)
+        files = self.worker.files
+        training_path = files.fetch(files.get(job.organization_id, job.training_file), directory)
         validation_path = (
-            Path(self.worker.files.get(job.organization_id, job.validation_file).path) if job.validation_file else None
+            files.fetch(files.get(job.organization_id, job.validation_file), directory) if job.validation_file else None
         )
+        self._restore_last_checkpoint(directory)
         hyperparameters = resolve(job, training_path)
         with self.db.session() as session:
             session.get(JobRow, job.seq).hyperparameters = asdict(hyperparameters)
         spec_path = write_spec(self.settings, job, hyperparameters, training_path, validation_path)
-        process = start_trainer(spec_path, job_dir(self.settings, job.id) / "trainer.log")
+        process = start_trainer(spec_path, directory / "trainer.log")
         lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
 
@@ -130,6 +137,13 @@ class JobRun:
             job_queue.release(self.db, job.id, self.worker.worker_id)
             return
         self._fail(reported_error or f"The trainer stopped without a result (exit code {process.returncode}).")
+
+    def _restore_last_checkpoint(self, directory: Path) -> None:
+        """A job resumed on a host that has not run it before starts from its last checkpoint."""
+        with self.db.session() as session:
+            step = session.scalar(select(func.max(CheckpointRow.step_number)).where(CheckpointRow.job_id == self.job.id))
+        if step is not None:
+            restore_checkpoint(self.worker.storage, self.job.id, step, directory / "out" / "checkpoints", directory / "fetched")
 
     def _record(self, event: dict) -> bool:
         kind = event["type"]
@@ -173,6 +187,7 @@ class JobRun:
     def _record_checkpoint(self, event: dict) -> None:
         job = self.job
         step = event["step"]
+        adapter = push_checkpoint(self.worker.storage, job.id, step, Path(event["path"]).parent)
         with self.db.session() as session:
             if session.get(JobRow, job.seq, with_for_update=True).status != "running":
                 return
@@ -195,7 +210,7 @@ class JobRun:
                 )
             )
             if not final:
-                _register_model(session, self.settings, job, name, event["path"])
+                _register_model(session, self.settings, job, name, adapter)
             add_event(session, job.id, f"Checkpoint created at step {step} with Snapshot ID: {name}")
 
     def _succeed(self, event: dict) -> None:
@@ -208,11 +223,12 @@ class JobRun:
             base64.b64encode(self._step_metrics_csv()),
             status="processed",
         )
+        adapter = push_adapter(self.worker.storage, job.id, Path(event["adapter_path"]))
         with self.db.session() as session:
             row = session.get(JobRow, job.seq, with_for_update=True)
             if row.status != "running":
                 return
-            _register_model(session, self.settings, job, job.planned_model_name, event["adapter_path"])
+            _register_model(session, self.settings, job, job.planned_model_name, adapter)
             row.status = "succeeded"
             row.fine_tuned_model = job.planned_model_name
             row.trained_tokens = event["trained_tokens"]
@@ -285,7 +301,7 @@ def _checkpoint_model_name(job: JobRow, step: int) -> str:
     return f"ft:{base}:{org}:{suffix}:{ids.random_token(8)}:ckpt-step-{step}"
 
 
-def _register_model(session, settings: Settings, job: JobRow, name: str, adapter_path: str) -> None:
+def _register_model(session, settings: Settings, job: JobRow, name: str, adapter_key: str) -> None:
     row = session.scalar(select(ModelRow).where(ModelRow.id == name))
     if row is None:
         owner = organization_name(session, job.organization_id, settings.organization)
@@ -294,5 +310,5 @@ def _register_model(session, settings: Settings, job: JobRow, name: str, adapter
             organization_id=job.organization_id,
         )
         session.add(row)
-    row.adapter_path = adapter_path
+    row.adapter_path = adapter_key  # a key in the artifact storage
     row.job_id = job.id

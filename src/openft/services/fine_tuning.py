@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from pathlib import Path
 
 from sqlalchemy import select
 
@@ -91,7 +90,7 @@ class FineTuningService:
                 400, f"File {file_id} has purpose '{row.purpose}', but must be 'fine-tune'.", param=param,
                 code="invalid_file_purpose",
             )
-        raw = Path(row.path).read_bytes()
+        raw = self.files.read(row)
         problem = format_error_message(raw)
         if problem:
             raise OpenFTError(400, problem, param=param, code="invalid_file_format")
