@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     max_line_bytes: int = 2**20
     # CPU threads for training and for serving; they share the machine.
     train_threads: int = 2
+    # GPUs one training job uses; above 1 the trainer runs under torchrun (runner/launch.py).
+    train_gpus: int = 1
+    # A Ray cluster to submit trainers to with `ray job submit` (its dashboard address,
+    # `http://head:8265`); unset, the worker trains on its own host. The runtime env is Ray's JSON
+    # (e.g. '{"pip": ["openft"]}'). See docs/deploy.md.
+    ray_address: str | None = None
+    ray_runtime_env: str | None = None
     serve_threads: int = 2
     worker_poll_seconds: float = 0.5
     # A running job whose worker has not renewed its lease for this long is claimed again.

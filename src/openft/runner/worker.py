@@ -24,7 +24,7 @@ from openft import ids
 from openft.data.throughput import record_job_throughput
 from openft.runner import queue as job_queue
 from openft.runner.artifacts import push_adapter, push_checkpoint, restore_checkpoint
-from openft.runner.launch import start_trainer
+from openft.runner.launch import start_trainer, stop_trainer
 from openft.runner.spec import job_dir, resolve, write_spec
 from openft.services.files import FileService
 from openft.settings import Settings
@@ -97,7 +97,7 @@ class JobRun:
         with self.db.session() as session:
             session.get(JobRow, job.seq).hyperparameters = asdict(hyperparameters)
         spec_path = write_spec(self.settings, job, hyperparameters, training_path, validation_path)
-        process = start_trainer(spec_path, directory / "trainer.log")
+        process = start_trainer(self.settings, spec_path, directory / "trainer.log", job.attempts)
         lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
 
@@ -123,8 +123,7 @@ class JobRun:
                 if status != "running" or stop.is_set():
                     # Cancelled, taken over, or this worker is shutting down; in the last case
                     # the job goes back to the queue and resumes from its last checkpoint.
-                    process.kill()
-                    process.wait()
+                    stop_trainer(self.settings, process, spec_path, job.attempts)
                     if stop.is_set():
                         job_queue.release(self.db, job.id, self.worker.worker_id)
                     return
