@@ -57,7 +57,7 @@ class Storage:
         """Publish the local file `source` as `key` (moved there, when `move` and possible)."""
         target = self.local_path(key)
         if target is None:
-            self.fs.put_file(str(source), self._path(key))
+            self._put_file(source, self._path(key))
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -77,9 +77,11 @@ class Storage:
         for path in sorted(source.rglob("*")):
             if path.is_file():
                 relative = path.relative_to(source).as_posix()
-                target = self._path(f"{key}/{relative}")
-                self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-                self.fs.put_file(str(path), target)
+                self._put_file(path, self._path(f"{key}/{relative}"))
+
+    def _put_file(self, source: Path, path: str) -> None:
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)  # object stores: no-op
+        self.fs.put_file(str(source), path)
 
     def open(self, key: str, mode: str = "rb") -> IO:
         return self.fs.open(self._path(key), mode)
