@@ -38,13 +38,21 @@ The recipe:
 - At the end of each epoch a checkpoint: the adapter (`save_pretrained`) plus `trainer_state.pt`
   (optimizer, scheduler, RNG, position). A run whose `output_dir/checkpoints` already holds one
   resumes from the latest, exactly where the uninterrupted run would have been.
+- Several GPUs: under `torchrun --nproc_per_node N` (what `OPENFT_TRAIN_GPUS=N` launches), each
+  rank computes the summed loss of its share of every batch (`batch[rank::N]`); the LoRA
+  gradients, losses and token counts are summed across ranks and divided by the batch's trained
+  tokens, so a step is the same step one process would take. Rank 0 alone writes events,
+  checkpoints and the adapter.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
+import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -100,6 +108,15 @@ def train(spec: dict, emit) -> None:
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1:  # started by torchrun: one process per GPU
+        _die_with_parent()
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if rank != 0:
+            emit = _silent
     torch.manual_seed(spec["seed"])
 
     # ---------------------------------------------------------------------------------------
@@ -171,23 +188,29 @@ def train(spec: dict, emit) -> None:
     for epoch in range(start_epoch, n_epochs):
         for batch_ids in epoch_batches(lengths, batch_size, spec["seed"], epoch):
             model.train()
-            input_ids, attention_mask, labels = collate([train_set[i] for i in batch_ids], pad_id, device)
-            loss_sum, correct, n_trained = batch_loss(model, input_ids, attention_mask, labels)
-            (loss_sum / n_trained).backward()
+            if world == 1:
+                input_ids, attention_mask, labels = collate([train_set[i] for i in batch_ids], pad_id, device)
+                loss_sum, correct, n_trained = batch_loss(model, input_ids, attention_mask, labels)
+                (loss_sum / n_trained).backward()
+                batch_tokens = int(attention_mask.sum())
+            else:
+                loss_sum, correct, n_trained, batch_tokens = data_parallel_step(
+                    model, params, [train_set[i] for i in batch_ids[rank::world]], pad_id, device)
             torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            tokens += int(attention_mask.sum())
+            tokens += batch_tokens
 
             metrics = {"type": "metrics", "step": step, "total_steps": total_steps, "epoch": epoch + 1,
                        "train_loss": loss_sum.item() / n_trained,
                        "train_mean_token_accuracy": correct.item() / n_trained, "tokens": tokens}
-            if valid_set and (step % eval_every == 0 or step == total_steps):
+            evaluating = valid_set and rank == 0  # the other ranks go on to the next batch
+            if evaluating and (step % eval_every == 0 or step == total_steps):
                 metrics["valid_loss"], metrics["valid_mean_token_accuracy"] = evaluate(
                     model, valid_set[: spec["eval_examples"]], batch_size, pad_id, device)
-            if valid_set and step == total_steps:
+            if evaluating and step == total_steps:
                 metrics["full_valid_loss"], metrics["full_valid_mean_token_accuracy"] = evaluate(
                     model, valid_set, batch_size, pad_id, device)
             emit(metrics)
@@ -195,6 +218,8 @@ def train(spec: dict, emit) -> None:
                   f"{(tokens - tokens0) / (time.perf_counter() - t0):.0f} tok/s", file=sys.stderr)
 
         # checkpoint at the end of each epoch: adapter + everything needed to resume
+        if rank != 0:
+            continue
         path = ckpt_dir / f"step-{step}"
         tmp = ckpt_dir / f".step-{step}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -212,6 +237,10 @@ def train(spec: dict, emit) -> None:
 
     # ---------------------------------------------------------------------------------------
     # save
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    if rank != 0:
+        return
     adapter_dir = out_dir / "adapter"
     model.save_pretrained(adapter_dir)
     (adapter_dir / "training_config.json").write_text(json.dumps(
@@ -283,6 +312,27 @@ def batch_loss(model, input_ids, attention_mask, labels):
     return loss_sum, correct, targets.numel()
 
 
+def data_parallel_step(model, params, examples: list[RenderedExample], pad_id: int, device):
+    """This rank's share of a batch: backward on its summed loss, then the gradients and totals
+    of all ranks summed, and the gradients divided by the batch's trained tokens (as one process
+    would have them). Returns the batch's (loss sum, correct, trained tokens, tokens)."""
+    totals = torch.zeros(4, dtype=torch.float64, device=device)
+    if examples:  # a batch smaller than the world leaves some ranks without an example
+        input_ids, attention_mask, labels = collate(examples, pad_id, device)
+        loss_sum, correct, n_trained = batch_loss(model, input_ids, attention_mask, labels)
+        loss_sum.backward()
+        totals += torch.tensor([loss_sum.item(), correct.item(), n_trained, attention_mask.sum().item()],
+                               dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(totals)
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        torch.distributed.all_reduce(p.grad)
+        p.grad /= totals[2]
+    loss_sum, correct, n_trained, batch_tokens = totals.tolist()
+    return torch.tensor(loss_sum), torch.tensor(correct), int(n_trained), int(batch_tokens)
+
+
 @torch.no_grad()
 def evaluate(model, examples: list[RenderedExample], batch_size: int, pad_id: int, device):
     """Mean loss and token accuracy over all trained tokens of `examples`."""
@@ -293,6 +343,15 @@ def evaluate(model, examples: list[RenderedExample], batch_size: int, pad_id: in
         batch_loss_sum, batch_correct, batch_n = batch_loss(model, *batch)
         loss, correct, n = loss + batch_loss_sum.item(), correct + batch_correct.item(), n + batch_n
     return loss / n, correct / n
+
+
+def _silent(event: dict) -> None:
+    """`emit` on ranks other than 0: one rank tells the story."""
+
+
+def _die_with_parent() -> None:
+    """Under torchrun the worker kills torchrun; its ranks must not outlive it (as in runner/launch.py)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def latest_checkpoint(ckpt_dir: Path) -> Path | None:
