@@ -29,16 +29,16 @@ def test_a_ray_address_submits_a_ray_job_per_attempt():
     settings = Settings(ray_address="http://head:8265", train_gpus=2, ray_runtime_env='{"pip": ["openft"]}')
     assert command(settings, SPEC, attempt=3) == [
         "ray", "job", "submit", "--address", "http://head:8265", "--submission-id", "openft-ftjob-abc-3",
-        "--working-dir", "/data/jobs/ftjob-abc", "--entrypoint-num-gpus", "2",
+        "--entrypoint-num-gpus", "2",
         "--runtime-env-json", '{"pip": ["openft"]}', "--",
         "python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "openft.trainer", "spec.json",
+        "-m", "openft.trainer", str(SPEC),
     ]
     assert stop_command(settings, SPEC, attempt=3) == [
         "ray", "job", "stop", "--address", "http://head:8265", "openft-ftjob-abc-3"
     ]
     assert command(Settings(ray_address="http://head:8265"), SPEC, attempt=1)[-4:] == [
-        "python", "-m", "openft.trainer", "spec.json"
+        "python", "-m", "openft.trainer", str(SPEC)
     ]
 
 

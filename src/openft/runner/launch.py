@@ -2,7 +2,8 @@
 GPUs (`OPENFT_TRAIN_GPUS` > 1), or as a job on a Ray cluster (`OPENFT_RAY_ADDRESS`).
 
 Whichever way, the worker reads the trainer's events from the child's stdout: `ray job submit`
-(without --no-wait) streams the job's stdout back. The child dies with its worker
+(without --no-wait) streams the job's stdout back. A Ray job reads and writes the job folder
+where the worker put it, so the Ray nodes must mount the data dir at the same path. The child dies with its worker
 (PR_SET_PDEATHSIG): an orphaned trainer would go on training a job that another worker will
 claim. A Ray job lives on the cluster, so killing it takes `ray job stop` as well (`stop`).
 """
@@ -43,13 +44,13 @@ def command(settings: Settings, spec_path: Path, attempt: int) -> list[str]:
     """The command that trains the job whose spec is `spec_path`, as the settings ask."""
     if not settings.ray_address:
         return trainer_command(settings, spec_path)
-    # The job folder is the Ray job's working dir: the entrypoint finds spec.json in its cwd.
-    entrypoint = trainer_command(settings, Path(spec_path.name), python="python")
+    # The spec's paths (base model, training file, output dir) are this host's: the Ray nodes
+    # must mount the data dir at the same path (docs/deploy.md).
+    entrypoint = trainer_command(settings, spec_path, python="python")
     return [
         "ray", "job", "submit",
         "--address", settings.ray_address,
         "--submission-id", submission_id(spec_path, attempt),
-        "--working-dir", str(spec_path.parent),
         "--entrypoint-num-gpus", str(settings.train_gpus),
         *(["--runtime-env-json", settings.ray_runtime_env] if settings.ray_runtime_env else []),
         "--", *entrypoint,

@@ -23,7 +23,7 @@ class FileRow(Base):
     purpose: Mapped[str] = mapped_column(String)
     status: Mapped[str] = mapped_column(String)
     status_details: Mapped[str | None] = mapped_column(Text, default=None)
-    # Always `<files dir>/<id>`: never derived from anything the client sent.
+    # Where the storage keeps it (key `files/<id>`: never derived from anything the client sent).
     path: Mapped[str] = mapped_column(String)
     sha256: Mapped[str | None] = mapped_column(String, default=None)
 
