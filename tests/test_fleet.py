@@ -1,7 +1,8 @@
 """Many workers, one PostgreSQL database, one shared artifact storage: four real `openft worker`
 processes, each with its own data dir (as on its own host), take twenty jobs. Every job runs
 exactly once, and a worker killed (SIGKILL) in the middle of a job loses it to another worker,
-which finishes it once its lease has run out."""
+which, once the lease has run out, resumes it from the checkpoint the first one pushed to the
+storage (the new host has no file of the old one's)."""
 
 import os
 import signal
@@ -21,7 +22,7 @@ from openft.models.store import ensure_bundled_model
 from openft.server.app import create_app
 from openft.settings import Settings
 from openft.store.db import Database
-from openft.store.tables import EventRow, JobRow
+from openft.store.tables import CheckpointRow, EventRow, JobRow
 from tests.conftest import new_data_dir
 from tests.test_workflow import DATA
 
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.slow
 
 N_WORKERS, N_JOBS = 4, 20
 LEASE_SECONDS = 10  # a killed worker's job is claimed again this long after its last renewal
+LONG_EPOCHS = 5
 TEN_EXAMPLES = b"".join((DATA / "ahoy.jsonl").read_bytes().splitlines(keepends=True)[:10])
 
 
@@ -88,14 +90,16 @@ def test_four_workers_run_each_of_twenty_jobs_once_and_take_over_a_killed_ones_j
                         storage_url=env["OPENFT_STORAGE_URL"])
     client = api_client(settings)
     training = client.files.create(file=("ten.jsonl", TEN_EXAMPLES), purpose="fine-tune")
+    # The first job is the one to kill: five one-step epochs, a checkpoint after each.
     job_ids = [
         client.fine_tuning.jobs.create(training_file=training.id, model="gpt-3.5-turbo", seed=i,
-                                       hyperparameters={"n_epochs": 1, "batch_size": 10}).id
+                                       hyperparameters={"n_epochs": LONG_EPOCHS if i == 0 else 1, "batch_size": 10}).id
         for i in range(N_JOBS)
     ]
+    killed_job = job_ids[0]
     workers = [WorkerProcess(new_data_dir(tmp_path / f"host{i}", model_store), env) for i in range(N_WORKERS)]
     try:
-        victim, killed_job = wait_for_a_trainer(workers)
+        victim = wait_for_a_checkpoint(workers, settings, killed_job)
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait()
         wait_until_all_finished(settings, job_ids, timeout=600)
@@ -114,10 +118,15 @@ def test_four_workers_run_each_of_twenty_jobs_once_and_take_over_a_killed_ones_j
     assert count("The job has successfully completed") == Counter(job_ids)
     assert count("Fine-tuning job started again (attempt 2)") == Counter([killed_job])
     assert {job_id: job.attempts for job_id, job in jobs.items()} == {j: 2 if j == killed_job else 1 for j in job_ids}
-    assert Counter(e.job_id for e in events if e.type == "metrics") == Counter(job_ids)  # one step each, once
-    # The killed job finished on another host, from the shared storage; every adapter is there.
+    # Every step recorded once: one for each short job, 1..5 for the killed one.
+    steps = [(e.job_id, e.data["step"]) for e in events if e.type == "metrics"]
+    assert sorted(steps) == sorted([(j, 1) for j in job_ids[1:]] + [(killed_job, n) for n in range(1, LONG_EPOCHS + 1)])
+    # The killed job finished on another host, resumed from a checkpoint fetched from the storage.
     hosts = [w for w in workers if (w.data_dir / "jobs" / killed_job).exists()]
     assert victim in hosts and len(hosts) == 2
+    resumed = [e.message for e in events if e.job_id == killed_job and e.message.startswith("Resumed from the checkpoint")]
+    assert len(resumed) == 1 and resumed[0] != "Resumed from the checkpoint at step 0", resumed
+    assert len(jobs[killed_job].result_files) == 1
     for job_id in job_ids:
         assert (tmp_path / "shared-storage" / "adapters" / job_id / "adapter_model.safetensors").exists()
     # Work was shared: every surviving worker ran jobs.
@@ -125,15 +134,17 @@ def test_four_workers_run_each_of_twenty_jobs_once_and_take_over_a_killed_ones_j
         assert any((worker.data_dir / "jobs").iterdir())
 
 
-def wait_for_a_trainer(workers: list[WorkerProcess], timeout: float = 300) -> tuple[WorkerProcess, str]:
+def wait_for_a_checkpoint(workers: list[WorkerProcess], settings: Settings, job_id: str, timeout: float = 300) -> WorkerProcess:
+    """The worker training `job_id`, once the job has a checkpoint (and more steps to go)."""
+    db = Database(settings)
     deadline = time.time() + timeout
     while time.time() < deadline:
-        for worker in workers:
-            job_id = worker.training()
-            if job_id:
-                return worker, job_id
-        time.sleep(0.2)
-    raise TimeoutError("no worker started a trainer")
+        with db.session() as session:
+            checkpoint = session.scalar(select(CheckpointRow.step_number).where(CheckpointRow.job_id == job_id))
+        if checkpoint is not None:
+            return next(worker for worker in workers if worker.training() == job_id)
+        time.sleep(0.1)
+    raise TimeoutError(f"{job_id} made no checkpoint")
 
 
 def wait_until_all_finished(settings: Settings, job_ids: list[str], timeout: float) -> None:
