@@ -70,7 +70,8 @@ def test_validated_jobs_are_promoted_once_by_racing_workers(db_url, tmp_path):
     for thread in threads:
         thread.join()
     with dbs[0].session() as session:
-        promoted = session.scalar(select(func.count()).where(EventRow.message == "Files validated, moving job to queued state"))
+        validated = EventRow.message == "Files validated, moving job to queued state"
+        promoted = session.scalar(select(func.count()).where(validated))
         statuses = set(session.scalars(select(JobRow.status)))
     assert (promoted, statuses) == (len(ids), {"queued"})
 

@@ -17,12 +17,14 @@ def test_a_new_fine_tune_is_servable_on_every_replica(postgres, tmp_path, model_
     replicas = []
     worker = None
     try:
-        replicas = [LiveServer(new_data_dir(tmp_path / f"replica{i}", model_store), "--no-worker", env=env) for i in range(2)]
+        for i in range(2):
+            replicas.append(LiveServer(new_data_dir(tmp_path / f"replica{i}", model_store), "--no-worker", env=env))
         worker = WorkerProcess(new_data_dir(tmp_path / "trainer-host", model_store), env)
         first, second = (replica.client() for replica in replicas)
         training = first.files.create(file=("ten.jsonl", TEN_EXAMPLES), purpose="fine-tune")
         job = second.fine_tuning.jobs.create(
-            training_file=training.id, model="gpt-3.5-turbo", suffix="replicas", hyperparameters={"n_epochs": 1, "batch_size": 10}
+            training_file=training.id, model="gpt-3.5-turbo", suffix="replicas",
+            hyperparameters={"n_epochs": 1, "batch_size": 10},
         )
         job = wait_for(first, job.id, timeout=300)
         assert job.status == "succeeded", job.error

@@ -2,8 +2,9 @@
 
 One copy of each base model is loaded; fine-tunes are LoRA adapters attached to it on demand and
 evicted least-recently-used. An adapter is named by its key in the artifact storage and fetched
-to this host (once, into the cache dir) the first time it is needed. Requests run one at a time behind a lock: the decode loop is a plain
-prefill + KV-cached step loop, so it can stream and stop on strings.
+to this host (once, into the cache dir) the first time it is needed. Requests run one at a time
+behind a lock: the decode loop is a plain prefill + KV-cached step loop, so it can stream and
+stop on strings.
 """
 
 import threading

@@ -139,10 +139,12 @@ class JobRun:
 
     def _restore_last_checkpoint(self, directory: Path) -> None:
         """A job resumed on a host that has not run it before starts from its last checkpoint."""
+        last = select(func.max(CheckpointRow.step_number)).where(CheckpointRow.job_id == self.job.id)
         with self.db.session() as session:
-            step = session.scalar(select(func.max(CheckpointRow.step_number)).where(CheckpointRow.job_id == self.job.id))
+            step = session.scalar(last)
         if step is not None:
-            restore_checkpoint(self.worker.storage, self.job.id, step, directory / "out" / "checkpoints", directory / "fetched")
+            checkpoints = directory / "out" / "checkpoints"
+            restore_checkpoint(self.worker.storage, self.job.id, step, checkpoints, directory / "fetched")
 
     def _record(self, event: dict) -> bool:
         kind = event["type"]
