@@ -7,6 +7,7 @@ import time
 from sqlalchemy import func, select
 
 from openft.runner import queue
+from openft.runner.worker import JobRun, Worker
 from openft.settings import Settings
 from openft.store.db import Database
 from openft.store.tables import EventRow, JobRow
@@ -97,3 +98,17 @@ def test_concurrent_claimers_never_share_a_job(db_url, tmp_path):
     assert len({worker for _, worker in claimed}) > 1
     with dbs[0].session() as session:
         assert set(session.scalars(select(JobRow.attempts))) == {1}
+
+
+def test_a_worker_busy_moving_artifacts_keeps_its_lease(db_url, tmp_path):
+    """Uploads and downloads hold up the loop that renews the lease; `_renewing` covers them."""
+    settings = Settings(data_dir=tmp_path / "data", db_url=db_url, lease_seconds=3)
+    db = Database(settings)
+    add_jobs(db, 1)
+    worker = Worker(settings, db)
+    job = queue.claim(db, worker.worker_id, settings.lease_seconds)
+    with JobRun(worker, job)._renewing():
+        time.sleep(2 * settings.lease_seconds)  # a slow upload
+        assert queue.claim(db, "other", 30) is None
+    time.sleep(settings.lease_seconds + 0.5)  # no one renews now: the lease runs out
+    assert queue.claim(db, "other", 30).id == job.id

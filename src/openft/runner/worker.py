@@ -15,6 +15,8 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -88,11 +90,12 @@ class JobRun:
         job = self.job
         directory = job_dir(self.settings, job.id)
         files = self.worker.files
-        training_path = files.fetch(files.get(job.organization_id, job.training_file), directory)
-        validation_path = (
-            files.fetch(files.get(job.organization_id, job.validation_file), directory) if job.validation_file else None
-        )
-        self._restore_last_checkpoint(directory)
+        with self._renewing():  # downloads from a remote storage may outlast the lease
+            training_path = files.fetch(files.get(job.organization_id, job.training_file), directory)
+            validation_path = (
+                files.fetch(files.get(job.organization_id, job.validation_file), directory) if job.validation_file else None
+            )
+            self._restore_last_checkpoint(directory)
         hyperparameters = resolve(job, training_path)
         with self.db.session() as session:
             session.get(JobRow, job.seq).hyperparameters = asdict(hyperparameters)
@@ -136,6 +139,24 @@ class JobRun:
             job_queue.release(self.db, job.id, self.worker.worker_id)
             return
         self._fail(reported_error or f"The trainer stopped without a result (exit code {process.returncode}).")
+
+    @contextmanager
+    def _renewing(self) -> Iterator[None]:
+        """Keep renewing the lease while a slow call (an upload, a download) holds up the loop
+        that renews it, so that no other worker takes the job meanwhile."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(HEARTBEAT_SECONDS):
+                job_queue.renew(self.db, self.job.id, self.worker.worker_id, self.settings.lease_seconds)
+
+        thread = threading.Thread(target=renew, name=f"lease-{self.job.id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def _restore_last_checkpoint(self, directory: Path) -> None:
         """A job resumed on a host that has not run it before starts from its last checkpoint."""
@@ -188,7 +209,8 @@ class JobRun:
     def _record_checkpoint(self, event: dict) -> None:
         job = self.job
         step = event["step"]
-        adapter = push_checkpoint(self.worker.storage, job.id, step, Path(event["path"]).parent)
+        with self._renewing():
+            adapter = push_checkpoint(self.worker.storage, job.id, step, Path(event["path"]).parent)
         with self.db.session() as session:
             if session.get(JobRow, job.seq, with_for_update=True).status != "running":
                 return
@@ -224,7 +246,8 @@ class JobRun:
             base64.b64encode(self._step_metrics_csv()),
             status="processed",
         )
-        adapter = push_adapter(self.worker.storage, job.id, Path(event["adapter_path"]))
+        with self._renewing():
+            adapter = push_adapter(self.worker.storage, job.id, Path(event["adapter_path"]))
         with self.db.session() as session:
             row = session.get(JobRow, job.seq, with_for_update=True)
             if row.status != "running":
