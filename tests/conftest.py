@@ -80,3 +80,22 @@ def live_server(tmp_path_factory, model_store):
     server = LiveServer(new_data_dir(tmp_path_factory.mktemp("live"), model_store))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster for the session (tests/postgres.py); skipped when
+    PostgreSQL is not installed, unless OPENFT_TEST_POSTGRES is set."""
+    from tests.postgres import PostgresCluster
+
+    cluster = PostgresCluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """A fresh, empty database on each backend: the store and queue tests run against both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("postgres").new_database()

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".openft")
     db_url: str | None = None
+    # Where uploads, adapters and checkpoints live: any fsspec URL (`s3://bucket/openft`,
+    # `file:///mnt/shared/openft`); unset, the data dir itself. See openft/storage.py.
+    storage_url: str | None = None
     default_base_model: str = BUNDLED_MODEL
     # Shown in `ft:<base>:<org>:<suffix>:<id>`; OpenAI personal accounts show "personal".
     organization: str = "personal"
@@ -35,6 +38,13 @@ class Settings(BaseSettings):
     max_line_bytes: int = 2**20
     # CPU threads for training and for serving; they share the machine.
     train_threads: int = 2
+    # GPUs one training job uses; above 1 the trainer runs under torchrun (runner/launch.py).
+    train_gpus: int = 1
+    # A Ray cluster to submit trainers to with `ray job submit` (its dashboard address,
+    # `http://head:8265`); unset, the worker trains on its own host. The runtime env is Ray's JSON
+    # (e.g. '{"pip": ["openft"]}'). See docs/deploy.md.
+    ray_address: str | None = None
+    ray_runtime_env: str | None = None
     serve_threads: int = 2
     worker_poll_seconds: float = 0.5
     # A running job whose worker has not renewed its lease for this long is claimed again.
@@ -55,7 +65,13 @@ class Settings(BaseSettings):
 
     @property
     def jobs_dir(self) -> Path:
+        """This host's scratch space for the jobs its worker runs (spec, trainer log, outputs)."""
         return self.data_dir / "jobs"
+
+    @property
+    def cache_dir(self) -> Path:
+        """This host's copies of artifacts fetched from a remote storage."""
+        return self.data_dir / "cache"
 
     @property
     def database_url(self) -> str:

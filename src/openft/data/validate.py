@@ -2,7 +2,7 @@
 
 Bytes in, a `ValidationReport` out: `validate_chat_jsonl` for a file in memory, `iter_chat_jsonl`
 to stream one line by line in bounded memory (the same report), `scan_chat_jsonl` to stream a
-file on disk and count its examples (what the server runs on an upload and a job create). The module is pure (no torch, no
+file and count its examples (what the server runs on an upload and a job create). The module is pure (no torch, no
 tokenizer), so the server can run it on upload and the CLI can run it offline; the token-level
 checks (context length, trained tokens) live next to the tokenizer.
 
@@ -35,7 +35,6 @@ import itertools
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 MIN_EXAMPLES = 10
 ALLOWED_ROLES = ("system", "user", "assistant", "tool", "function")
@@ -85,12 +84,11 @@ def validate_chat_jsonl(raw: bytes) -> ValidationReport:
     return report
 
 
-def scan_chat_jsonl(path: Path) -> tuple[ValidationReport, int]:
-    """Check a file on disk in bounded memory: its report (errors and warnings; `examples` left
-    empty) and how many valid examples it holds."""
+def scan_chat_jsonl(lines: Iterable[bytes]) -> tuple[ValidationReport, int]:
+    """Check a file as a stream, in bounded memory: its report (errors and warnings; `examples`
+    left empty) and how many valid examples it holds."""
     report = ValidationReport()
-    with open(path, "rb") as lines:
-        count = sum(1 for _ in iter_chat_jsonl(lines, report))
+    count = sum(1 for _ in iter_chat_jsonl(lines, report))
     return report, count
 
 

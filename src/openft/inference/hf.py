@@ -1,8 +1,10 @@
 """The transformers + peft engine (CPU or one GPU).
 
 One copy of each base model is loaded; fine-tunes are LoRA adapters attached to it on demand and
-evicted least-recently-used. Requests run one at a time behind a lock: the decode loop is a plain
-prefill + KV-cached step loop, so it can stream and stop on strings.
+evicted least-recently-used. An adapter is named by its key in the artifact storage and fetched
+to this host (once, into the cache dir) the first time it is needed. Requests run one at a time
+behind a lock: the decode loop is a plain prefill + KV-cached step loop, so it can stream and
+stop on strings.
 """
 
 import threading
@@ -20,6 +22,7 @@ from openft.data.labels import chat_messages
 from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams
 from openft.inference.sampling import next_token
 from openft.inference.stops import find_stop, safe_length
+from openft.storage import Storage
 
 MAX_LOADED_ADAPTERS = 8
 
@@ -77,9 +80,11 @@ class _WithoutAdapters:
 
 
 class HFEngine:
-    def __init__(self, models_dir: Path, threads: int):
+    def __init__(self, models_dir: Path, threads: int, storage: Storage, cache_dir: Path):
         self.models_dir = models_dir
         self.threads = threads
+        self.storage = storage
+        self.cache_dir = cache_dir
         self._bases: dict[str, LoadedBase] = {}
         self._lock = threading.Lock()
 
@@ -108,7 +113,8 @@ class HFEngine:
     def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> Iterator[Chunk]:
         with self._lock, torch.inference_mode():
             base = self._base(model.base_model)
-            module = base.select(model.adapter_path)
+            adapter = model.adapter_path and str(self.storage.fetch(model.adapter_path, self.cache_dir))
+            module = base.select(adapter)
             prompt_ids = self._encode(base, prompt)
             budget = base.context_length - len(prompt_ids)
             max_tokens = budget if params.max_tokens is None else min(params.max_tokens, budget)

@@ -1,5 +1,10 @@
 """The jobs table is the queue. A worker claims a job in one transaction and holds it by a lease
-that it renews; a job whose lease ran out (its worker died) is claimed again and resumes."""
+that it renews; a job whose lease ran out (its worker died) is claimed again and resumes.
+
+Many workers, on many hosts, share one database. On PostgreSQL a claim is `SELECT … FOR UPDATE
+SKIP LOCKED`: concurrent claimers lock different rows and never wait on each other; the other
+read-then-write transactions lock the job row they change. On SQLite the same statements run
+without the FOR UPDATE (SQLite has none): BEGIN IMMEDIATE lets one writer in at a time."""
 
 import time
 
@@ -13,7 +18,8 @@ from openft.store.tables import JobRow
 def promote_validated(db: Database) -> None:
     """Move jobs whose files passed validation at create time into the queue."""
     with db.session() as session:
-        for job in session.scalars(select(JobRow).where(JobRow.status == "validating_files")):
+        validating = select(JobRow).where(JobRow.status == "validating_files").with_for_update(skip_locked=True)
+        for job in session.scalars(validating):
             job.status = "queued"
             add_event(session, job.id, "Files validated, moving job to queued state")
 
@@ -31,6 +37,7 @@ def claim(db: Database, worker_id: str, lease_seconds: float) -> JobRow | None:
             )
             .order_by(JobRow.seq)
             .limit(1)
+            .with_for_update(skip_locked=True)
         )
         if job is None:
             return None
@@ -49,7 +56,7 @@ def claim(db: Database, worker_id: str, lease_seconds: float) -> JobRow | None:
 def renew(db: Database, job_id: str, worker_id: str, lease_seconds: float) -> str | None:
     """Extend the lease; returns the job's status, or None if another worker owns it now."""
     with db.session() as session:
-        job = session.scalar(select(JobRow).where(JobRow.id == job_id))
+        job = session.scalar(select(JobRow).where(JobRow.id == job_id).with_for_update())
         if job is None or job.lease_owner != worker_id:
             return None
         if job.status == "running":
@@ -60,7 +67,7 @@ def renew(db: Database, job_id: str, worker_id: str, lease_seconds: float) -> st
 def release(db: Database, job_id: str, worker_id: str) -> None:
     """Give a running job back to the queue; its next claim resumes from the last checkpoint."""
     with db.session() as session:
-        job = session.scalar(select(JobRow).where(JobRow.id == job_id))
+        job = session.scalar(select(JobRow).where(JobRow.id == job_id).with_for_update())
         if job is not None and job.lease_owner == worker_id and job.status == "running":
             job.status = "queued"
             job.lease_owner = None

@@ -42,7 +42,8 @@ def parameter_count(model_dir: Path) -> int:
 
 
 def resolve(job: JobRow, training_path: Path) -> Hyperparameters:
-    _, n_examples = scan_chat_jsonl(training_path)
+    with open(training_path, "rb") as lines:
+        _, n_examples = scan_chat_jsonl(lines)
     return resolve_hyperparameters(n_examples, job.hyperparameters)
 
 

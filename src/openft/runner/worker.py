@@ -2,7 +2,9 @@
 events, checkpoints and, at the end, a servable fine-tuned model.
 
 The trainer writes one JSON object per line (see trainer/sft.py). Everything the worker learns
-is written to the store at once, so a restarted worker only needs the store and the job folder.
+is written to the store at once, and every checkpoint and adapter goes to the artifact storage
+(runner/artifacts.py), so a restarted worker, or one on another host, needs only the store and
+the storage.
 """
 
 import base64
@@ -13,15 +15,18 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from openft import ids
 from openft.data.throughput import record_job_throughput
 from openft.runner import queue as job_queue
-from openft.runner.launch import start_trainer
+from openft.runner.artifacts import push_adapter, push_checkpoint, restore_checkpoint
+from openft.runner.launch import start_trainer, stop_trainer
 from openft.runner.spec import job_dir, resolve, write_spec
 from openft.services.files import FileService
 from openft.settings import Settings
@@ -41,6 +46,7 @@ class Worker:
         self.settings = settings
         self.db = db
         self.files = FileService(settings, db)
+        self.storage = self.files.storage
         self.worker_id = "worker-" + ids.random_token(12)
 
     def run_forever(self, stop: threading.Event) -> None:
@@ -82,15 +88,19 @@ class JobRun:
 
     def _train(self, stop: threading.Event) -> None:
         job = self.job
-        training_path = Path(self.worker.files.get(job.organization_id, job.training_file).path)
-        validation_path = (
-            Path(self.worker.files.get(job.organization_id, job.validation_file).path) if job.validation_file else None
-        )
+        directory = job_dir(self.settings, job.id)
+        files = self.worker.files
+        with self._renewing():  # downloads from a remote storage may outlast the lease
+            training_path = files.fetch(files.get(job.organization_id, job.training_file), directory)
+            validation_path = (
+                files.fetch(files.get(job.organization_id, job.validation_file), directory) if job.validation_file else None
+            )
+            self._restore_last_checkpoint(directory)
         hyperparameters = resolve(job, training_path)
         with self.db.session() as session:
             session.get(JobRow, job.seq).hyperparameters = asdict(hyperparameters)
         spec_path = write_spec(self.settings, job, hyperparameters, training_path, validation_path)
-        process = start_trainer(spec_path, job_dir(self.settings, job.id) / "trainer.log")
+        process = start_trainer(self.settings, spec_path, directory / "trainer.log", job.attempts)
         lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
 
@@ -116,8 +126,7 @@ class JobRun:
                 if status != "running" or stop.is_set():
                     # Cancelled, taken over, or this worker is shutting down; in the last case
                     # the job goes back to the queue and resumes from its last checkpoint.
-                    process.kill()
-                    process.wait()
+                    stop_trainer(self.settings, process, spec_path, job.attempts)
                     if stop.is_set():
                         job_queue.release(self.db, job.id, self.worker.worker_id)
                     return
@@ -130,6 +139,33 @@ class JobRun:
             job_queue.release(self.db, job.id, self.worker.worker_id)
             return
         self._fail(reported_error or f"The trainer stopped without a result (exit code {process.returncode}).")
+
+    @contextmanager
+    def _renewing(self) -> Iterator[None]:
+        """Keep renewing the lease while a slow call (an upload, a download) holds up the loop
+        that renews it, so that no other worker takes the job meanwhile."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(HEARTBEAT_SECONDS):
+                job_queue.renew(self.db, self.job.id, self.worker.worker_id, self.settings.lease_seconds)
+
+        thread = threading.Thread(target=renew, name=f"lease-{self.job.id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+    def _restore_last_checkpoint(self, directory: Path) -> None:
+        """A job resumed on a host that has not run it before starts from its last checkpoint."""
+        last = select(func.max(CheckpointRow.step_number)).where(CheckpointRow.job_id == self.job.id)
+        with self.db.session() as session:
+            step = session.scalar(last)
+        if step is not None:
+            checkpoints = directory / "out" / "checkpoints"
+            restore_checkpoint(self.worker.storage, self.job.id, step, checkpoints, directory / "fetched")
 
     def _record(self, event: dict) -> bool:
         kind = event["type"]
@@ -164,7 +200,7 @@ class JobRun:
         steps_done = step - self.first_step + 1
         seconds_per_step = (time.time() - self.started) / steps_done
         with self.db.session() as session:
-            row = session.get(JobRow, self.job.seq)
+            row = session.get(JobRow, self.job.seq, with_for_update=True)
             if row.status != "running":
                 return  # cancelled while this line was in flight: the job's story has ended
             add_event(session, self.job.id, message, type="metrics", data=data)
@@ -173,8 +209,10 @@ class JobRun:
     def _record_checkpoint(self, event: dict) -> None:
         job = self.job
         step = event["step"]
+        with self._renewing():
+            adapter = push_checkpoint(self.worker.storage, job.id, step, Path(event["path"]).parent)
         with self.db.session() as session:
-            if session.get(JobRow, job.seq).status != "running":
+            if session.get(JobRow, job.seq, with_for_update=True).status != "running":
                 return
             exists = session.scalar(
                 select(CheckpointRow).where(CheckpointRow.job_id == job.id, CheckpointRow.step_number == step)
@@ -195,7 +233,7 @@ class JobRun:
                 )
             )
             if not final:
-                _register_model(session, self.settings, job, name, event["path"])
+                _register_model(session, self.settings, job, name, adapter)
             add_event(session, job.id, f"Checkpoint created at step {step} with Snapshot ID: {name}")
 
     def _succeed(self, event: dict) -> None:
@@ -208,11 +246,13 @@ class JobRun:
             base64.b64encode(self._step_metrics_csv()),
             status="processed",
         )
+        with self._renewing():
+            adapter = push_adapter(self.worker.storage, job.id, Path(event["adapter_path"]))
         with self.db.session() as session:
-            row = session.get(JobRow, job.seq)
+            row = session.get(JobRow, job.seq, with_for_update=True)
             if row.status != "running":
                 return
-            _register_model(session, self.settings, job, job.planned_model_name, event["adapter_path"])
+            _register_model(session, self.settings, job, job.planned_model_name, adapter)
             row.status = "succeeded"
             row.fine_tuned_model = job.planned_model_name
             row.trained_tokens = event["trained_tokens"]
@@ -227,7 +267,7 @@ class JobRun:
 
     def _fail(self, message: str) -> None:
         with self.db.session() as session:
-            row = session.get(JobRow, self.job.seq)
+            row = session.get(JobRow, self.job.seq, with_for_update=True)
             if row.status != "running":
                 return
             row.status = "failed"
@@ -285,7 +325,7 @@ def _checkpoint_model_name(job: JobRow, step: int) -> str:
     return f"ft:{base}:{org}:{suffix}:{ids.random_token(8)}:ckpt-step-{step}"
 
 
-def _register_model(session, settings: Settings, job: JobRow, name: str, adapter_path: str) -> None:
+def _register_model(session, settings: Settings, job: JobRow, name: str, adapter_key: str) -> None:
     row = session.scalar(select(ModelRow).where(ModelRow.id == name))
     if row is None:
         owner = organization_name(session, job.organization_id, settings.organization)
@@ -294,5 +334,5 @@ def _register_model(session, settings: Settings, job: JobRow, name: str, adapter
             organization_id=job.organization_id,
         )
         session.add(row)
-    row.adapter_path = adapter_path
+    row.adapter_path = adapter_key  # a key in the artifact storage
     row.job_id = job.id

@@ -20,6 +20,7 @@ from openft.services.fine_tuning import FineTuningService
 from openft.services.keys import KeyService
 from openft.services.models import ModelService
 from openft.settings import Settings
+from openft.storage import Storage
 from openft.store.db import Database
 
 log = logging.getLogger("openft.server")
@@ -40,7 +41,9 @@ class LazyEngine:
             if self._engine is None:
                 from openft.inference.hf import HFEngine
 
-                self._engine = HFEngine(self.settings.models_dir, self.settings.serve_threads)
+                settings = self.settings
+                storage = Storage.for_settings(settings)
+                self._engine = HFEngine(settings.models_dir, settings.serve_threads, storage, settings.cache_dir)
         return getattr(self._engine, name)
 
 

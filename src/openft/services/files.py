@@ -1,9 +1,11 @@
-"""Uploaded files: bytes on disk under the data dir, metadata in the store.
+"""Uploaded files: bytes in the artifact storage under `files/<file id>`, metadata in the store.
 
-An upload streams in chunks to a hidden staging file in the files dir (size and, for fine-tune
-files, line length checked on the way; sha256 computed), is fsynced, validated, renamed to
-`<files dir>/<file id>`, and only then gets its row. A rejected upload, or a crash at any point,
-leaves no visible file; the client's filename is only ever a label, never part of a path.
+An upload streams in chunks to a hidden staging file (size and, for fine-tune files, line length
+checked on the way; sha256 computed), is fsynced, validated, published as `files/<file id>`, and
+only then gets its row. With the default storage (the data dir) the staging file is in
+`<data dir>/files` and publishing is a rename; with a remote storage it is staged in
+`<data dir>/staging` and uploaded. A rejected upload, or a crash at any point, leaves no visible
+file; the client's filename is only ever a label, never part of a path.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from openft import ids
 from openft.data.validate import DataIssue, ValidationReport, scan_chat_jsonl
 from openft.errors import OpenFTError, file_too_large, not_found
 from openft.settings import Settings
+from openft.storage import Storage
 from openft.store.db import Database
 from openft.store.tables import FileRow
 
@@ -63,6 +66,7 @@ class FileService:
     def __init__(self, settings: Settings, db: Database):
         self.settings = settings
         self.db = db
+        self.storage = Storage.for_settings(settings)
 
     def create(self, organization_id: str, filename: str | None, purpose: str, source: BinaryIO) -> FileRow:
         """Store an upload read from `source`, within the size limit; a fine-tune file must also
@@ -78,7 +82,8 @@ class FileService:
         try:
             if fine_tune:
                 # The content decides, not the name: the legacy 0.28 client uploads as "file".
-                report, n_examples = scan_chat_jsonl(staged.path)
+                with open(staged.path, "rb") as lines:
+                    report, n_examples = scan_chat_jsonl(lines)
                 if problem := format_error_message(report):
                     raise OpenFTError(400, problem, param="file", code="invalid_file_format")
                 details = format_warnings(report, n_examples)
@@ -95,9 +100,9 @@ class FileService:
             staged.path.unlink(missing_ok=True)
 
     def _stage(self, source: BinaryIO, max_bytes: int | None, max_line_bytes: int | None) -> _Staged:
-        files_dir = self.settings.files_dir
-        files_dir.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(dir=files_dir, prefix=".upload-", suffix=".part", delete=False)
+        staging_dir = self.storage.local_path("files") or self.settings.data_dir / "staging"
+        staging_dir.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(dir=staging_dir, prefix=".upload-", suffix=".part", delete=False)
         path = Path(handle.name)
         digest, size = hashlib.sha256(), 0
         lines = _LineLimit(max_line_bytes) if max_line_bytes else None
@@ -121,11 +126,10 @@ class FileService:
     def _publish(
         self, staged: _Staged, organization_id: str, filename: str, purpose: str, status: str, details: str | None = None
     ) -> FileRow:
-        """Rename the staged bytes to their final, id-derived path, then commit the row."""
+        """Publish the staged bytes under their id-derived key, then commit the row."""
         file_id = ids.file_id()
-        path = self.settings.files_dir / file_id
-        os.replace(staged.path, path)
-        _fsync_dir(path.parent)
+        key = file_key(file_id)
+        self.storage.put(staged.path, key, move=True)
         row = FileRow(
             id=file_id,
             organization_id=organization_id,
@@ -135,14 +139,14 @@ class FileService:
             purpose=purpose,
             status=status,
             status_details=details,
-            path=str(path),
+            path=self.storage.location(key),
             sha256=staged.sha256,
         )
         try:
             with self.db.session() as session:
                 session.add(row)
         except BaseException:
-            path.unlink(missing_ok=True)
+            self.storage.delete(key)
             raise
         return row
 
@@ -156,7 +160,19 @@ class FileService:
         return row
 
     def content(self, organization_id: str, file_id: str) -> bytes:
-        return Path(self.get(organization_id, file_id).path).read_bytes()
+        return self.read(self.get(organization_id, file_id))
+
+    def read(self, row: FileRow) -> bytes:
+        with self.open(row) as stream:
+            return stream.read()
+
+    def open(self, row: FileRow) -> BinaryIO:
+        return self.storage.open(file_key(row.id))
+
+    def fetch(self, row: FileRow, cache_dir: Path) -> Path:
+        """A path on this host holding the file's bytes (downloaded into `cache_dir` from a
+        remote storage): what the trainer subprocess reads."""
+        return self.storage.fetch(file_key(row.id), cache_dir)
 
     def list(
         self, organization_id: str, purpose: str | None, limit: int, order: str, after: str | None
@@ -177,7 +193,7 @@ class FileService:
         row = self.get(organization_id, file_id)
         with self.db.session() as session:
             session.delete(session.merge(row))
-        Path(row.path).unlink(missing_ok=True)
+        self.storage.delete(file_key(row.id))
 
 
 @dataclass(frozen=True)
@@ -224,10 +240,6 @@ def sanitize_filename(name: str | None) -> str:
     return cleaned[:MAX_FILENAME_CHARS] if cleaned not in ("", ".", "..") else "file"
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in `directory` durable."""
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+def file_key(file_id: str) -> str:
+    """The storage key of a file: derived from its id only, never from anything the client sent."""
+    return f"files/{file_id}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from pathlib import Path
 
 from sqlalchemy import select
 
@@ -91,7 +90,8 @@ class FineTuningService:
                 400, f"File {file_id} has purpose '{row.purpose}', but must be 'fine-tune'.", param=param,
                 code="invalid_file_purpose",
             )
-        report, n_examples = scan_chat_jsonl(Path(row.path))
+        with self.files.open(row) as lines:
+            report, n_examples = scan_chat_jsonl(lines)
         if problem := format_error_message(report):
             raise OpenFTError(400, problem, param=param, code="invalid_file_format")
         if param == "training_file":
@@ -156,7 +156,9 @@ class FineTuningService:
         """Move a job between statuses; the worker running it sees the change and stops the trainer."""
         with self.db.session() as session:
             row = session.scalar(
-                select(JobRow).where(JobRow.id == job_id, JobRow.organization_id == organization_id)
+                select(JobRow)
+                .where(JobRow.id == job_id, JobRow.organization_id == organization_id)
+                .with_for_update()  # the worker may be finishing it right now
             )
             if row is None:
                 raise self._job_not_found(job_id)

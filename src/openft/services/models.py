@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 
 from openft.errors import OpenFTError, model_not_found
 from openft.settings import OPENAI_ALIASES, Settings
@@ -34,9 +35,12 @@ class ModelService:
         self.db = db
 
     def register_base(self, name: str) -> None:
-        with self.db.session() as session:
-            if session.scalar(select(ModelRow).where(ModelRow.id == name)) is None:
-                session.add(ModelRow(id=name, created=int(time.time()), owned_by=SYSTEM_OWNER, base_model=name))
+        try:
+            with self.db.session() as session:
+                if session.scalar(select(ModelRow).where(ModelRow.id == name)) is None:
+                    session.add(ModelRow(id=name, created=int(time.time()), owned_by=SYSTEM_OWNER, base_model=name))
+        except IntegrityError:
+            pass  # on PostgreSQL, another process starting at the same time registered it first
 
     def base_for(self, requested: str) -> str:
         """The base model that trains when a job asks for `requested`; 404 if there is none."""

@@ -1,4 +1,9 @@
-"""Engine and sessions. SQLite runs in WAL mode so the server and workers read while one writes."""
+"""Engine and sessions, on SQLite (the default) or PostgreSQL (`OPENFT_DB_URL=postgresql+psycopg://…`).
+
+SQLite runs in WAL mode so the server and workers read while one writes, and every transaction
+takes the write lock at BEGIN. On PostgreSQL, code that reads a row and then writes it depending
+on what it read locks the row (`with_for_update`, a no-op on SQLite, where BEGIN IMMEDIATE has
+already serialized it). The schema comes from the Alembic migrations (`store/migrate.py`)."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -8,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from openft.settings import Settings
-from openft.store.tables import Base
+from openft.store.migrate import upgrade
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -30,8 +35,11 @@ class Database:
     def __init__(self, settings: Settings):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         url = settings.database_url
-        self.engine: Engine = create_engine(url)
-        if url.startswith("sqlite"):
+        sqlite = url.startswith("sqlite")
+        # pre_ping: a database server restarted under a long-running worker must not fail its
+        # next transaction with a dead pooled connection.
+        self.engine: Engine = create_engine(url, pool_pre_ping=not sqlite)
+        if sqlite:
             # Let SQLAlchemy, not pysqlite, issue BEGIN (the documented recipe for SQLite locking).
             @event.listens_for(self.engine, "connect")
             def _connect(dbapi_connection, record):
@@ -39,7 +47,7 @@ class Database:
                 _sqlite_pragmas(dbapi_connection, record)
 
             event.listen(self.engine, "begin", _begin_immediate)
-        Base.metadata.create_all(self.engine)
+        upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

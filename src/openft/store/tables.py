@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -17,13 +17,13 @@ class FileRow(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String, unique=True, index=True)
     organization_id: Mapped[str] = mapped_column(String)
-    bytes: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)  # int4 on PostgreSQL would stop at 2 GiB
     created_at: Mapped[int] = mapped_column(Integer)
     filename: Mapped[str] = mapped_column(String)
     purpose: Mapped[str] = mapped_column(String)
     status: Mapped[str] = mapped_column(String)
     status_details: Mapped[str | None] = mapped_column(Text, default=None)
-    # Always `<files dir>/<id>`: never derived from anything the client sent.
+    # Where the storage keeps it (key `files/<id>`: never derived from anything the client sent).
     path: Mapped[str] = mapped_column(String)
     sha256: Mapped[str | None] = mapped_column(String, default=None)
 
