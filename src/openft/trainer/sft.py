@@ -73,6 +73,7 @@ DEFAULTS = {
 }
 MAX_GRAD_NORM = 1.0
 GROUP_WINDOW = 32  # batches per length-grouping window
+EAGER_ATTENTION_ELEMENTS = 8 * 256 * 256  # rows x tokens^2 up to which the CPU attends eagerly
 
 
 def main(argv: list[str]) -> int:
@@ -179,6 +180,7 @@ def train(spec: dict, emit) -> None:
             trained.train()
             share, weight = ranks.share(batch_ids)
             input_ids, attention_mask, labels = collate([train_set[i] for i in share], pad_id, device)
+            use_attention_for(model, input_ids.shape, device)
             loss_sum, correct, n_trained = batch_loss(trained, input_ids, attention_mask, labels)
             totals = ranks.sum(weight * torch.tensor(
                 [loss_sum.item(), correct.item(), n_trained, attention_mask.sum().item()], dtype=torch.float64, device=device))
@@ -242,6 +244,17 @@ def train(spec: dict, emit) -> None:
 
 def _silent(event: dict) -> None:
     pass
+
+
+def use_attention_for(model, shape: torch.Size, device: torch.device) -> None:
+    """On the CPU, plain (eager) attention for small batches, SDPA for large ones. Measured on
+    SmolLM2-135M in bf16, one training step: eager ran 18% faster than SDPA's CPU kernel at
+    8 x 70-162 tokens and 6% at 8 x 256, but 22% slower at 8 x 512, where its rows x T^2
+    probabilities (kept for the backward pass) outgrow the caches. Either computes the same
+    attention; CUDA always uses SDPA."""
+    rows, width = shape
+    small = device.type == "cpu" and rows * width * width <= EAGER_ATTENTION_ELEMENTS
+    model.get_base_model().set_attn_implementation("eager" if small else "sdpa")
 
 
 def base_dtype(spec: dict, device: torch.device) -> torch.dtype:
