@@ -13,8 +13,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from openft.errors import OpenFTError, file_too_large
 from openft.inference.engine import Engine
 from openft.runner.worker import Worker
-from openft.server.routes import chat, files, fine_tuning, models
+from openft.server.routes import chat, evals, files, fine_tuning, models
 from openft.services.chat import ChatService
+from openft.services.evals import EvalService
 from openft.services.files import FileService
 from openft.services.fine_tuning import FineTuningService
 from openft.services.keys import KeyService
@@ -70,7 +71,8 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     app.state.models = model_service
     app.state.fine_tuning = FineTuningService(settings, db, file_service, model_service)
     app.state.chat = ChatService(model_service, LazyEngine(settings), settings.default_max_tokens)
-    for module in (files, fine_tuning, models, chat):
+    app.state.evals = EvalService(db, file_service, model_service, app.state.chat)
+    for module in (files, fine_tuning, models, chat, evals):
         app.include_router(module.router)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
