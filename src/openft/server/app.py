@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from openft.errors import OpenFTError, file_too_large
 from openft.inference.engine import Engine
 from openft.runner.worker import Worker
+from openft.server import dashboard
 from openft.server.routes import chat, evals, file_checks, files, fine_tuning, models
 from openft.services.chat import ChatService
 from openft.services.evals import EvalService
@@ -76,6 +77,7 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     app.state.file_checks = FileCheckService(settings, file_service, model_service)
     for module in (files, file_checks, fine_tuning, models, chat, evals):
         app.include_router(module.router)
+    dashboard.mount(app)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     return app
