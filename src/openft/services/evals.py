@@ -53,10 +53,14 @@ class EvalService:
         shots = few_shot_turns(training, n_shots)
         prices = _prices(job.model)
 
-        arms, prompts = [], {}
+        arms, prompts, warm = [], [], None
         for arm in ARMS:
             model = params.model if arm.fine_tuned else job.model
             messages = [arm_messages(arm, example, system, shots) for example in held_out]
+            if model != warm:
+                # One untimed token first: loading the model or attaching the adapter is not latency.
+                await self._ask(organization_id, arm, model, messages[0], 1)
+                warm = model
             answers = await self._run(organization_id, arm, model, messages, params.max_tokens)
             price = prices["fine_tuned" if arm.fine_tuned else "base"]
             arms.append(_arm_report(arm, model, n_shots if arm.few_shot else 0, held_out, answers, price))
@@ -171,8 +175,6 @@ class EvalService:
     async def _run(
         self, organization_id: str, arm: Arm, model: str, prompts: list[list[dict]], max_tokens: int
     ) -> list[Answer]:
-        # One untimed token first: loading the model or attaching the adapter is not latency.
-        await self._ask(organization_id, arm, model, prompts[0], 1)
         answers = []
         for messages in prompts:
             started = time.perf_counter()
