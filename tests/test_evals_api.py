@@ -7,8 +7,10 @@ import json
 import openai
 import pytest
 from fastapi.testclient import TestClient
+from rich.console import Console
 from sqlalchemy import select
 
+from openft.cli.evals import print_report
 from openft.inference.engine import Chunk
 from openft.runner.worker import _register_model
 from openft.server.app import create_app
@@ -128,6 +130,13 @@ def test_report_compares_four_arms_and_ranks_the_fine_tune_first(server):
         (None, [SYSTEM, user]), (None, [SYSTEM, *shots, user]), ("/adapters/ahoy", [SYSTEM, user]), ("/adapters/ahoy", [user])
     ]
     assert report["examples"][0] == {"line": 1, "prompt": [SYSTEM, user], "reference": f"{MARK} One."}
+
+    # The CLI's table of the same report.
+    console = Console(record=True, width=240)
+    print_report(console, report)
+    text = console.export_text()
+    assert "Fine-tuned, system message ★" in text and "Ranking: Fine-tuned, system message > " in text
+    assert "exact match" in text and "100%" in text and "valid JSON" not in text  # not a JSON task
 
     # Stored: listed and retrievable as it was returned.
     assert client.get(f"/openft/evals/{report['id']}", cast_to=object) == report

@@ -9,6 +9,7 @@ that provides the system message and the few-shot examples.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -44,10 +45,8 @@ class EvalService:
         self.chat = chat
 
     async def create(self, organization_id: str, params: EvalCreateParams) -> EvalRow:
-        job = self._job_of(organization_id, params.model)
-        held_out = self._held_out(organization_id, params.file)
-        training_file = params.training_file or job.training_file
-        training = self._examples(organization_id, training_file, "training_file", job)
+        # Reading and validating the files blocks: off the event loop, which serves other requests.
+        job, held_out, training_file, training = await asyncio.to_thread(self._inputs, organization_id, params)
         system = training_system_message(training)
         n_shots = min(params.shots, len(training))
         shots = few_shot_turns(training, n_shots)
@@ -114,6 +113,13 @@ class EvalService:
 
     # -----------------------------------------------------------------------------------------
     # inputs
+
+    def _inputs(self, organization_id: str, params: EvalCreateParams) -> tuple[JobRow, list[HeldOut], str, list[dict]]:
+        """The fine-tune's job, the held-out examples, and the training file's id and examples."""
+        job = self._job_of(organization_id, params.model)
+        held_out = self._held_out(organization_id, params.file)
+        training_file = params.training_file or job.training_file
+        return job, held_out, training_file, self._examples(organization_id, training_file, "training_file", job)
 
     def _job_of(self, organization_id: str, model: str) -> JobRow:
         """The job that trained `model` (404 when the caller cannot see the model, 400 when it is
