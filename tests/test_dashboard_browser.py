@@ -1,7 +1,7 @@
 """The dashboard in a real browser: Debian's chromium, headless, driven by Playwright, against a
 live `openft serve` with API keys. Log in with a key, upload a training file and see its data
 check, start a job, watch it succeed and its loss chart render, chat in the playground (text
-streaming into both panes), run an eval and read its table. Screenshots of each step are kept in
+streaming into both panes), run an eval and read its table, cancel a job. Screenshots are kept in
 test-output/dashboard/ (CI keeps them as artifacts).
 
 Chromium is required: `.ci/run` installs it. OPENFT_SKIP_BROWSER=1 skips this test on a machine
@@ -76,6 +76,7 @@ def test_dashboard_end_to_end(browser, server):
     page.on("pageerror", lambda error: failures.append(str(error)))
     try:
         _walk_through(page, origin, acme, hidden.id)
+        _cancel_from_the_job_page(page, openai.OpenAI(base_url=live.base_url, api_key=acme, max_retries=0), origin)
     finally:
         page.screenshot(path=SCREENSHOTS / "last.png", full_page=True)
     assert failures == [], failures
@@ -167,3 +168,17 @@ def _walk_through(page, origin: str, key: str, other_orgs_file: str) -> None:
     page.screenshot(path=SCREENSHOTS / "4-eval.png", full_page=True)
     page.goto(f"{origin}/evals")
     expect(page.locator("#evals tbody tr")).to_have_count(1)
+
+
+def _cancel_from_the_job_page(page, client: openai.OpenAI, origin: str) -> None:
+    from playwright.sync_api import expect
+
+    training = next(f for f in client.files.list().data if f.purpose == "fine-tune")
+    job = client.fine_tuning.jobs.create(training_file=training.id, model="gpt-3.5-turbo", hyperparameters={"n_epochs": 20})
+    page.goto(f"{origin}/jobs/{job.id}")
+    page.once("dialog", lambda dialog: dialog.accept())  # "Cancel this job?"
+    page.click("#cancel")
+    expect(page.locator("#job-status")).to_have_text("cancelled")
+    expect(page.locator("#cancel")).to_be_hidden()
+    expect(page.locator("#events")).to_contain_text("Fine-tuning job cancelled")
+    assert client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
