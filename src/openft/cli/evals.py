@@ -116,7 +116,8 @@ def _store(files, organization_id: str, path: Path, purpose: str):
 
 def _remote(base_url: str, api_key: str, file: Path, train_file: Path | None, params: dict) -> dict:
     # No timeout on the eval itself: it answers when every example has gone through every arm.
-    with httpx.Client(base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {api_key}"}, timeout=None) as client:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=None) as client:
         params["file"] = _upload(client, file, "evals")
         if train_file:
             params["training_file"] = _upload(client, train_file, "fine-tune")

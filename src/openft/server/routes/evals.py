@@ -14,7 +14,9 @@ async def create(caller: Organization, evals: Evals, body: EvalCreateParams) -> 
 
 
 @router.get("")
-def list_evals(caller: Organization, evals: Evals, limit: int = Query(20, ge=1, le=100), after: str | None = None) -> dict:
+def list_evals(
+    caller: Organization, evals: Evals, limit: int = Query(20, ge=1, le=100), after: str | None = None
+) -> dict:
     rows, has_more = evals.list(caller.organization_id, limit, after)
     return page([to_wire(row) for row in rows], has_more)
 
