@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,17 @@ def db_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     return request.getfixturevalue("postgres").new_database()
+
+
+@pytest.fixture(scope="session")
+def ahoy_fine_tune(live_server):
+    """One fine-tune of gpt-3.5-turbo (auto hyperparameters) on tests/data/ahoy.jsonl, where every
+    reply opens with "Ahoy matey!", shared by the end-to-end tests that need a model that learned
+    something checkable (training is the slow part). Returns (uploaded file, creation time, job)."""
+    from tests.test_workflow import DATA, wait_for
+
+    client = live_server.client()
+    uploaded = client.files.create(file=(DATA / "ahoy.jsonl").open("rb"), purpose="fine-tune")
+    created_at = time.time()
+    job = client.fine_tuning.jobs.create(training_file=uploaded.id, model="gpt-3.5-turbo", suffix="ahoy", seed=1)
+    return uploaded, created_at, wait_for(client, job.id)

@@ -72,8 +72,9 @@ def test_processes_starting_together_migrate_once(db_url, tmp_path):
 def test_a_database_made_by_create_all_is_stamped_and_kept(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     old = create_engine(url)
-    Base.metadata.create_all(old)
+    upgrade(old, BASELINE)  # the schema create_all made before migrations existed…
     with old.begin() as connection:
+        connection.execute(text("DROP TABLE alembic_version"))  # …which had no version table
         connection.execute(
             FileRow.__table__.insert().values(id="file-old", organization_id="org", bytes=1, created_at=1,
                                               filename="f", purpose="assistants", status="processed", path="p")

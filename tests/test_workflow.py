@@ -45,12 +45,8 @@ def ask(client, model: str, question: str, max_tokens: int = 40, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def fine_tune(live_server):
-    client = live_server.client()
-    uploaded = client.files.create(file=(DATA / "ahoy.jsonl").open("rb"), purpose="fine-tune")
-    created_at = time.time()
-    job = client.fine_tuning.jobs.create(training_file=uploaded.id, model="gpt-3.5-turbo", suffix="ahoy", seed=1)
-    return uploaded, created_at, wait_for(client, job.id)
+def fine_tune(ahoy_fine_tune):
+    return ahoy_fine_tune  # conftest.py: shared with test_eval_workflow.py, so it trains once
 
 
 def test_job_succeeds_with_openai_shapes(live_server, fine_tune):

@@ -35,6 +35,10 @@ def fine_tuned_model_name(base: str, organization: str, suffix: str | None) -> s
     return f"ft:{base}:{organization}:{suffix or ''}:{random_token(8)}"
 
 
+def eval_id() -> str:
+    return "eval-" + random_token(24)
+
+
 def organization_id() -> str:
     return "org-" + random_token(24)
 

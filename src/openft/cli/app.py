@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from openft.cli import data as data_commands
+from openft.cli import evals as eval_commands
 from openft.cli import keys as key_commands
 from openft.cli.options import DEFAULT_DATA_DIR, DataDir
 from openft.settings import Settings
@@ -16,6 +17,7 @@ models_app = typer.Typer(help="Manage the model store.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(data_commands.app, name="data")
 app.add_typer(key_commands.app, name="keys")
+app.command("eval")(eval_commands.eval_command)
 
 
 

@@ -13,8 +13,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from openft.errors import OpenFTError, file_too_large
 from openft.inference.engine import Engine
 from openft.runner.worker import Worker
-from openft.server.routes import chat, files, fine_tuning, models
+from openft.server import dashboard
+from openft.server.routes import chat, evals, file_checks, files, fine_tuning, models
 from openft.services.chat import ChatService
+from openft.services.evals import EvalService
+from openft.services.file_checks import FileCheckService
 from openft.services.files import FileService
 from openft.services.fine_tuning import FineTuningService
 from openft.services.keys import KeyService
@@ -73,8 +76,11 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     app.state.models = model_service
     app.state.fine_tuning = FineTuningService(settings, db, file_service, model_service)
     app.state.chat = ChatService(model_service, LazyEngine(settings), settings.default_max_tokens)
-    for module in (files, fine_tuning, models, chat):
+    app.state.evals = EvalService(db, file_service, model_service, app.state.chat)
+    app.state.file_checks = FileCheckService(settings, file_service, model_service)
+    for module in (files, file_checks, fine_tuning, models, chat, evals):
         app.include_router(module.router)
+    dashboard.mount(app)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     return app

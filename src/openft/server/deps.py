@@ -6,6 +6,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from openft.services.chat import ChatService
+from openft.services.evals import EvalService
+from openft.services.file_checks import FileCheckService
 from openft.services.files import FileService
 from openft.services.fine_tuning import FineTuningService
 from openft.services.keys import Caller
@@ -35,3 +37,5 @@ Files = Annotated[FileService, Depends(_service("files"))]
 Jobs = Annotated[FineTuningService, Depends(_service("fine_tuning"))]
 Models = Annotated[ModelService, Depends(_service("models"))]
 Chat = Annotated[ChatService, Depends(_service("chat"))]
+Evals = Annotated[EvalService, Depends(_service("evals"))]
+FileChecks = Annotated[FileCheckService, Depends(_service("file_checks"))]

@@ -73,6 +73,12 @@ class ModelService:
         row = self.get(organization_id, name)
         return ServedModel(name=name, base_model=row.base_model, adapter_path=row.adapter_path)
 
+    def owner(self, name: str) -> str | None:
+        """The organization that owns fine-tune `name`; None for base models and unknown names.
+        For trusted local callers (the CLI on its own data dir), not for requests."""
+        row = self._row(name)
+        return row.organization_id if row else None
+
     def delete(self, organization_id: str, name: str) -> None:
         """Delete a fine-tune the caller owns; base models and aliases cannot be deleted."""
         row = self.get(organization_id, name)

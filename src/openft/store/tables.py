@@ -126,3 +126,17 @@ class ApiKeyRow(Base):
     redacted: Mapped[str] = mapped_column(String)
     created_at: Mapped[int] = mapped_column(Integer)
     revoked_at: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class EvalRow(Base):
+    """A stored `openft eval` report: held-out examples through four arms, side by side."""
+
+    __tablename__ = "evals"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String, unique=True, index=True)  # "eval-…"
+    organization_id: Mapped[str] = mapped_column(String, index=True)
+    created_at: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String)  # the fine-tune evaluated
+    # The whole report (server/protocol/evals.py's `Eval` less id, created_at and model).
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -1,0 +1,113 @@
+"""The four arms of an eval and the exact messages each one sends.
+
+A held-out example is a chat whose last message is the assistant's reference answer; the
+messages before it are the prompt. Every arm sends the prompt's user/assistant turns; they
+differ in the model and in what comes before those turns:
+
+1. `base_zero_shot`: the base model, with the system message;
+2. `base_few_shot`: the base model, with the system message and K training examples as chat
+   turns (the prompting baseline a fine-tune must beat, and the long prompt it saves);
+3. `fine_tuned`: the fine-tuned model, with the system message;
+4. `fine_tuned_no_system`: the fine-tuned model with no system message at all (OpenAI's guide:
+   did the behaviour move into the weights, or does it still need the instructions?).
+
+"The system message" is the held-out example's own, when it has one (that is what production
+sends), else the one the training file uses most (what the model was trained with).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    title: str
+    fine_tuned: bool  # which model: the fine-tune, or the base it was trained from
+    system_message: bool
+    few_shot: bool
+
+
+ARMS = (
+    Arm("base_zero_shot", "Base, zero-shot, system message", fine_tuned=False, system_message=True, few_shot=False),
+    Arm("base_few_shot", "Base, few-shot, system message", fine_tuned=False, system_message=True, few_shot=True),
+    Arm("fine_tuned", "Fine-tuned, system message", fine_tuned=True, system_message=True, few_shot=False),
+    Arm("fine_tuned_no_system", "Fine-tuned, no system message", fine_tuned=True, system_message=False, few_shot=False),
+)
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    line: int  # in the held-out file, 1-based
+    system: str | None  # the example's own system message
+    turns: list[dict]  # the prompt's other messages, in order
+    reference: str  # the last assistant message: the answer the arms are scored against
+
+
+class NoReference(ValueError):
+    """A held-out example whose last message is not an assistant's: there is nothing to score."""
+
+    def __init__(self, line: int):
+        super().__init__(f"Line {line}: the last message must be the assistant's reference answer.")
+        self.line = line
+
+
+def held_out_examples(examples: list[dict], lines: list[int]) -> list[HeldOut]:
+    """Split valid chat examples (as `validate_chat_jsonl` returns them) into prompt and reference."""
+    held_out = []
+    for example, line in zip(examples, lines, strict=True):
+        messages = [_plain(message) for message in example["messages"]]
+        if messages[-1]["role"] != "assistant" or not messages[-1].get("content"):
+            raise NoReference(line)
+        prompt = messages[:-1]
+        systems = [m["content"] for m in prompt if m["role"] in ("system", "developer")]
+        turns = [m for m in prompt if m["role"] not in ("system", "developer")]
+        held_out.append(HeldOut(line, systems[0] if systems else None, turns, messages[-1]["content"]))
+    return held_out
+
+
+def training_system_message(examples: list[dict]) -> str | None:
+    """The system message the training file uses most (the first of equals); None if it has none."""
+    found = Counter()
+    for example in examples:
+        system = next((_text(m["content"]) for m in example["messages"] if m["role"] in ("system", "developer")), None)
+        if system is not None:
+            found[system] += 1
+    return found.most_common(1)[0][0] if found else None
+
+
+def few_shot_turns(examples: list[dict], shots: int) -> list[dict]:
+    """The first `shots` training examples as alternating chat turns, their system messages left
+    out (the arm sends one of its own, once)."""
+    turns = []
+    for example in examples[:shots]:
+        turns += [_plain(m) for m in example["messages"] if m["role"] not in ("system", "developer")]
+    return turns
+
+
+def arm_messages(arm: Arm, example: HeldOut, system: str | None, shots: list[dict]) -> list[dict]:
+    """What `arm` sends for `example`: `system` is the training file's system message, used when
+    the example has none; `shots` the few-shot turns."""
+    messages = []
+    system = example.system if example.system is not None else system
+    if arm.system_message and system is not None:
+        messages.append({"role": "system", "content": system})
+    if arm.few_shot:
+        messages += shots
+    return messages + example.turns
+
+
+def _plain(message: dict) -> dict:
+    """The message as a chat request carries it: without the training-only `weight`, text as text."""
+    plain = {key: value for key, value in message.items() if key != "weight"}
+    if "content" in plain and plain["content"] is not None:
+        plain["content"] = _text(plain["content"])
+    return plain
+
+
+def _text(content: object) -> str:
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content or ""

@@ -1,0 +1,81 @@
+"""Scores for one arm's answers against the references, and the ranking of the arms.
+
+- `exact_match`: the share of answers equal to the reference, surrounding whitespace ignored.
+- `similarity`: the mean of rapidfuzz's normalized Indel similarity (`fuzz.ratio` / 100; 1.0 is
+  identical text), which gives partial credit where exact match gives none: "Ahoy matey! Rome"
+  against "Ahoy matey! Rome." scores 0.97, a different answer in a different style near 0.2.
+- `json_valid`: the share of answers that parse as JSON, only when every reference is a JSON
+  object or array (otherwise None: a plain-text task has no JSON to get right).
+- token means come from the server's usage counts, i.e. the local model's tokenizer, which is
+  also what the projected OpenAI cost multiplies; OpenAI's tokenizer counts differently, so the
+  cost is an estimate of scale, not a quote.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from statistics import fmean
+
+from rapidfuzz import fuzz
+
+from openft.data.pricing import InferencePrice
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One request of an arm: what came back, and what it cost."""
+
+    output: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+
+
+def exact_match(output: str, reference: str) -> bool:
+    return output.strip() == reference.strip()
+
+
+def similarity(output: str, reference: str) -> float:
+    return fuzz.ratio(output.strip(), reference.strip()) / 100
+
+
+def is_json_document(text: str) -> bool:
+    """Whether `text` is a JSON object or array (a bare number or string does not make a JSON task)."""
+    try:
+        return isinstance(json.loads(text), (dict, list))
+    except ValueError:
+        return False
+
+
+def references_are_json(references: list[str]) -> bool:
+    return bool(references) and all(is_json_document(reference) for reference in references)
+
+
+def arm_metrics(answers: list[Answer], references: list[str], json_task: bool, price: InferencePrice) -> dict:
+    """The arm's row of the report."""
+    prompt_tokens = fmean(a.prompt_tokens for a in answers)
+    completion_tokens = fmean(a.completion_tokens for a in answers)
+    latency = fmean(a.seconds for a in answers)
+    pairs = list(zip(answers, references, strict=True))
+    return {
+        "exact_match": fmean(exact_match(a.output, r) for a, r in pairs),
+        "similarity": round(fmean(similarity(a.output, r) for a, r in pairs), 4),
+        "json_valid": fmean(is_json_document(a.output) for a in answers) if json_task else None,
+        "mean_output_tokens": round(completion_tokens, 2),
+        "mean_prompt_tokens": round(prompt_tokens, 2),
+        "mean_latency_seconds": round(latency, 4),
+        "cost_per_1k_requests_usd": price.per_1k_requests_usd(prompt_tokens, completion_tokens),
+        # Requests one after another on this machine, as the eval ran them.
+        "local_seconds_per_1k_requests": round(latency * 1000, 1),
+    }
+
+
+def ranking(metrics: dict[str, dict]) -> list[str]:
+    """Arm names, best first: by exact match, then similarity, then JSON validity where it
+    applies. Ties keep the arms' order (base arms first), so a fine-tune must beat, not equal."""
+    def key(name: str) -> tuple:
+        m = metrics[name]
+        return (m["exact_match"], m["similarity"], m["json_valid"] or 0.0)
+
+    return sorted(metrics, key=key, reverse=True)

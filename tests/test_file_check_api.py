@@ -1,0 +1,52 @@
+"""`GET /v1/openft/files/{id}/check`: `openft data check --json` for an uploaded file, in process
+with the real tokenizer (the training speed is seeded, so no benchmark runs)."""
+
+import json
+from pathlib import Path
+
+import openai
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from openft.cli.app import app as cli
+from openft.data import throughput
+from openft.models.store import ensure_bundled_model
+from openft.server.app import create_app
+from openft.settings import BUNDLED_MODEL, Settings
+from openft.store.db import Database
+
+MARV = Path(__file__).parent.parent / "examples" / "marv.jsonl"
+
+
+@pytest.fixture
+def client(data_dir) -> openai.OpenAI:
+    settings = Settings(data_dir=data_dir)
+    ensure_bundled_model(settings, Database(settings))
+    throughput.record_job_throughput(data_dir, BUNDLED_MODEL, tokens=1000, seconds=10.0)
+    http = TestClient(create_app(settings, run_worker=False))
+    return openai.OpenAI(base_url="http://testserver/v1", api_key="sk-test", http_client=http, max_retries=0)
+
+
+def test_the_report_is_the_cli_report_of_the_same_file(client, data_dir):
+    uploaded = client.files.create(file=("marv.jsonl", MARV.read_bytes()), purpose="fine-tune")
+    report = client.get(f"/openft/files/{uploaded.id}/check", cast_to=object)
+    cli_report = json.loads(CliRunner().invoke(cli, ["data", "check", str(MARV), "--json", "--data-dir", str(data_dir)]).stdout)
+    assert report["training"]["file"] == uploaded.id  # never the server's path
+    cli_report["training"]["file"] = uploaded.id
+    assert report == cli_report
+    assert report["ok"] and report["training"]["stats"]["examples"] == 20 and report["cost"]["usd"] > 0
+    priced = client.get(f"/openft/files/{uploaded.id}/check", cast_to=object, options={"params": {"model": "gpt-4o-mini"}})
+    assert priced["cost"]["model"] == "gpt-4o-mini"
+
+
+def test_errors(client):
+    few = "".join(MARV.read_text().splitlines(keepends=True)[:3]).encode()
+    uploaded = client.files.create(file=("few.jsonl", few), purpose="fine-tune")
+    report = client.get(f"/openft/files/{uploaded.id}/check", cast_to=object)
+    assert not report["ok"] and [e["code"] for e in report["training"]["errors"]] == ["invalid_n_examples"]
+    with pytest.raises(openai.NotFoundError):
+        client.get("/openft/files/file-missing/check", cast_to=object)
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.get(f"/openft/files/{uploaded.id}/check", cast_to=object, options={"params": {"model": "no-such-model"}})
+    assert caught.value.code == "model_not_found"
