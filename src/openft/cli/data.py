@@ -61,6 +61,7 @@ from openft.data.stats import TokenStats, TokenTally
 from openft.data.validate import DataIssue, ValidationReport, check_example_count, iter_chat_jsonl
 from openft.runner.spec import MAX_TRAINING_TOKENS
 from openft.settings import BUNDLED_MODEL, OPENAI_ALIASES, Settings
+from openft.cli.output import duration, fail
 
 app = typer.Typer(help="Check training data before it trains.", no_args_is_help=True)
 
@@ -101,7 +102,7 @@ def check(
     requested = {"n_epochs": epochs, "batch_size": batch_size}
     if invalid := validate_requested_hyperparameters({k: v for k, v in requested.items() if v is not None}):
         param, message = invalid
-        _fail(f"{'--epochs' if param.endswith('n_epochs') else '--batch-size'}: {message}")
+        fail(f"{'--epochs' if param.endswith('n_epochs') else '--batch-size'}: {message}")
     target = resolve_model(settings, model)
     tokenizer = _load_tokenizer(target.path)
 
@@ -166,7 +167,7 @@ def check_file(tokenizer, path: Path, keep: int = 0) -> FileCheck:
     try:
         handle = open(path, "rb")
     except OSError as e:
-        _fail(f"Cannot read {path}: {e.strerror}")
+        fail(f"Cannot read {path}: {e.strerror}")
     with handle, _fewer_collections():
         for rendered in render_stream(tokenizer, examples(handle), MAX_TRAINING_TOKENS):
             line, messages = pending.popleft()
@@ -280,7 +281,7 @@ def model_in_store(settings: Settings, name: str) -> Path:
     if is_imported(settings.models_dir, name):
         return path
     if name != BUNDLED_MODEL:
-        _fail(f"Model {name!r} is not in the model store ({path}); pass --model {BUNDLED_MODEL} or a model there")
+        fail(f"Model {name!r} is not in the model store ({path}); pass --model {BUNDLED_MODEL} or a model there")
     from openft.models.store import ensure_bundled_model
     from openft.store.db import Database
 
@@ -288,7 +289,7 @@ def model_in_store(settings: Settings, name: str) -> Path:
     try:
         ensure_bundled_model(settings, Database(settings))
     except BundledModelMissing as e:
-        _fail(str(e))
+        fail(str(e))
     return path
 
 
@@ -376,7 +377,7 @@ def _print_costs(console: Console, report: dict) -> None:
     )
     table.add_row(
         "time here",
-        f"~{_duration(eta['seconds'])} at {eta['tokens_per_second']:,.0f} tokens/s "
+        f"~{duration(eta['seconds'])} at {eta['tokens_per_second']:,.0f} tokens/s "
         f"({'measured from finished jobs' if eta['source'] == 'jobs' else 'benchmark; finished jobs refine it'})",
     )
     console.print("\n[bold]Training[/]")
@@ -405,16 +406,3 @@ def _distribution(d: dict) -> str:
 
 def _money(usd: float) -> str:
     return f"{usd:,.2f}" if usd >= 0.01 else f"{usd:.4f}"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(1)

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from openft.cli.options import DEFAULT_DATA_DIR, DataDir
 from openft.server.protocol.evals import MAX_SHOTS
+from openft.cli.output import duration, fail
 
 METRICS = (  # (key, label, format)
     ("exact_match", "exact match", "{:.0%}"),
@@ -102,7 +103,7 @@ def _in_process(data_dir: Path, file: Path, train_file: Path | None, params: dic
             params["training_file"] = _store(files, organization_id, train_file, "fine-tune").id
         row = asyncio.run(service.create(organization_id, EvalCreateParams(**params)))
     except OpenFTError as error:
-        _fail(error.message)
+        fail(error.message)
     return to_wire(row).model_dump(mode="json")
 
 
@@ -111,7 +112,7 @@ def _store(files, organization_id: str, path: Path, purpose: str):
         with path.open("rb") as handle:
             return files.create(organization_id, path.name, purpose, handle)
     except OSError as error:
-        _fail(f"Cannot read {path}: {error.strerror}")
+        fail(f"Cannot read {path}: {error.strerror}")
 
 
 def _remote(base_url: str, api_key: str, file: Path, train_file: Path | None, params: dict) -> dict:
@@ -128,7 +129,7 @@ def _upload(client: httpx.Client, path: Path, purpose: str) -> str:
     try:
         content = path.read_bytes()
     except OSError as error:
-        _fail(f"Cannot read {path}: {error.strerror}")
+        fail(f"Cannot read {path}: {error.strerror}")
     return _answer(client.post("/files", files={"file": (path.name, content)}, data={"purpose": purpose}))["id"]
 
 
@@ -138,7 +139,7 @@ def _answer(response: httpx.Response) -> dict:
     except ValueError:
         body = {}
     if response.is_error:
-        _fail(body.get("error", {}).get("message") or f"HTTP {response.status_code} from {response.url}")
+        fail(body.get("error", {}).get("message") or f"HTTP {response.status_code} from {response.url}")
     return body
 
 
@@ -158,7 +159,7 @@ def print_report(console: Console, report: dict) -> None:
             continue
         cells = ["-" if value is None else fmt.format(value) for value in values]
         if key == "local_seconds_per_1k_requests":
-            cells = [_duration(value) for value in values]
+            cells = [duration(value) for value in values]
         table.add_row(label, *cells)
     console.print(table)
     titles = {arm["name"]: arm["title"] for arm in report["arms"]}
@@ -169,16 +170,3 @@ def print_report(console: Console, report: dict) -> None:
         f"[dim]Costs at OpenAI's {prices['model']} prices{note}, with token counts from the local tokenizer; "
         "time here is one request after another on this machine.[/]"
     )
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(1)

@@ -1,12 +1,13 @@
 """`openft keys`: API keys and the organizations they act for."""
 
 import time
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
 from openft.cli.options import DEFAULT_DATA_DIR, DataDir
 from openft.errors import OpenFTError
+from openft.cli.output import fail
 
 app = typer.Typer(help="Manage API keys. Once a key exists, every /v1 request needs one.", no_args_is_help=True)
 
@@ -40,7 +41,7 @@ def create(
     try:
         secret, row, org_row = _keys(data_dir).create(org)
     except OpenFTError as error:
-        _fail(error.message)
+        fail(error.message)
     typer.echo(secret)
     note = f"Created {row.id} for organization {org_row.name} ({org_row.id}). It is shown only this once."
     typer.echo(note, err=True)
@@ -78,14 +79,9 @@ def revoke(
     try:
         _keys(data_dir).revoke(key_id)
     except OpenFTError as error:
-        _fail(error.message)
+        fail(error.message)
     typer.echo(f"Revoked {key_id}.")
 
 
 def _date(seconds: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(1)
