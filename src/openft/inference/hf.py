@@ -9,7 +9,7 @@ stop on strings.
 
 import threading
 import warnings
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +19,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.utils import logging as transformers_logging
 
 from openft.data.labels import chat_messages
-from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams
-from openft.inference.sampling import next_token
+from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams, TokenLogprob
+from openft.inference.sampling import bias, next_token, penalize, token_logprobs
 from openft.inference.stops import find_stop, safe_length
 from openft.storage import Storage
 
@@ -125,30 +125,48 @@ class HFEngine:
             cache = DynamicCache()
             inputs = torch.tensor([prompt_ids], device=base.device)
             generated: list[int] = []
+            counts: Counter[int] = Counter()
+            logprobs: list[TokenLogprob] = []  # of tokens not yet handed out with a chunk
             sent = 0
             finish_reason = "length"
             while len(generated) < max_tokens:
                 logits = module(input_ids=inputs, cache=cache, use_cache=True).logits[0, -1]
+                logits = penalize(bias(logits, params.logit_bias), counts, params.presence_penalty, params.frequency_penalty)
                 token = next_token(logits, params.temperature, params.top_p, generator)
                 generated.append(token)
+                counts[token] += 1
                 if token in base.stop_ids:
                     finish_reason = "stop"
                     break
+                if params.logprobs:
+                    logprobs.append(_token_logprob(base.tokenizer, logits, token, params.top_logprobs))
                 text = base.tokenizer.decode(generated, skip_special_tokens=True)
                 stop_at = find_stop(text, params.stop)
                 if stop_at is not None:
                     if stop_at > sent:
-                        yield Chunk(text[sent:stop_at])
+                        yield Chunk(text[sent:stop_at], logprobs=_take(logprobs))
                     sent = None
                     finish_reason = "stop"
                     break
                 ready = safe_length(text, params.stop)
                 if ready > sent:
-                    yield Chunk(text[sent:ready])
+                    yield Chunk(text[sent:ready], logprobs=_take(logprobs))
                     sent = ready
                 inputs = torch.tensor([[token]], device=base.device)
             if sent is not None:
                 text = base.tokenizer.decode(generated, skip_special_tokens=True)
                 if len(text) > sent:
-                    yield Chunk(text[sent:])
-            yield Chunk("", finish_reason, prompt_tokens=len(prompt_ids), completion_tokens=len(generated))
+                    yield Chunk(text[sent:], logprobs=_take(logprobs))
+            yield Chunk("", finish_reason, prompt_tokens=len(prompt_ids), completion_tokens=len(generated),
+                        logprobs=_take(logprobs))  # fmt: skip
+
+
+def _token_logprob(tokenizer, logits: torch.Tensor, token: int, top: int) -> TokenLogprob:
+    logprob, alternatives = token_logprobs(logits, token, top)
+    return TokenLogprob(tokenizer.decode([token]), logprob, tuple((tokenizer.decode([t]), lp) for t, lp in alternatives))
+
+
+def _take(pending: list) -> list:
+    taken = pending[:]
+    pending.clear()
+    return taken

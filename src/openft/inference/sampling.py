@@ -1,6 +1,33 @@
-"""Next-token choice: greedy at temperature 0, else temperature + nucleus (top_p) sampling."""
+"""Next-token choice: penalties on tokens already generated, then greedy at temperature 0, else
+temperature + nucleus (top_p) sampling; and the log-probabilities a client may ask for."""
+
+from collections import Counter
 
 import torch
+
+
+def bias(logits: torch.Tensor, logit_bias: tuple[tuple[int, float], ...]) -> torch.Tensor:
+    """`logit_bias`: a value added to the logit of each listed token id (ids past the vocabulary
+    are ignored, as a client's tokenizer may differ)."""
+    entries = [(token, value) for token, value in logit_bias if token < logits.shape[-1]]
+    if not entries:
+        return logits
+    logits = logits.clone()
+    for token, value in entries:
+        logits[token] += value
+    return logits
+
+
+def penalize(logits: torch.Tensor, generated: Counter, presence: float, frequency: float) -> torch.Tensor:
+    """OpenAI's penalties: each token's logit minus `frequency` x the times it was generated, and
+    minus `presence` once if it was generated at all."""
+    if not generated or not (presence or frequency):
+        return logits
+    ids = torch.tensor(list(generated), device=logits.device)
+    counts = torch.tensor(list(generated.values()), dtype=logits.dtype, device=logits.device)
+    logits = logits.clone()
+    logits[ids] -= frequency * counts + presence
+    return logits
 
 
 def next_token(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:
@@ -14,3 +41,12 @@ def next_token(logits: torch.Tensor, temperature: float, top_p: float, generator
         sorted_probs[outside] = 0.0
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
     return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def token_logprobs(logits: torch.Tensor, token: int, top: int) -> tuple[float, list[tuple[int, float]]]:
+    """The chosen token's log-probability under the model's distribution (temperature 1, after
+    penalties) and the `top` most likely tokens with theirs, most likely first."""
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    best = torch.topk(logprobs, top) if top else None
+    alternatives = list(zip(best.indices.tolist(), best.values.tolist())) if best is not None else []
+    return float(logprobs[token]), alternatives

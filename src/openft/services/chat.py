@@ -9,14 +9,18 @@ from openft import ids
 from openft.errors import OpenFTError
 from openft.inference.engine import Engine, ModelRef, Prompt, SamplingParams
 from openft.inference.threaded import iterate_in_thread
+from openft.inference.tool_calls import parse_tool_calls
 from openft.server.protocol.chat import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
     Choice,
+    ChoiceLogprobs,
     ChunkChoice,
     Delta,
     ResponseMessage,
+    TokenLogprob,
+    TopLogprob,
     Usage,
 )
 from openft.services.models import ModelService
@@ -35,12 +39,10 @@ class ChatService:
         completion_id, created = ids.completion_id(), int(time.time())
         choices, prompt_tokens, completion_tokens = [], 0, 0
         for index in range(request.n or 1):
-            parts, last = [], None
-            async for chunk in self._generate(model, prompt, request, index):
-                parts.append(chunk.text)
-                last = chunk
+            text, logprobs, last = await self._whole(model, prompt, request, index)
+            message, finish_reason = _reply(text, last.finish_reason, request)
             choices.append(
-                Choice(index=index, message=ResponseMessage(content="".join(parts)), finish_reason=last.finish_reason)
+                Choice(index=index, message=message, finish_reason=finish_reason, logprobs=_logprobs(request, logprobs))
             )
             prompt_tokens = last.prompt_tokens
             completion_tokens += last.completion_tokens
@@ -80,19 +82,36 @@ class ChatService:
         try:
             for index in range(request.n or 1):
                 yield frame([ChunkChoice(index=index, delta=Delta(role="assistant", content=""))])
-                async for chunk in self._generate(model, prompt, request, index):
-                    if chunk.text:
-                        yield frame([ChunkChoice(index=index, delta=Delta(content=chunk.text))])
-                    if chunk.finish_reason:
-                        yield frame([ChunkChoice(index=index, delta=Delta(), finish_reason=chunk.finish_reason)])
-                        prompt_tokens = chunk.prompt_tokens
-                        completion_tokens += chunk.completion_tokens
+                if _may_call_tools(request):
+                    # A reply may turn out to be a call: it is sent whole, once it is known.
+                    text, logprobs, last = await self._whole(model, prompt, request, index)
+                    message, finish_reason = _reply(text, last.finish_reason, request)
+                    yield frame([ChunkChoice(index=index, delta=_delta(message), logprobs=_logprobs(request, logprobs))])
+                else:
+                    async for chunk in self._generate(model, prompt, request, index):
+                        if chunk.text or chunk.logprobs:
+                            yield frame([ChunkChoice(index=index, delta=Delta(content=chunk.text),
+                                                     logprobs=_logprobs(request, chunk.logprobs))])  # fmt: skip
+                        last = chunk
+                    finish_reason = last.finish_reason
+                yield frame([ChunkChoice(index=index, delta=Delta(), finish_reason=finish_reason)])
+                prompt_tokens = last.prompt_tokens
+                completion_tokens += last.completion_tokens
             if request.stream_options and request.stream_options.include_usage:
                 yield frame([], _usage(prompt_tokens, completion_tokens))
         except Exception as error:  # headers are sent: the error goes in the stream, as OpenAI does
             body = OpenFTError(500, f"The server had an error while generating: {error}", type="server_error").body()
             yield f"data: {json.dumps(body)}\n\n"
         yield "data: [DONE]\n\n"
+
+    async def _whole(self, model: ModelRef, prompt: Prompt, request: ChatCompletionRequest, index: int):
+        """One whole generation: (text, token logprobs, the last chunk)."""
+        parts, logprobs, last = [], [], None
+        async for chunk in self._generate(model, prompt, request, index):
+            parts.append(chunk.text)
+            logprobs += chunk.logprobs
+            last = chunk
+        return "".join(parts), logprobs, last
 
     def _generate(self, model: ModelRef, prompt: Prompt, request: ChatCompletionRequest, index: int):
         params = SamplingParams(
@@ -101,6 +120,11 @@ class ChatService:
             top_p=1.0 if request.top_p is None else request.top_p,
             stop=request.stop_strings(),
             seed=None if request.seed is None else request.seed + index,
+            presence_penalty=request.presence_penalty or 0.0,
+            frequency_penalty=request.frequency_penalty or 0.0,
+            logit_bias=tuple((int(token), bias) for token, bias in (request.logit_bias or {}).items()),
+            logprobs=bool(request.logprobs),
+            top_logprobs=request.top_logprobs or 0,
         )
         return iterate_in_thread(lambda: self.engine.generate(model, prompt, params))
 
@@ -108,7 +132,8 @@ class ChatService:
         _reject_unsupported(request)
         served = self.models.resolve(organization_id, request.model)
         model = ModelRef(base_model=served.base_model, adapter_path=served.adapter_path)
-        prompt = Prompt(messages=[_template_message(m) for m in request.messages], tools=request.tools)
+        tools = request.tools or [{"type": "function", "function": f} for f in request.functions or []] or None
+        prompt = Prompt(messages=[_template_message(m) for m in request.messages], tools=tools)
         counts = iterate_in_thread(
             lambda: iter([(self.engine.count_prompt_tokens(model, prompt), self.engine.context_length(model))])
         )
@@ -136,20 +161,52 @@ def _template_message(message) -> dict:
 
 
 def _reject_unsupported(request: ChatCompletionRequest) -> None:
-    if request.logprobs:
-        raise OpenFTError(400, "logprobs are not supported by this server yet.", param="logprobs")
+    if request.top_logprobs and not request.logprobs:
+        raise OpenFTError(400, "top_logprobs requires logprobs to be true.", param="top_logprobs")
     if request.response_format and request.response_format.get("type") not in (None, "text"):
         raise OpenFTError(
             400,
             f"response_format type '{request.response_format.get('type')}' is not supported by this server yet.",
             param="response_format",
         )
-    if request.presence_penalty or request.frequency_penalty or request.logit_bias:
-        raise OpenFTError(
-            400,
-            "presence_penalty, frequency_penalty and logit_bias are not supported by this server yet.",
-            param="presence_penalty" if request.presence_penalty else "frequency_penalty",
-        )
+    for token, bias in (request.logit_bias or {}).items():
+        if not token.isdigit() or not -100 <= bias <= 100:
+            raise OpenFTError(
+                400, f"Invalid logit_bias entry {token!r}: {bias!r}; keys are token ids, values from -100 to 100.",
+                param="logit_bias",
+            )  # fmt: skip
+
+
+def _may_call_tools(request: ChatCompletionRequest) -> bool:
+    return bool(request.tools or request.functions) and request.tool_choice != "none"
+
+
+def _reply(text: str, finish_reason: str, request: ChatCompletionRequest) -> tuple[ResponseMessage, str]:
+    """The assistant message, with the tool calls the model wrote parsed out of its text (when the
+    request offered tools and the reply ended by itself)."""
+    if finish_reason == "stop" and _may_call_tools(request):
+        content, calls = parse_tool_calls(text)
+        if calls and request.tools:
+            return ResponseMessage(content=content, tool_calls=[call.as_tool_call() for call in calls]), "tool_calls"
+        if calls:
+            function_call = {"name": calls[0].name, "arguments": calls[0].arguments}
+            return ResponseMessage(content=content, function_call=function_call), "function_call"
+    return ResponseMessage(content=text), finish_reason
+
+
+def _logprobs(request: ChatCompletionRequest, tokens: list) -> ChoiceLogprobs | None:
+    if not request.logprobs:
+        return None
+    return ChoiceLogprobs(content=[
+        TokenLogprob(token=t.token, logprob=t.logprob, bytes=list(t.token.encode()),
+                     top_logprobs=[TopLogprob(token=alt, logprob=lp, bytes=list(alt.encode())) for alt, lp in t.top])
+        for t in tokens
+    ])  # fmt: skip
+
+
+def _delta(message: ResponseMessage) -> Delta:
+    calls = [{"index": n, **call} for n, call in enumerate(message.tool_calls)] if message.tool_calls else None
+    return Delta(content=message.content, tool_calls=calls, function_call=message.function_call)
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
