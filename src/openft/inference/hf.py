@@ -8,6 +8,7 @@ stop on strings.
 """
 
 import threading
+from contextlib import ExitStack, contextmanager
 import warnings
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
@@ -47,10 +48,18 @@ class LoadedBase:
         eos = config.eos_token_id
         self.stop_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])}
 
-    def select(self, adapter_path: str | None):
-        """The module to run for this request, with the right adapter active."""
+    @contextmanager
+    def selected(self, adapter_path: str | None) -> Iterator:
+        """The module to run for one request, with the right adapter active (or, for the base
+        model, every adapter disabled) for the whole request: toggling peft's adapters walks
+        every LoRA layer, too slow to do per token."""
         if adapter_path is None:
-            return self.model if self.peft is None else _WithoutAdapters(self.peft)
+            if self.peft is None:
+                yield self.model
+            else:
+                with self.peft.disable_adapter():
+                    yield self.peft
+            return
         name = self.adapters.get(adapter_path)
         if name is None:
             self.adapters_loaded += 1
@@ -65,18 +74,7 @@ class LoadedBase:
                 self.peft.delete_adapter(evicted)
         self.adapters.move_to_end(adapter_path)
         self.peft.set_adapter(name)
-        return self.peft
-
-
-class _WithoutAdapters:
-    """The base model's forward on a peft-wrapped model, with every adapter disabled."""
-
-    def __init__(self, peft: PeftModel):
-        self.peft = peft
-
-    def __call__(self, **inputs):
-        with self.peft.disable_adapter():
-            return self.peft(**inputs)
+        yield self.peft
 
 
 class HFEngine:
@@ -111,10 +109,10 @@ class HFEngine:
         )["input_ids"]
 
     def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> Iterator[Chunk]:
-        with self._lock, torch.inference_mode():
+        with self._lock, torch.inference_mode(), ExitStack() as stack:
             base = self._base(model.base_model)
             adapter = model.adapter_path and str(self.storage.fetch(model.adapter_path, self.cache_dir))
-            module = base.select(adapter)
+            module = stack.enter_context(base.selected(adapter))
             prompt_ids = self._encode(base, prompt)
             budget = base.context_length - len(prompt_ids)
             max_tokens = budget if params.max_tokens is None else min(params.max_tokens, budget)
