@@ -113,20 +113,15 @@ def test_fine_tune_learned_the_behaviour_and_base_did_not(live_server, fine_tune
 
 def test_concurrent_requests_for_base_and_fine_tune_are_decoded_together_as_alone(live_server, fine_tune):
     """Requests sent at once share one decode batch (rows of the base model and of the adapter in
-    one forward pass): each gets the answer it gets alone, in far less than the time of them all
-    one after another."""
+    one forward pass, left-padded): each gets the answer it gets alone. (How much faster batching
+    is: bench/serve_bench.py.)"""
     client = live_server.client()
     _, _, job = fine_tune
     asks = [(model, question) for question in HELD_OUT[:2] for model in ("gpt-3.5-turbo", job.fine_tuned_model)]
-    started = time.time()
     alone = [ask(client, model, question).choices[0].message.content for model, question in asks]
-    one_by_one = time.time() - started
-
-    started = time.time()
     with ThreadPoolExecutor(len(asks)) as pool:
         together = list(pool.map(lambda a: ask(client, *a).choices[0].message.content, asks))
     assert together == alone
-    assert time.time() - started < 0.75 * one_by_one
 
 
 def test_streaming_matches_non_streaming(live_server, fine_tune):
