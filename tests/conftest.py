@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from openai import OpenAI
 
 from openft.cli.demo import wait_until_ready
@@ -41,6 +42,11 @@ def new_data_dir(root: Path, model_store: Path) -> Path:
 @pytest.fixture
 def data_dir(tmp_path, model_store) -> Path:
     return new_data_dir(tmp_path / "data", model_store)
+
+
+def in_process_client(app, api_key: str = "sk-test") -> OpenAI:
+    """The official client talking to `app` in this process, without a socket."""
+    return OpenAI(base_url="http://testserver/v1", api_key=api_key, http_client=TestClient(app), max_retries=0)
 
 
 def free_port() -> int:

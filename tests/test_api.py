@@ -6,7 +6,6 @@ import sys
 
 import openai
 import pytest
-from fastapi.testclient import TestClient
 from openai.types import FileObject
 from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 
@@ -14,6 +13,7 @@ from openft.models.store import ensure_bundled_model
 from openft.server.app import create_app
 from openft.settings import Settings
 from openft.store.db import Database
+from tests.conftest import in_process_client
 
 SYSTEM = {"role": "system", "content": "You are terse."}
 
@@ -30,8 +30,7 @@ def jsonl(examples) -> bytes:
 def client(data_dir) -> openai.OpenAI:
     settings = Settings(data_dir=data_dir)
     ensure_bundled_model(settings, Database(settings))
-    http = TestClient(create_app(settings, run_worker=False))
-    return openai.OpenAI(base_url="http://testserver/v1", api_key="sk-test", http_client=http, max_retries=0)
+    return in_process_client(create_app(settings, run_worker=False))
 
 
 def upload(client, content: bytes, name: str = "train.jsonl"):

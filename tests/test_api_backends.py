@@ -6,13 +6,13 @@ import json
 
 import openai
 import pytest
-from fastapi.testclient import TestClient
 
 from openft.models.store import ensure_bundled_model
 from openft.server.app import create_app
 from openft.services.keys import KeyService
 from openft.settings import Settings
 from openft.store.db import Database
+from tests.conftest import in_process_client
 
 EXAMPLE = {"messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]}
 TRAINING = (json.dumps(EXAMPLE) + "\n").encode() * 10
@@ -26,8 +26,7 @@ def settings(db_url, data_dir) -> Settings:
 
 
 def client_for(settings: Settings, key: str) -> openai.OpenAI:
-    http = TestClient(create_app(settings, run_worker=False))
-    return openai.OpenAI(base_url="http://testserver/v1", api_key=key, http_client=http, max_retries=0)
+    return in_process_client(create_app(settings, run_worker=False), key)
 
 
 def test_files_jobs_events_and_cancel(settings):

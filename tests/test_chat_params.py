@@ -6,7 +6,6 @@ import json
 
 import openai
 import pytest
-from fastapi.testclient import TestClient
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from openft.inference.engine import Chunk
@@ -15,6 +14,7 @@ from openft.server.app import create_app
 from openft.services.models import ModelService
 from openft.settings import BUNDLED_MODEL, Settings
 from openft.store.db import Database
+from tests.conftest import in_process_client
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
@@ -62,8 +62,7 @@ def client(tmp_path):
     ModelService(settings, Database(settings)).register_base(BUNDLED_MODEL)  # a name only: no weights
     app = create_app(settings, run_worker=False)
     app.state.chat.engine = CallingEngine(f"Checking.\n{CALL}")
-    http = TestClient(app)
-    return openai.OpenAI(base_url="http://testserver/v1", api_key="sk-test", http_client=http, max_retries=0), app
+    return in_process_client(app), app
 
 
 def test_a_reply_with_a_call_is_a_tool_call(client):

@@ -7,21 +7,20 @@ import re
 
 import openai
 import pytest
-from fastapi.testclient import TestClient
 
 from openft.data import validate
 from openft.models.store import ensure_bundled_model
 from openft.server.app import create_app
 from openft.settings import Settings
 from openft.store.db import Database
+from tests.conftest import in_process_client
 
 
 @pytest.fixture
 def client(data_dir) -> openai.OpenAI:
     settings = Settings(data_dir=data_dir)
     ensure_bundled_model(settings, Database(settings))
-    http = TestClient(create_app(settings, run_worker=False))
-    return openai.OpenAI(base_url="http://testserver/v1", api_key="sk-test", http_client=http, max_retries=0)
+    return in_process_client(create_app(settings, run_worker=False))
 
 
 def chat(i: int) -> dict:

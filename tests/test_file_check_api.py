@@ -6,7 +6,6 @@ from pathlib import Path
 
 import openai
 import pytest
-from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from openft.cli.app import app as cli
@@ -15,6 +14,7 @@ from openft.models.store import ensure_bundled_model
 from openft.server.app import create_app
 from openft.settings import BUNDLED_MODEL, Settings
 from openft.store.db import Database
+from tests.conftest import in_process_client
 
 MARV = Path(__file__).parent.parent / "examples" / "marv.jsonl"
 
@@ -24,8 +24,7 @@ def client(data_dir) -> openai.OpenAI:
     settings = Settings(data_dir=data_dir)
     ensure_bundled_model(settings, Database(settings))
     throughput.record_job_throughput(data_dir, BUNDLED_MODEL, tokens=1000, seconds=10.0)
-    http = TestClient(create_app(settings, run_worker=False))
-    return openai.OpenAI(base_url="http://testserver/v1", api_key="sk-test", http_client=http, max_retries=0)
+    return in_process_client(create_app(settings, run_worker=False))
 
 
 def test_the_report_is_the_cli_report_of_the_same_file(client, data_dir):

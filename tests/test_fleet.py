@@ -14,7 +14,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-from fastapi.testclient import TestClient
 from openai import OpenAI
 from sqlalchemy import select
 
@@ -23,7 +22,7 @@ from openft.server.app import create_app
 from openft.settings import Settings
 from openft.store.db import Database
 from openft.store.tables import CheckpointRow, EventRow, JobRow
-from tests.conftest import new_data_dir
+from tests.conftest import in_process_client, new_data_dir
 from tests.test_workflow import DATA
 
 pytestmark = pytest.mark.slow
@@ -80,8 +79,7 @@ class WorkerProcess:
 
 def api_client(settings: Settings) -> OpenAI:
     ensure_bundled_model(settings, Database(settings))
-    http = TestClient(create_app(settings, run_worker=False))
-    return OpenAI(base_url="http://testserver/v1", api_key="sk-test", http_client=http, max_retries=0)
+    return in_process_client(create_app(settings, run_worker=False))
 
 
 def test_four_workers_run_each_of_twenty_jobs_once_and_take_over_a_killed_ones_job(postgres, tmp_path, model_store):

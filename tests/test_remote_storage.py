@@ -6,8 +6,6 @@ adapter, and the server fetches the adapter into its cache to answer a chat."""
 import json
 
 import pytest
-from fastapi.testclient import TestClient
-from openai import OpenAI
 
 from openft.models.store import ensure_bundled_model
 from openft.runner.worker import Worker
@@ -15,6 +13,7 @@ from openft.server.app import create_app
 from openft.settings import Settings
 from openft.storage import Storage
 from openft.store.db import Database
+from tests.conftest import in_process_client
 from tests.test_workflow import DATA
 
 pytestmark = pytest.mark.slow
@@ -25,8 +24,7 @@ def test_a_job_trains_and_serves_from_a_remote_storage(tmp_path, data_dir):
     settings = Settings(data_dir=data_dir, storage_url=url, train_threads=1, serve_threads=1)
     db = Database(settings)
     ensure_bundled_model(settings, db)
-    http = TestClient(create_app(settings, run_worker=False))
-    client = OpenAI(base_url="http://testserver/v1", api_key="sk-test", http_client=http, max_retries=0)
+    client = in_process_client(create_app(settings, run_worker=False))
     storage = Storage(url)
 
     ten = b"".join((DATA / "ahoy.jsonl").read_bytes().splitlines(keepends=True)[:10])

@@ -6,8 +6,6 @@ import io
 import json
 
 import pytest
-from fastapi.testclient import TestClient
-from openai import OpenAI
 
 from openft.models.store import ensure_bundled_model
 from openft.runner.artifacts import push_checkpoint, restore_checkpoint
@@ -16,6 +14,7 @@ from openft.services.files import FileService
 from openft.settings import Settings
 from openft.storage import Storage
 from openft.store.db import Database
+from tests.conftest import in_process_client
 
 EXAMPLE = {"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]}
 TRAINING = (json.dumps(EXAMPLE) + "\n").encode() * 10
@@ -83,8 +82,7 @@ def test_uploads_go_through_a_remote_storage(tmp_path, data_dir):
     url = f"memory://openft-test/{tmp_path.name}"
     settings = Settings(data_dir=data_dir, storage_url=url)
     ensure_bundled_model(settings, Database(settings))
-    http = TestClient(create_app(settings, run_worker=False))
-    client = OpenAI(base_url="http://testserver/v1", api_key="sk-test", http_client=http, max_retries=0)
+    client = in_process_client(create_app(settings, run_worker=False))
 
     created = client.files.create(file=("train.jsonl", TRAINING), purpose="fine-tune")
     storage = Storage(url)

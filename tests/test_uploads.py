@@ -8,13 +8,13 @@ import json
 
 import openai
 import pytest
-from fastapi.testclient import TestClient
 
 from openft.errors import OpenFTError
 from openft.server.app import create_app
 from openft.services.files import FileService, sanitize_filename
 from openft.settings import Settings
 from openft.store.db import Database
+from tests.conftest import in_process_client
 
 SYSTEM = {"role": "system", "content": "You are terse."}
 
@@ -34,8 +34,7 @@ def settings(tmp_path) -> Settings:
 
 @pytest.fixture
 def client(settings) -> openai.OpenAI:
-    http = TestClient(create_app(settings, run_worker=False))
-    return openai.OpenAI(base_url="http://testserver/v1", api_key="sk-test", http_client=http, max_retries=0)
+    return in_process_client(create_app(settings, run_worker=False))
 
 
 def stored_files(settings: Settings) -> list[str]:
