@@ -254,7 +254,10 @@ def use_attention_for(model, shape: torch.Size, device: torch.device) -> None:
     attention; CUDA always uses SDPA."""
     rows, width = shape
     small = device.type == "cpu" and rows * width * width <= EAGER_ATTENTION_ELEMENTS
-    model.get_base_model().set_attn_implementation("eager" if small else "sdpa")
+    wanted = "eager" if small else "sdpa"
+    base = model.get_base_model()
+    if base.config._attn_implementation != wanted:  # setting it walks every module: only on a change
+        base.set_attn_implementation(wanted)
 
 
 def base_dtype(spec: dict, device: torch.device) -> torch.dtype:
