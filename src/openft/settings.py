@@ -1,6 +1,7 @@
 """The one Settings object: OPENFT_* environment variables, overridden by CLI flags at the edge."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -46,6 +47,12 @@ class Settings(BaseSettings):
     ray_address: str | None = None
     ray_runtime_env: str | None = None
     serve_threads: int = 2
+    # The inference engine: "openft" (continuous batching on openft's Llama decoder, falling
+    # back to "hf" for other architectures), "hf" (transformers + peft) or "vllm" (GPU).
+    engine: Literal["openft", "hf", "vllm"] = "openft"
+    # The "openft" engine's base weights on CPU: "auto" packs to int4 the weights that already
+    # are 4-bit groups (exact), "int4" packs all (lossy), "none" keeps bf16/fp32.
+    serve_quantize: Literal["auto", "int4", "none"] = "auto"
     worker_poll_seconds: float = 0.5
     # A running job whose worker has not renewed its lease for this long is claimed again.
     lease_seconds: float = 30.0

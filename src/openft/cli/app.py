@@ -2,7 +2,7 @@
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -43,6 +43,10 @@ def serve(
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Listen on a non-loopback --host even though no API key exists.")
     ] = False,
+    engine: Annotated[
+        Literal["openft", "hf", "vllm"] | None,
+        typer.Option(help="Inference engine: openft (default), hf or vllm (GPU). Env: OPENFT_ENGINE."),
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible API (and run the job worker).
 
@@ -55,11 +59,14 @@ def serve(
 
         openft serve --port 8000 --data-dir ./.openft
         openft keys create --org acme && openft serve --host 0.0.0.0
+        openft serve --engine vllm
     """
     from openft.services.keys import KeyService
     from openft.store.db import Database
 
     settings = settings_for(data_dir)
+    if engine is not None:
+        settings = Settings(data_dir=data_dir, engine=engine)
     if not insecure and not _is_loopback(host) and not KeyService(settings, Database(settings)).required():
         typer.echo(
             f"Error: refusing to listen on {host} without API keys: anyone who can reach it could use this server. "

@@ -42,12 +42,24 @@ class LazyEngine:
     def __getattr__(self, name: str):
         with self._lock:
             if self._engine is None:
-                from openft.inference.hf import HFEngine
-
-                settings = self.settings
-                storage = Storage.for_settings(settings)
-                self._engine = HFEngine(settings.models_dir, settings.serve_threads, storage, settings.cache_dir)
+                self._engine = _make_engine(self.settings)
         return getattr(self._engine, name)
+
+
+def _make_engine(settings: Settings) -> Engine:
+    storage = Storage.for_settings(settings)
+    args = (settings.models_dir, settings.serve_threads, storage, settings.cache_dir)
+    if settings.engine == "openft":
+        from openft.inference.batched import BatchedEngine
+
+        return BatchedEngine(*args, quantize=settings.serve_quantize)
+    if settings.engine == "hf":
+        from openft.inference.hf import HFEngine
+
+        return HFEngine(*args)
+    from openft.inference.vllm import VLLMEngine
+
+    return VLLMEngine(*args)
 
 
 def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:

@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 
 from openft.data.labels import IGNORE_INDEX, RenderedExample, render_example
+from openft.hardware import cpu_has_native_bf16
 from openft.trainer.ranks import Ranks
 
 DEFAULTS = {
@@ -261,15 +262,11 @@ def use_attention_for(model, shape: torch.Size, device: torch.device) -> None:
 
 
 def base_dtype(spec: dict, device: torch.device) -> torch.dtype:
-    """bf16 for the frozen base where the hardware multiplies it natively (CUDA; CPUs with
-    AVX512-BF16 or AMX: measured 2.5x the fp32 matmul rate here), else fp32. Chosen from the
-    CPU's flags, not a timing, so a job trains the same way every time on one machine."""
+    """bf16 for the frozen base where the hardware multiplies it natively (CUDA, or see
+    cpu_has_native_bf16), else fp32."""
     if spec["base_dtype"] != "auto":
         return getattr(torch, spec["base_dtype"])
-    if device.type == "cuda":
-        return torch.bfloat16
-    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
-    return torch.bfloat16 if {"avx512_bf16", "amx_bf16"} & set(flags) else torch.float32
+    return torch.bfloat16 if device.type == "cuda" or cpu_has_native_bf16() else torch.float32
 
 
 def load_examples(tokenizer, path: str, max_length: int, param: str) -> list[RenderedExample]:

@@ -1,0 +1,12 @@
+"""What this machine computes fast, read from its flags (not timed, so a choice is the same on
+every run)."""
+
+from pathlib import Path
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: bf16 matmuls at 2.5x the fp32 rate here (bench/README.md); without
+    them torch emulates bf16 and it is slower than fp32."""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = set(cpuinfo.read_text().split()) if cpuinfo.exists() else set()
+    return bool({"avx512_bf16", "amx_bf16"} & flags)

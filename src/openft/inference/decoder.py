@@ -1,0 +1,164 @@
+"""A Llama-architecture decoder for serving: the base weights once (int4 on CPU where that
+is exact, see weights.py), every loaded LoRA adapter applied per row in the same forward pass (lora.py), and a
+KV cache of slots that requests join and leave between decode steps (continuous batching).
+
+It is the arithmetic of transformers' LlamaForCausalLM (tests/test_decoder.py compares the two)
+without what makes a small model slow to serve there: a decode step of SmolLM2-135M spent most of
+its time in Python module calls, and peft runs a batch of mixed adapters as one pass per adapter.
+q/k/v and gate/up are fused into one matmul each.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from openft.inference.lora import AdapterBank
+from openft.inference.weights import linear
+
+
+def unsupported(config) -> str | None:
+    """Why this decoder cannot serve a model with this transformers config, or None if it can."""
+    rope = getattr(config, "rope_parameters", None) or {}
+    checks = {
+        "architecture": config.model_type == "llama",
+        "activation": config.hidden_act == "silu",
+        "biases": not (getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False)),
+        "rope scaling": rope.get("rope_type", "default") == "default",
+    }
+    failed = [name for name, ok in checks.items() if not ok]
+    return f"its {', '.join(failed)}" if failed else None
+
+
+class _Layer:
+    def __init__(self, module, make_linear, dtype: torch.dtype, device: torch.device):
+        attention, mlp = module.self_attn, module.mlp
+        self.input_norm = module.input_layernorm.weight.detach().to(device, dtype)
+        self.post_attention_norm = module.post_attention_layernorm.weight.detach().to(device, dtype)
+        self.qkv = make_linear(torch.cat([attention.q_proj.weight, attention.k_proj.weight, attention.v_proj.weight]))
+        self.o = make_linear(attention.o_proj.weight)
+        self.gate_up = make_linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]))
+        self.down = make_linear(mlp.down_proj.weight)
+
+
+class LlamaDecoder:
+    def __init__(self, model, quantize: str, dtype: torch.dtype, device: torch.device, adapter_capacity: int):
+        config = model.config
+        self.dtype, self.device = dtype, device
+        self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.eps = config.rms_norm_eps
+        with torch.no_grad():
+            make_linear = lambda weight: linear(weight.detach(), quantize, dtype, device)  # noqa: E731
+            self.layers = [_Layer(module, make_linear, dtype, device) for module in model.model.layers]
+            self.embed = model.model.embed_tokens.weight.detach().to(device, dtype)
+            self.norm = model.model.norm.weight.detach().to(device, dtype)
+            self.head = make_linear(model.lm_head.weight)
+        theta = (getattr(config, "rope_parameters", None) or {}).get("rope_theta") or config.rope_theta
+        frequencies = 1.0 / theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim)
+        angles = torch.outer(torch.arange(config.max_position_embeddings, dtype=torch.float32), frequencies)
+        angles = torch.cat([angles, angles], dim=-1)
+        self.cos, self.sin = angles.cos().to(device, dtype), angles.sin().to(device, dtype)
+        q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        hidden, intermediate = config.hidden_size, config.intermediate_size
+        self.adapters = AdapterBank(len(self.layers), {
+            "qkv": (hidden, (q_size, kv_size, kv_size)), "o": (q_size, (hidden,)),
+            "gate_up": (hidden, (intermediate, intermediate)), "down": (intermediate, (hidden,)),
+        }, adapter_capacity, dtype, device)  # fmt: skip
+        # The KV cache: [layers, slots, kv heads, positions, head dim], grown on demand. It and
+        # attention are fp32: in bf16 a row's attention depended on the other rows' lengths.
+        self.keys = self.values = torch.empty(len(self.layers), 0, self.kv_heads, 0, self.head_dim, device=device)
+        self.lengths: list[int] = []  # tokens cached in each slot
+
+    def prefill(self, slot: int, ids: list[int], adapter: int) -> torch.Tensor:
+        """Caches a prompt in a slot (from position 0) and returns the next token's logits [vocab]."""
+        length = len(ids)
+        self._reserve(slot + 1, length)
+        self.lengths[slot] = length
+
+        def attend(layer: int, q, k, v):
+            self.keys[layer, slot, :, :length] = k[0]
+            self.values[layer, slot, :, :length] = v[0]
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True, enable_gqa=True).to(q.dtype)
+
+        ids_tensor = torch.tensor([ids], device=self.device)
+        positions = torch.arange(length, device=self.device)[None]
+        return self._forward(ids_tensor, positions, attend, adapter or None)[0]
+
+    def decode(self, tokens: list[int], adapters: list[int]) -> torch.Tensor:
+        """One step for the rows in slots 0..n-1, each given its next token (`adapters`: each
+        row's adapter slot, 0 for the base). Returns logits [n, vocab]."""
+        n = len(tokens)
+        positions = torch.tensor(self.lengths[:n], device=self.device)
+        longest = max(self.lengths[:n]) + 1
+        self._reserve(n, longest)
+        rows = torch.arange(n, device=self.device)
+        visible = (torch.arange(longest, device=self.device)[None] <= positions[:, None])[:, None, None]
+
+        def attend(layer: int, q, k, v):
+            self.keys[layer, rows, :, positions] = k[:, :, 0].float()
+            self.values[layer, rows, :, positions] = v[:, :, 0].float()
+            keys, values = self.keys[layer, :n, :, :longest], self.values[layer, :n, :, :longest]
+            return F.scaled_dot_product_attention(q.float(), keys, values, attn_mask=visible, enable_gqa=True).to(q.dtype)
+
+        distinct = set(adapters)
+        if distinct == {0}:
+            selection = None
+        elif len(distinct) == 1:
+            selection = adapters[0]
+        else:
+            selection = torch.tensor(adapters, device=self.device)
+        logits = self._forward(torch.tensor(tokens, device=self.device)[:, None], positions[:, None], attend, selection)
+        for row in range(n):
+            self.lengths[row] += 1
+        return logits
+
+    def move(self, source: int, target: int) -> None:
+        """Moves a row's cache to another slot (to keep the running rows in slots 0..n-1)."""
+        length = self.lengths[source]
+        self.keys[:, target, :, :length] = self.keys[:, source, :, :length]
+        self.values[:, target, :, :length] = self.values[:, source, :, :length]
+        self.lengths[target] = length
+
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, attend, selection) -> torch.Tensor:
+        rows, width = ids.shape
+        heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
+        cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
+        h = self.embed[ids]
+        for index, layer in enumerate(self.layers):
+            x = F.rms_norm(h, h.shape[-1:], layer.input_norm, self.eps)
+            q, k, v = self._project(index, "qkv", layer.qkv, x, selection).split(
+                [heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], dim=-1
+            )
+            q = _rotate(q.view(rows, width, heads, head_dim).transpose(1, 2), cos, sin)
+            k = _rotate(k.view(rows, width, kv_heads, head_dim).transpose(1, 2), cos, sin)
+            v = v.view(rows, width, kv_heads, head_dim).transpose(1, 2)
+            attended = attend(index, q, k, v).transpose(1, 2).reshape(rows, width, heads * head_dim)
+            h = h + self._project(index, "o", layer.o, attended, selection)
+            x = F.rms_norm(h, h.shape[-1:], layer.post_attention_norm, self.eps)
+            gate, up = self._project(index, "gate_up", layer.gate_up, x, selection).chunk(2, dim=-1)
+            h = h + self._project(index, "down", layer.down, F.silu(gate) * up, selection)
+        return self.head(F.rms_norm(h[:, -1], h.shape[-1:], self.norm, self.eps)).float()
+
+    def _project(self, layer: int, name: str, weights, x: torch.Tensor, selection) -> torch.Tensor:
+        y = weights(x)
+        delta = self.adapters.delta(layer, name, x, selection)
+        return y if delta is None else y + delta
+
+    def _reserve(self, slots: int, length: int) -> None:
+        """Grows the KV cache to hold `slots` rows of `length` positions (doubling, so a growing
+        row copies its cache a logarithmic number of times)."""
+        have_slots, have_length = self.keys.shape[1], self.keys.shape[3]
+        if slots <= have_slots and length <= have_length:
+            return
+        shape = list(self.keys.shape)
+        shape[1] = max(slots, have_slots)
+        shape[3] = max(length, min(2 * have_length, self.cos.shape[0])) if length > have_length else have_length
+        keys, values = (torch.zeros(shape, device=self.device) for _ in range(2))
+        keys[:, :have_slots, :, :have_length] = self.keys
+        values[:, :have_slots, :, :have_length] = self.values
+        self.keys, self.values = keys, values
+        self.lengths += [0] * (shape[1] - len(self.lengths))
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin
