@@ -1,8 +1,8 @@
 """The default engine: continuous batching on the Llama decoder (decoder.py).
 
 One scheduler thread owns the model. Between two decode steps it admits waiting requests (up to
-MAX_BATCH rows, of one base model): each is prefilled into its own KV-cache slot and picks its
-first token, then joins the next step. Every step decodes one token for every running row, each
+MAX_BATCH rows, of one base model): they are prefilled together (grouped by prompt length), each
+into its own KV-cache slot, pick their first token and join the next step. Every step decodes one token for every running row, each
 with its own adapter (up to MAX_LOADED_ADAPTERS loaded, least recently used evicted), sampling
 parameters, stop strings and seed. A row that finishes, or whose caller went away, leaves at
 once and its slot goes to the next request.
@@ -74,9 +74,16 @@ class BatchedEngine:
         return len(encode_prompt(self._base(model.base_model).tokenizer, prompt))
 
     def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams):
-        if engine := self._other_engine(model):
-            return engine.generate(model, prompt, params)
-        return self._queue.submit(Request(model, prompt, params))
+        request = Request(model, prompt, params)
+        self.submit(request)
+        return request.stream()
+
+    def submit(self, request: Request) -> None:
+        """Queues a request whose chunks go to its `out` (see process.py)."""
+        if engine := self._other_engine(request.model):
+            engine.submit(request)
+        else:
+            self._queue.submit(request)
 
     def _other_engine(self, model: ModelRef) -> HFEngine | None:
         """The transformers engine, for a base this decoder cannot run."""
@@ -117,34 +124,46 @@ class BatchedEngine:
 
     def _admit(self, waiting: deque[Request], running: list[_Running]) -> None:
         """Prefills the waiting requests that can join the running batch (same base, a free row,
-        their adapter loadable), in arrival order."""
+        their adapter loadable), in arrival order; each picks its first token."""
         if not waiting:
             return
         base_name = (running[0].row.request if running else waiting[0]).model.base_model
+        joining: list[_Running] = []
         deferred: deque[Request] = deque()
         while waiting:
             request = waiting.popleft()
             if request.gone.is_set():
                 continue
-            if request.model.base_model != base_name or len(running) >= MAX_BATCH:
+            if request.model.base_model != base_name or len(running) + len(joining) >= MAX_BATCH:
                 deferred.append(request)
                 continue
             try:
                 base = self._base(base_name)
                 adapter_dir = request.model.adapter_path and str(self.storage.fetch(request.model.adapter_path, self.cache_dir))
-                adapter = base.decoder.adapters.slot(adapter_dir, busy={entry.adapter for entry in running})
+                busy = {entry.adapter for entry in running + joining}
+                adapter = base.decoder.adapters.slot(adapter_dir, busy)
                 if adapter is None:  # every adapter slot is in use by a running row
                     deferred.append(request)
                     continue
                 row = Row(request, base, encode_prompt(base.tokenizer, request.prompt))
-                if row.done:
-                    continue
-                token = row.step(base.decoder.prefill(len(running), row.prompt_ids, adapter))
-                if row.active:
-                    running.append(_Running(row, adapter, token))
+                if not row.done:
+                    joining.append(_Running(row, adapter, token=-1))
             except BaseException as error:
                 request.fail(error)
         waiting.extend(deferred)
+        for group in _prefill_groups(joining):
+            first = len(running)
+            try:
+                logits = base.decoder.prefill(list(range(first, first + len(group))), [entry.row.prompt_ids for entry in group],
+                                              [entry.adapter for entry in group])  # fmt: skip
+            except BaseException as error:
+                for entry in group:
+                    entry.row.request.fail(error)
+                continue
+            for index, entry in enumerate(group):
+                entry.token = entry.row.step(logits[index])
+            running.extend(group)
+            self._drop_finished(running, base.decoder)
 
     def _step(self, running: list[_Running]) -> None:
         decoder = self._bases[running[0].row.request.model.base_model].decoder
@@ -152,13 +171,33 @@ class BatchedEngine:
         for index, entry in enumerate(running):
             if entry.row.active:
                 entry.token = entry.row.step(logits[index])
+        self._drop_finished(running, decoder)
+
+    @staticmethod
+    def _drop_finished(running: list[_Running], decoder: LlamaDecoder) -> None:
+        """Removes the rows that are done or whose caller left, moving the others down so that
+        row i stays in KV-cache slot i. (Rows keep their order, so each moves into a slot
+        already vacated or moved from.)"""
         staying = [entry for entry in running if entry.row.active]
         for entry in running:
             if not entry.row.active:
                 entry.row.close()
-        # Rows keep their order, so each moves down into a slot already vacated or moved from.
         slots = {id(entry): slot for slot, entry in enumerate(running)}
         for slot, entry in enumerate(staying):
             if slots[id(entry)] != slot:
                 decoder.move(slots[id(entry)], slot)
         running[:] = staying
+
+
+def _prefill_groups(joining: list[_Running]) -> list[list[_Running]]:
+    """Joining rows in groups of similar prompt length, shortest first, so that padding every
+    prompt of a group to its longest at most doubles the group's tokens."""
+    groups: list[list[_Running]] = []
+    for entry in sorted(joining, key=lambda entry: len(entry.row.prompt_ids)):
+        group = groups[-1] if groups else None
+        length = len(entry.row.prompt_ids)
+        if group and (len(group) + 1) * length <= 2 * (sum(len(e.row.prompt_ids) for e in group) + length):
+            group.append(entry)
+        else:
+            groups.append([entry])
+    return groups

@@ -68,20 +68,26 @@ class LlamaDecoder:
         self.keys = self.values = torch.empty(len(self.layers), 0, self.kv_heads, 0, self.head_dim, device=device)
         self.lengths: list[int] = []  # tokens cached in each slot
 
-    def prefill(self, slot: int, ids: list[int], adapter: int) -> torch.Tensor:
-        """Caches a prompt in a slot (from position 0) and returns the next token's logits [vocab]."""
-        length = len(ids)
-        self._reserve(slot + 1, length)
-        self.lengths[slot] = length
+    def prefill(self, slots: list[int], prompts: list[list[int]], adapters: list[int]) -> torch.Tensor:
+        """Caches prompts in slots (from position 0), in one forward pass with the rows padded
+        on the right (causal attention keeps the padding out of every real position), and
+        returns each prompt's next-token logits [rows, vocab]."""
+        width = max(map(len, prompts))
+        self._reserve(max(slots) + 1, width)
+        slot_index = torch.tensor(slots, device=self.device)
 
         def attend(layer: int, q, k, v):
-            self.keys[layer, slot, :, :length] = k[0]
-            self.values[layer, slot, :, :length] = v[0]
+            self.keys[layer, slot_index, :, :width] = k.float()
+            self.values[layer, slot_index, :, :width] = v.float()
             return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True, enable_gqa=True).to(q.dtype)
 
-        ids_tensor = torch.tensor([ids], device=self.device)
-        positions = torch.arange(length, device=self.device)[None]
-        return self._forward(ids_tensor, positions, attend, adapter or None)[0]
+        ids = torch.tensor([prompt + [0] * (width - len(prompt)) for prompt in prompts], device=self.device)
+        positions = torch.arange(width, device=self.device).expand(len(prompts), width)
+        last = torch.tensor([len(prompt) - 1 for prompt in prompts], device=self.device)
+        logits = self._forward(ids, positions, attend, self._selection(adapters), last)
+        for slot, prompt in zip(slots, prompts):
+            self.lengths[slot] = len(prompt)
+        return logits
 
     def decode(self, tokens: list[int], adapters: list[int]) -> torch.Tensor:
         """One step for the rows in slots 0..n-1, each given its next token (`adapters`: each
@@ -99,14 +105,8 @@ class LlamaDecoder:
             keys, values = self.keys[layer, :n, :, :longest], self.values[layer, :n, :, :longest]
             return F.scaled_dot_product_attention(q.float(), keys, values, attn_mask=visible, enable_gqa=True).to(q.dtype)
 
-        distinct = set(adapters)
-        if distinct == {0}:
-            selection = None
-        elif len(distinct) == 1:
-            selection = adapters[0]
-        else:
-            selection = torch.tensor(adapters, device=self.device)
-        logits = self._forward(torch.tensor(tokens, device=self.device)[:, None], positions[:, None], attend, selection)
+        tokens_tensor = torch.tensor(tokens, device=self.device)[:, None]
+        logits = self._forward(tokens_tensor, positions[:, None], attend, self._selection(adapters))
         for row in range(n):
             self.lengths[row] += 1
         return logits
@@ -118,7 +118,17 @@ class LlamaDecoder:
         self.values[:, target, :, :length] = self.values[:, source, :, :length]
         self.lengths[target] = length
 
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, attend, selection) -> torch.Tensor:
+    def _selection(self, adapters: list[int]):
+        """The adapters of a batch as AdapterBank.delta takes them."""
+        distinct = set(adapters)
+        if distinct == {0}:
+            return None
+        if len(distinct) == 1:
+            return adapters[0]
+        return torch.tensor(adapters, device=self.device)
+
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, attend, selection, last=None) -> torch.Tensor:
+        """Logits at each row's `last` position (default: its final one)."""
         rows, width = ids.shape
         heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
@@ -136,7 +146,8 @@ class LlamaDecoder:
             x = F.rms_norm(h, h.shape[-1:], layer.post_attention_norm, self.eps)
             gate, up = self._project(index, "gate_up", layer.gate_up, x, selection).chunk(2, dim=-1)
             h = h + self._project(index, "down", layer.down, F.silu(gate) * up, selection)
-        return self.head(F.rms_norm(h[:, -1], h.shape[-1:], self.norm, self.eps)).float()
+        h = h[:, -1] if last is None else h[torch.arange(rows, device=self.device), last]
+        return self.head(F.rms_norm(h, h.shape[-1:], self.norm, self.eps)).float()
 
     def _project(self, layer: int, name: str, weights, x: torch.Tensor, selection) -> torch.Tensor:
         y = weights(x)
@@ -144,14 +155,14 @@ class LlamaDecoder:
         return y if delta is None else y + delta
 
     def _reserve(self, slots: int, length: int) -> None:
-        """Grows the KV cache to hold `slots` rows of `length` positions (doubling, so a growing
-        row copies its cache a logarithmic number of times)."""
+        """Grows the KV cache to hold `slots` rows of `length` positions (doubling, so growing
+        rows copy the cache a logarithmic number of times)."""
         have_slots, have_length = self.keys.shape[1], self.keys.shape[3]
         if slots <= have_slots and length <= have_length:
             return
         shape = list(self.keys.shape)
-        shape[1] = max(slots, have_slots)
-        shape[3] = max(length, min(2 * have_length, self.cos.shape[0])) if length > have_length else have_length
+        shape[1] = max(slots, 2 * have_slots)
+        shape[3] = max(length, min(max(2 * have_length, 256), self.cos.shape[0])) if length > have_length else have_length
         keys, values = (torch.zeros(shape, device=self.device) for _ in range(2))
         keys[:, :have_slots, :, :have_length] = self.keys
         values[:, :have_slots, :, :have_length] = self.values

@@ -116,7 +116,13 @@ class HFEngine:
             return len(encode_prompt(self._base(model.base_model).tokenizer, prompt))
 
     def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> Iterator:
-        return self._queue.submit(Request(model, prompt, params))
+        request = Request(model, prompt, params)
+        self.submit(request)
+        return request.stream()
+
+    def submit(self, request: Request) -> None:
+        """Queues a request whose chunks go to its `out` (see process.py)."""
+        self._queue.submit(request)
 
     def _schedule(self, incoming) -> None:
         waiting: deque[Request] = deque()

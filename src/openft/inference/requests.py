@@ -15,18 +15,29 @@ from openft.inference.stops import find_stop, safe_length
 
 
 class Request:
-    def __init__(self, model: ModelRef, prompt: Prompt, params: SamplingParams):
+    """A generation for the scheduler. Its chunks go to `out` (any object with `put`: by
+    default a queue its caller reads with `stream`), then None at the end, or an exception."""
+
+    def __init__(self, model: ModelRef, prompt: Prompt, params: SamplingParams, out=None):
         self.model, self.prompt, self.params = model, prompt, params
-        self.out: queue.Queue = queue.Queue()  # Chunk, then None at the end, or an exception
+        self.out = queue.Queue() if out is None else out
         self.gone = threading.Event()  # the caller stopped reading
 
     def fail(self, error: BaseException) -> None:
         self.out.put(error)
 
+    def stream(self) -> Iterator[Chunk]:
+        try:
+            while (item := self.out.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.gone.set()
+
 
 class RequestQueue:
-    """Requests handed to one scheduler thread (started with the first request), and each
-    request's chunks handed back to its caller's thread."""
+    """Requests handed to one scheduler thread, started with the first request."""
 
     def __init__(self, schedule: Callable[["queue.Queue[Request]"], None]):
         self._schedule = schedule
@@ -34,7 +45,7 @@ class RequestQueue:
         self._scheduler: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def submit(self, request: Request) -> Iterator[Chunk]:
+    def submit(self, request: Request) -> None:
         with self._lock:
             if self._scheduler is None:
                 self._scheduler = threading.Thread(
@@ -42,13 +53,6 @@ class RequestQueue:
                 )
                 self._scheduler.start()
         self._incoming.put(request)
-        try:
-            while (item := request.out.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            request.gone.set()
 
 
 def encode_prompt(tokenizer, prompt: Prompt) -> list[int]:

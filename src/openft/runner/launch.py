@@ -8,22 +8,13 @@ where the worker put it, so the Ray nodes must mount the data dir at the same pa
 claim. A Ray job lives on the cluster, so killing it takes `ray job stop` as well (`stop`).
 """
 
-import ctypes
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from openft.processes import die_with_parent
 from openft.settings import Settings
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
 
 def trainer_command(settings: Settings, spec_path: Path, python: str = sys.executable) -> list[str]:
     """`python -m openft.trainer spec.json`, or its torchrun form for several GPUs."""
@@ -71,7 +62,7 @@ def start_trainer(settings: Settings, spec_path: Path, log_path: Path, attempt: 
         stdout=subprocess.PIPE,
         stderr=open(log_path, "ab"),
         env=env,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
         text=True,
     )
 

@@ -47,19 +47,25 @@ class LazyEngine:
 
 
 def _make_engine(settings: Settings) -> Engine:
-    storage = Storage.for_settings(settings)
-    args = (settings.models_dir, settings.serve_threads, storage, settings.cache_dir)
-    if settings.engine == "openft":
-        from openft.inference.batched import BatchedEngine
+    if settings.engine == "vllm":  # vLLM runs its own engine process
+        from openft.inference.vllm import VLLMEngine
 
-        return BatchedEngine(*args, quantize=settings.serve_quantize)
+        return VLLMEngine(settings.models_dir, Storage.for_settings(settings), settings.cache_dir)
+    from openft.inference.process import ProcessEngine
+
+    return ProcessEngine(settings)
+
+
+def make_local_engine(settings: Settings):
+    """The engine itself, in this process (inference/process.py runs it in a child)."""
+    args = (settings.models_dir, settings.serve_threads, Storage.for_settings(settings), settings.cache_dir)
     if settings.engine == "hf":
         from openft.inference.hf import HFEngine
 
         return HFEngine(*args)
-    from openft.inference.vllm import VLLMEngine
+    from openft.inference.batched import BatchedEngine
 
-    return VLLMEngine(*args)
+    return BatchedEngine(*args, quantize=settings.serve_quantize)
 
 
 def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:

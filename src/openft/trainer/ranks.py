@@ -10,12 +10,12 @@ leader) writes events, checkpoints and the adapter.
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 from dataclasses import dataclass
 
 import torch
+
+from openft.processes import die_with_parent
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Ranks:
     def from_environment(cls) -> Ranks:
         ranks = cls(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
         if ranks.world > 1:
-            _die_with_parent()
+            die_with_parent()  # the worker stops a job by killing torchrun; its ranks go with it
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             if torch.cuda.is_available():
                 torch.cuda.set_device(ranks.local_rank)
@@ -70,9 +70,3 @@ class Ranks:
     def close(self) -> None:
         if self.world > 1:
             torch.distributed.destroy_process_group()
-
-
-def _die_with_parent() -> None:
-    """The worker stops a job by killing torchrun; its ranks must not outlive it (as the single
-    trainer process does not: `runner/launch.py`)."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

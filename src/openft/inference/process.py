@@ -1,0 +1,184 @@
+"""The inference engine in a child process of the server.
+
+Decoding is a Python loop around torch ops. In the server's process every one of those ops had
+to win the GIL back from the event loop and the threads that stream replies: 8 streams decoded
+40% slower there than the same engine alone in a process (bench/README.md). So the engine runs
+in a child, and one pipe carries requests, token counts and cancellations down and chunks up.
+The child dies with the server (PR_SET_PDEATHSIG); if it dies first, its callers hear of it and
+the next request starts a new one.
+"""
+
+import itertools
+import pickle
+import queue
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+
+from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams
+from openft.processes import die_with_parent
+from openft.settings import Settings
+
+
+class ProcessEngine:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock = threading.Lock()  # starting the child, and writing to the pipe
+        self._connection = None
+        self._replies: dict[int, queue.Queue] = {}  # call id -> where its answer goes
+        self._ids = itertools.count()
+
+    def context_length(self, model: ModelRef) -> int:
+        return self._call("context_length", model)
+
+    def count_prompt_tokens(self, model: ModelRef, prompt: Prompt) -> int:
+        return self._call("count_prompt_tokens", model, prompt)
+
+    def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> Iterator[Chunk]:
+        call_id, replies = self._send("generate", model, prompt, params)
+        return self._stream(call_id, replies)
+
+    def _stream(self, call_id: int, replies: queue.Queue) -> Iterator[Chunk]:
+        ended = False
+        try:
+            while (item := replies.get()) is not None:
+                if isinstance(item, BaseException):
+                    ended = True
+                    raise item
+                yield item
+            ended = True
+        finally:
+            self._replies.pop(call_id, None)
+            if not ended:  # the caller went away: free its row
+                self._post(("cancel", call_id, ()))
+
+    def _call(self, kind: str, *args):
+        call_id, replies = self._send(kind, *args)
+        try:
+            answer = replies.get()
+        finally:
+            self._replies.pop(call_id, None)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def _send(self, kind: str, *args) -> tuple[int, queue.Queue]:
+        call_id, replies = next(self._ids), queue.Queue()
+        self._replies[call_id] = replies
+        self._post((kind, call_id, args))
+        return call_id, replies
+
+    def _post(self, message: tuple) -> None:
+        with self._lock:
+            if self._connection is None:
+                self._start()
+            if self._connection is None:
+                raise RuntimeError("The inference process could not be started.")
+            try:
+                self._connection.send(message)
+            except OSError:  # the child is gone; the reader thread fails what it had
+                pass
+
+    def _start(self) -> None:
+        started = threading.Event()
+
+        def start_and_read() -> None:
+            # A new interpreter, not a fork (which would copy the server's threads and locks) nor
+            # multiprocessing's spawn (which re-imports the parent's __main__). Started from the
+            # thread that reads its replies: PR_SET_PDEATHSIG fires when the *thread* that
+            # started a child exits.
+            ours, theirs = socket.socketpair()
+            try:
+                subprocess.Popen(
+                    [sys.executable, "-m", "openft.inference.process", str(theirs.fileno()), self.settings.model_dump_json()],
+                    pass_fds=[theirs.fileno()],
+                    preexec_fn=die_with_parent,
+                )
+                self._connection = Connection(ours.detach())
+            finally:
+                theirs.close()
+                started.set()
+            self._read(self._connection)
+
+        threading.Thread(target=start_and_read, name="openft-engine-reader", daemon=True).start()
+        started.wait()
+
+    def _read(self, connection: Connection) -> None:
+        while True:
+            try:
+                call_id, item = connection.recv()
+            except (EOFError, OSError):
+                break
+            replies = self._replies.get(call_id)
+            if replies is not None:
+                replies.put(item)
+        with self._lock:
+            if self._connection is connection:
+                self._connection = None
+            pending = list(self._replies.values())
+        for replies in pending:
+            replies.put(RuntimeError("The inference process exited; the next request starts it again."))
+
+
+class _Outbox:
+    """A request's `out` in the child: every chunk goes up the pipe, tagged with its call."""
+
+    def __init__(self, call_id: int, send, requests: dict):
+        self.call_id, self._send, self._requests = call_id, send, requests
+
+    def put(self, item) -> None:
+        if item is None or isinstance(item, BaseException):
+            self._requests.pop(self.call_id, None)
+        self._send(self.call_id, item)
+
+
+def _serve(settings: Settings, connection: Connection) -> None:
+    """The child: an in-process engine, fed from the pipe."""
+    from openft.inference.requests import Request
+    from openft.server.app import make_local_engine
+
+    engine = make_local_engine(settings)
+    lock = threading.Lock()
+    requests: dict = {}  # call id -> running Request
+
+    def send(call_id: int, item) -> None:
+        with lock:
+            connection.send((call_id, _portable(item)))
+
+    def answer(kind: str, call_id: int, args: tuple) -> None:
+        try:
+            send(call_id, getattr(engine, kind)(*args))
+        except Exception as error:
+            send(call_id, error)
+
+    while True:
+        try:
+            kind, call_id, args = connection.recv()
+        except EOFError:
+            return
+        if kind == "generate":
+            request = Request(*args, out=_Outbox(call_id, send, requests))
+            requests[call_id] = request
+            engine.submit(request)
+        elif kind == "cancel":
+            if (request := requests.pop(call_id, None)) is not None:
+                request.gone.set()
+        else:  # token counts load the model on first use: not on the loop that reads cancellations
+            threading.Thread(target=answer, args=(kind, call_id, args), daemon=True).start()
+
+
+def _portable(item):
+    """Exceptions cross the pipe as themselves if they pickle, else as their text."""
+    if isinstance(item, BaseException):
+        try:
+            pickle.dumps(item)
+        except Exception:
+            return RuntimeError(f"{type(item).__name__}: {item}")
+    return item
+
+
+if __name__ == "__main__":
+    _serve(Settings.model_validate_json(sys.argv[2]), Connection(int(sys.argv[1])))
