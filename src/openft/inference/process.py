@@ -27,8 +27,9 @@ class ProcessEngine:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._lock = threading.Lock()  # starting the child, and writing to the pipe
-        self._connection = None
-        self._replies: dict[int, queue.Queue] = {}  # call id -> where its answer goes
+        self._connection: Connection | None = None
+        # call id -> where its answer goes, and the connection to the child that has it
+        self._replies: dict[int, tuple[queue.Queue, Connection]] = {}
         self._ids = itertools.count()
 
     def context_length(self, model: ModelRef) -> int:
@@ -67,20 +68,28 @@ class ProcessEngine:
 
     def _send(self, kind: str, *args) -> tuple[int, queue.Queue]:
         call_id, replies = next(self._ids), queue.Queue()
-        self._replies[call_id] = replies
-        self._post((kind, call_id, args))
-        return call_id, replies
+        with self._lock:
+            for _ in range(2):  # a child found dead is replaced once
+                if self._connection is None:
+                    self._start()
+                if self._connection is None:
+                    break
+                self._replies[call_id] = (replies, self._connection)
+                try:
+                    self._connection.send((kind, call_id, args))
+                    return call_id, replies
+                except OSError:
+                    self._connection = None
+            self._replies.pop(call_id, None)
+        raise RuntimeError("The inference process could not be started.")
 
     def _post(self, message: tuple) -> None:
         with self._lock:
-            if self._connection is None:
-                self._start()
-            if self._connection is None:
-                raise RuntimeError("The inference process could not be started.")
-            try:
-                self._connection.send(message)
-            except OSError:  # the child is gone; the reader thread fails what it had
-                pass
+            if self._connection is not None:
+                try:
+                    self._connection.send(message)
+                except OSError:  # the child is gone, and what it ran with it
+                    pass
 
     def _start(self) -> None:
         started = threading.Event()
@@ -112,14 +121,14 @@ class ProcessEngine:
                 call_id, item = connection.recv()
             except (EOFError, OSError):
                 break
-            replies = self._replies.get(call_id)
-            if replies is not None:
-                replies.put(item)
+            pending = self._replies.get(call_id)
+            if pending is not None:
+                pending[0].put(item)
         with self._lock:
             if self._connection is connection:
                 self._connection = None
-            pending = list(self._replies.values())
-        for replies in pending:
+            lost = [replies for replies, sent_to in self._replies.values() if sent_to is connection]
+        for replies in lost:
             replies.put(RuntimeError("The inference process exited; the next request starts it again."))
 
 

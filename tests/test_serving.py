@@ -1,0 +1,149 @@
+"""Serving many requests on one base: the decoder computes what transformers and peft compute,
+requests join a running batch instead of waiting for it, and a client that leaves frees its row.
+(How fast: bench/serve_bench.py.)"""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from openft.inference.decoder import LlamaDecoder
+from openft.inference.weights import Int4Linear
+from openft.settings import BUNDLED_MODEL
+
+EOS = "2"  # <|im_end|>: banned with logit_bias where a reply must run to max_tokens
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def base(model_store):
+    path = model_store / BUNDLED_MODEL
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval(), AutoTokenizer.from_pretrained(path)
+
+
+def random_adapter(path, directory, seed: int):
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=4 + 4 * seed, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.02)
+    model.save_pretrained(directory)
+    return model.eval()
+
+
+@torch.inference_mode()
+def test_decoder_computes_what_transformers_and_peft_compute(base, model_store, tmp_path):
+    model, tokenizer = base
+    ids = tokenizer("The quick brown fox jumps over the lazy dog because it wants to", return_tensors="pt").input_ids
+    adapters = [random_adapter(model_store / BUNDLED_MODEL, tmp_path / f"a{n}", n) for n in (1, 2)]  # ranks 8 and 12
+    expected = [model(ids).logits[0], *(adapter(ids).logits[0] for adapter in adapters)]
+
+    decoder = LlamaDecoder(model, "none", torch.float32, CPU, adapter_capacity=2)
+    slots = [0, decoder.adapters.slot(str(tmp_path / "a1"), set()), decoder.adapters.slot(str(tmp_path / "a2"), set())]
+    prompt, rest = ids[0, :6].tolist(), ids[0, 6:].tolist()
+    # Rows of the base and of two adapters, prefilled together and decoded in the same steps.
+    logits = decoder.prefill([0, 1, 2], [prompt] * 3, slots)
+    for row in range(3):
+        torch.testing.assert_close(logits[row], expected[row][5], atol=2e-3, rtol=0)
+    for position, token in enumerate(rest, start=6):
+        logits = decoder.decode([token] * 3, slots)
+        for row in range(3):
+            torch.testing.assert_close(logits[row], expected[row][position], atol=2e-3, rtol=0)
+
+
+@torch.inference_mode()
+def test_int4_serving_of_the_bundled_model_predicts_as_transformers(base):
+    """The bundled model came from a Q4_1 GGUF: every layer packs to int4 exactly (the head
+    does not and stays dense), and teacher-forced next-token predictions agree with fp32
+    transformers."""
+    model, tokenizer = base
+    decoder = LlamaDecoder(model, "auto", torch.bfloat16, CPU, adapter_capacity=1)
+    linears = [weights for layer in decoder.layers for weights in (layer.qkv, layer.o, layer.gate_up, layer.down)]
+    assert all(isinstance(weights, Int4Linear) for weights in linears) and not isinstance(decoder.head, Int4Linear)
+
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "Name three colours of the rainbow."},
+                                          {"role": "assistant", "content": "Red, orange and yellow are three of them."}],
+                                         tokenize=False)  # fmt: skip
+    ids = tokenizer(text).input_ids
+    expected = model(torch.tensor([ids])).logits[0].argmax(-1).tolist()
+    predicted = [int(decoder.prefill([0], [ids[:1]], [0])[0].argmax())]
+    predicted += [int(decoder.decode([token], [0])[0].argmax()) for token in ids[1:]]
+    agreement = sum(p == e for p, e in zip(predicted, expected)) / len(ids)
+    assert agreement >= 0.95, agreement
+
+
+
+def long_stream(client, model: str = "gpt-3.5-turbo", max_tokens: int = 300):
+    return client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Count from 1 to 1000."}], temperature=0,
+        max_tokens=max_tokens, logit_bias={EOS: -100}, stream=True,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_request_joins_a_running_batch(live_server):
+    """A short request sent while a long reply streams is answered before the long one ends (with
+    batches that run to the end, it would wait for all 300 tokens)."""
+    client = live_server.client()
+    long_chunks: list[float] = []
+    first = threading.Event()
+
+    def read_long():
+        for _ in long_stream(client):
+            long_chunks.append(time.monotonic())
+            first.set()
+
+    reader = threading.Thread(target=read_long)
+    reader.start()
+    assert first.wait(120)
+    short = client.chat.completions.create(
+        model="gpt-3.5-turbo", messages=[{"role": "user", "content": "Say hi."}], temperature=0, max_tokens=4
+    )
+    answered = time.monotonic()
+    reader.join()
+    assert short.choices[0].finish_reason in ("stop", "length") and short.choices[0].message.content
+    later = [t for t in long_chunks if t > answered]
+    assert len(later) > 100, f"only {len(later)} of {len(long_chunks)} long-reply chunks came after the short answer"
+
+
+@pytest.mark.slow
+def test_clients_that_disconnect_free_their_rows(live_server):
+    """16 streams (a full batch) of 2,000 tokens, each closed after its first chunk: a request
+    sent next is answered at once, not after the abandoned rows (minutes of decoding)."""
+    client = live_server.client()
+    streams = [long_stream(client, max_tokens=2000) for _ in range(16)]
+    for stream in streams:
+        next(iter(stream))
+        stream.close()
+    started = time.monotonic()
+    reply = client.chat.completions.create(
+        model="gpt-3.5-turbo", messages=[{"role": "user", "content": "Say hi."}], temperature=0, max_tokens=4
+    )
+    assert reply.choices[0].message.content
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.slow
+def test_the_engine_process_comes_back_after_it_dies(live_server):
+    """The engine runs in a child of the server: killed, it fails only what it was doing, and the
+    next request starts it again."""
+    client = live_server.client()
+    ask = lambda: client.chat.completions.create(  # noqa: E731
+        model="gpt-3.5-turbo", messages=[{"role": "user", "content": "Say hi."}], temperature=0, max_tokens=4
+    )
+    before = ask().choices[0].message.content
+    engines = [pid for pid in subprocess.check_output(["pgrep", "-P", str(live_server.process.pid)]).split()
+               if b"openft.inference.process" in Path(f"/proc/{int(pid)}/cmdline").read_bytes()]  # fmt: skip
+    assert len(engines) == 1
+    os.kill(int(engines[0]), signal.SIGKILL)
+    time.sleep(1)  # a request sent while it dies may fail with it
+    assert ask().choices[0].message.content == before
