@@ -1,5 +1,6 @@
 """The `openft` command line. Every command takes --data-dir (env OPENFT_DATA_DIR)."""
 
+import importlib.util
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
@@ -67,6 +68,9 @@ def serve(
     settings = settings_for(data_dir)
     if engine is not None:
         settings = Settings(data_dir=data_dir, engine=engine)
+    if settings.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        typer.echo("Error: the vllm engine needs vLLM on this host: pip install vllm (a GPU machine).", err=True)
+        raise typer.Exit(1)
     if not insecure and not _is_loopback(host) and not KeyService(settings, Database(settings)).required():
         typer.echo(
             f"Error: refusing to listen on {host} without API keys: anyone who can reach it could use this server. "

@@ -62,7 +62,7 @@ class LlamaDecoder:
         self.adapters = AdapterBank(len(self.layers), {
             "qkv": (hidden, (q_size, kv_size, kv_size)), "o": (q_size, (hidden,)),
             "gate_up": (hidden, (intermediate, intermediate)), "down": (intermediate, (hidden,)),
-        }, adapter_capacity, dtype, device)  # fmt: skip
+        }, adapter_capacity, torch.float32, device)  # fmt: skip (fp32: see lora.py)
         # The KV cache: [layers, slots, kv heads, positions, head dim], grown on demand. It and
         # attention are fp32: in bf16 a row's attention depended on the other rows' lengths.
         self.keys = self.values = torch.empty(len(self.layers), 0, self.kv_heads, 0, self.head_dim, device=device)
@@ -84,7 +84,7 @@ class LlamaDecoder:
         ids = torch.tensor([prompt + [0] * (width - len(prompt)) for prompt in prompts], device=self.device)
         positions = torch.arange(width, device=self.device).expand(len(prompts), width)
         last = torch.tensor([len(prompt) - 1 for prompt in prompts], device=self.device)
-        logits = self._forward(ids, positions, attend, self._selection(adapters), last)
+        logits = self._forward(ids, positions, attend, self.adapters.selection(adapters), last)
         for slot, prompt in zip(slots, prompts):
             self.lengths[slot] = len(prompt)
         return logits
@@ -106,7 +106,7 @@ class LlamaDecoder:
             return F.scaled_dot_product_attention(q.float(), keys, values, attn_mask=visible, enable_gqa=True).to(q.dtype)
 
         tokens_tensor = torch.tensor(tokens, device=self.device)[:, None]
-        logits = self._forward(tokens_tensor, positions[:, None], attend, self._selection(adapters))
+        logits = self._forward(tokens_tensor, positions[:, None], attend, self.adapters.selection(adapters))
         for row in range(n):
             self.lengths[row] += 1
         return logits
@@ -117,15 +117,6 @@ class LlamaDecoder:
         self.keys[:, target, :, :length] = self.keys[:, source, :, :length]
         self.values[:, target, :, :length] = self.values[:, source, :, :length]
         self.lengths[target] = length
-
-    def _selection(self, adapters: list[int]):
-        """The adapters of a batch as AdapterBank.delta takes them."""
-        distinct = set(adapters)
-        if distinct == {0}:
-            return None
-        if len(distinct) == 1:
-            return adapters[0]
-        return torch.tensor(adapters, device=self.device)
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, attend, selection, last=None) -> torch.Tensor:
         """Logits at each row's `last` position (default: its final one)."""
@@ -152,7 +143,7 @@ class LlamaDecoder:
     def _project(self, layer: int, name: str, weights, x: torch.Tensor, selection) -> torch.Tensor:
         y = weights(x)
         delta = self.adapters.delta(layer, name, x, selection)
-        return y if delta is None else y + delta
+        return y if delta is None else y.add_(delta)
 
     def _reserve(self, slots: int, length: int) -> None:
         """Grows the KV cache to hold `slots` rows of `length` positions (doubling, so growing

@@ -1,0 +1,133 @@
+"""`OPENFT_ENGINE=vllm`: serving on a GPU with vLLM's engine (continuous batching, paged KV
+cache, multi-LoRA kernels), which runs its own engine-core process. Imported only when chosen;
+vLLM is not a dependency (`pip install vllm` on the GPU host).
+
+Prompts are rendered here with the same chat template and message normalisation as training
+(requests.encode_prompt) and sent as token ids; fine-tunes are LoRARequests on their adapter
+directory. vLLM's asyncio API runs on a loop of its own thread, behind the engine protocol's
+blocking iterators.
+"""
+
+import asyncio
+import importlib.util
+import itertools
+import queue
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from transformers import AutoConfig, AutoTokenizer
+
+from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams, TokenLogprob
+from openft.inference.requests import encode_prompt
+from openft.storage import Storage
+
+MAX_LOADED_ADAPTERS = 8
+MAX_LORA_RANK = 64
+
+
+class VLLMEngine:
+    def __init__(self, models_dir: Path, storage: Storage, cache_dir: Path):
+        if importlib.util.find_spec("vllm") is None:
+            raise RuntimeError("OPENFT_ENGINE=vllm needs vLLM on this host: pip install vllm (a GPU machine).")
+        self.models_dir, self.storage, self.cache_dir = models_dir, storage, cache_dir
+        self._engines: dict[str, object] = {}
+        self._tokenizers: dict[str, object] = {}
+        self._adapter_ids: dict[str, int] = {}
+        self._next_adapter_id = itertools.count(1)
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, name="openft-vllm", daemon=True).start()
+
+    def context_length(self, model: ModelRef) -> int:
+        return AutoConfig.from_pretrained(self.models_dir / model.base_model).max_position_embeddings
+
+    def count_prompt_tokens(self, model: ModelRef, prompt: Prompt) -> int:
+        return len(encode_prompt(self._tokenizer(model.base_model), prompt))
+
+    def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> Iterator[Chunk]:
+        engine = self._engine(model.base_model)
+        tokenizer = self._tokenizer(model.base_model)
+        ids = encode_prompt(tokenizer, prompt)
+        request_id = uuid.uuid4().hex
+        chunks: queue.Queue = queue.Queue()
+        running = asyncio.run_coroutine_threadsafe(
+            self._run(engine, tokenizer, ids, params, self._lora(model), request_id, chunks), self._loop
+        )
+        try:
+            while (item := chunks.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            if not running.done():  # the caller went away: free its sequence
+                asyncio.run_coroutine_threadsafe(engine.abort(request_id), self._loop)
+
+    async def _run(self, engine, tokenizer, ids, params: SamplingParams, lora, request_id: str, chunks: queue.Queue):
+        from vllm import SamplingParams as VLLMSamplingParams
+        from vllm import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
+        sampling = VLLMSamplingParams(
+            temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens, stop=list(params.stop),
+            seed=params.seed, presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty,
+            logit_bias=dict(params.logit_bias) or None,
+            logprobs=max(params.top_logprobs, 1) if params.logprobs else None,
+            output_kind=RequestOutputKind.DELTA,
+        )  # fmt: skip
+        generated = 0
+        try:
+            async for output in engine.generate(TokensPrompt(prompt_token_ids=ids), sampling, request_id, lora_request=lora):
+                completion = output.outputs[0]
+                generated += len(completion.token_ids)
+                logprobs = _logprobs(tokenizer, completion, params) if params.logprobs else []
+                if completion.text or logprobs:
+                    chunks.put(Chunk(completion.text, logprobs=logprobs))
+                if output.finished:
+                    reason = "length" if completion.finish_reason == "length" else "stop"
+                    chunks.put(Chunk("", reason, prompt_tokens=len(ids), completion_tokens=generated))
+            chunks.put(None)
+        except BaseException as error:
+            chunks.put(error)
+
+    def _engine(self, base: str):
+        with self._lock:
+            if base not in self._engines:
+                from vllm import AsyncEngineArgs, AsyncLLMEngine
+
+                self._engines[base] = AsyncLLMEngine.from_engine_args(AsyncEngineArgs(
+                    model=str(self.models_dir / base), dtype="bfloat16", enable_lora=True,
+                    max_loras=MAX_LOADED_ADAPTERS, max_lora_rank=MAX_LORA_RANK,
+                ))  # fmt: skip
+            return self._engines[base]
+
+    def _tokenizer(self, base: str):
+        with self._lock:
+            if base not in self._tokenizers:
+                self._tokenizers[base] = AutoTokenizer.from_pretrained(self.models_dir / base)
+            return self._tokenizers[base]
+
+    def _lora(self, model: ModelRef):
+        if model.adapter_path is None:
+            return None
+        from vllm.lora.request import LoRARequest
+
+        with self._lock:
+            if model.adapter_path not in self._adapter_ids:
+                self._adapter_ids[model.adapter_path] = next(self._next_adapter_id)
+            adapter_id = self._adapter_ids[model.adapter_path]
+        local = self.storage.fetch(model.adapter_path, self.cache_dir)
+        return LoRARequest(model.adapter_path, adapter_id, str(local))
+
+
+def _logprobs(tokenizer, completion, params: SamplingParams) -> list[TokenLogprob]:
+    """vLLM's per-token {token id: Logprob} as the engine protocol's TokenLogprobs."""
+    described = []
+    for token, candidates in zip(completion.token_ids, completion.logprobs or []):
+        ranked = sorted(candidates.items(), key=lambda item: item[1].rank or 0)[: params.top_logprobs]
+        described.append(TokenLogprob(
+            tokenizer.decode([token]), candidates[token].logprob,
+            tuple((tokenizer.decode([t]), lp.logprob) for t, lp in ranked),
+        ))  # fmt: skip
+    return described
