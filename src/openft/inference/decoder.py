@@ -62,7 +62,7 @@ class LlamaDecoder:
         self.adapters = AdapterBank(len(self.layers), {
             "qkv": (hidden, (q_size, kv_size, kv_size)), "o": (q_size, (hidden,)),
             "gate_up": (hidden, (intermediate, intermediate)), "down": (intermediate, (hidden,)),
-        }, adapter_capacity, torch.float32, device)  # fmt: skip (fp32: see lora.py)
+        }, adapter_capacity, torch.float32 if device.type == "cpu" else dtype, device)  # fmt: skip (see lora.py)
         # The KV cache: [layers, slots, kv heads, positions, head dim], grown on demand. It and
         # attention are fp32: in bf16 a row's attention depended on the other rows' lengths.
         self.keys = self.values = torch.empty(len(self.layers), 0, self.kv_heads, 0, self.head_dim, device=device)
