@@ -147,3 +147,39 @@ def test_the_engine_process_comes_back_after_it_dies(live_server):
     os.kill(int(engines[0]), signal.SIGKILL)
     time.sleep(1)  # a request sent while it dies may fail with it
     assert ask().choices[0].message.content == before
+
+
+@pytest.mark.slow
+def test_n_choices_are_sampled_apart_and_reproducibly(live_server):
+    client = live_server.client()
+    ask = lambda: client.chat.completions.create(  # noqa: E731
+        model="gpt-3.5-turbo", messages=[{"role": "user", "content": "Name an animal."}], n=3, temperature=1.0,
+        seed=11, max_tokens=12,
+    )  # fmt: skip
+    first, second = ask(), ask()
+    assert [c.index for c in first.choices] == [0, 1, 2]
+    assert [c.message.content for c in first.choices] == [c.message.content for c in second.choices]
+    assert len({c.message.content for c in first.choices}) > 1  # each choice its own seed
+
+
+def test_other_architectures_are_served_by_transformers(tmp_path, model_store):
+    """A base the decoder cannot run (here a small random Qwen2) is decoded by the transformers +
+    peft engine behind the same interface."""
+    from transformers import Qwen2Config
+
+    from openft.inference.batched import BatchedEngine
+    from openft.inference.engine import ModelRef, Prompt, SamplingParams
+    from openft.settings import Settings
+    from openft.storage import Storage
+
+    bundled = model_store / BUNDLED_MODEL
+    target = tmp_path / "models" / "tiny-qwen2"
+    config = Qwen2Config(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, eos_token_id=2, bos_token_id=1)  # fmt: skip
+    AutoModelForCausalLM.from_config(config).save_pretrained(target)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        (target / name).write_bytes((bundled / name).read_bytes())
+    engine = BatchedEngine(tmp_path / "models", 2, Storage.for_settings(Settings(data_dir=tmp_path)), tmp_path / "cache")
+    chunks = list(engine.generate(ModelRef("tiny-qwen2"), Prompt([{"role": "user", "content": "Hi"}]),
+                                  SamplingParams(max_tokens=5, temperature=0, logit_bias=((2, -100.0),))))  # fmt: skip
+    assert chunks[-1].finish_reason == "length" and chunks[-1].completion_tokens == 5

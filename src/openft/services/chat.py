@@ -1,6 +1,7 @@
 """Chat completions: check the request, resolve the model name, and turn engine chunks into
 OpenAI's response or stream chunks."""
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -38,8 +39,9 @@ class ChatService:
         model, prompt = await self._prepare(organization_id, request)
         completion_id, created = ids.completion_id(), int(time.time())
         choices, prompt_tokens, completion_tokens = [], 0, 0
-        for index in range(request.n or 1):
-            text, logprobs, last = await self._whole(model, prompt, request, index)
+        # The n choices are generated at once, so the engine decodes them in one batch.
+        wholes = await asyncio.gather(*(self._whole(model, prompt, request, index) for index in range(request.n or 1)))
+        for index, (text, logprobs, last) in enumerate(wholes):
             message, finish_reason = _reply(text, last.finish_reason, request)
             choices.append(
                 Choice(index=index, message=message, finish_reason=finish_reason, logprobs=_logprobs(request, logprobs))
