@@ -119,6 +119,14 @@ def engine_rate(engine: BatchedEngine, models: list[ModelRef], tokens: int) -> f
     return sum(counts) / (time.perf_counter() - started)
 
 
+def on_own_thread(function, *args):
+    result = []
+    thread = threading.Thread(target=lambda: result.append(function(*args)))
+    thread.start()
+    thread.join()
+    return result[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=64)
@@ -133,19 +141,20 @@ def main() -> None:
         data = Path(tmp)
         path = model_dir(args, data / "models")
         storage = Storage.for_settings(Settings(data_dir=data))
-        adapters = make_adapters(path, storage, data / "scratch", 8)
-        # The engine first: torch work on this (long-lived) thread, as `generate` does, halved the
-        # speed of the engine's own thread afterwards (two OpenMP teams on 2 cores).
+        adapters = on_own_thread(make_adapters, path, storage, data / "scratch", 8)
+        # The peer and the check each on a thread of its own that ends: torch work on a thread
+        # that lives on (this one) halved the speed of another thread's torch work afterwards
+        # (two OpenMP teams on 2 cores), in both directions.
+        base_error, adapter_error = on_own_thread(check, path, data / "scratch" / "a0", device, dtype)
+        figures = {
+            "generate, 1 prompt": on_own_thread(generate_rate, path, PROMPTS[:1], args.tokens, device),
+            "generate, batch of 8": on_own_thread(generate_rate, path, PROMPTS, args.tokens, device),
+        }
         engine = BatchedEngine(data / "models", 2, storage, data / "cache")
         engine_rate(engine, [ModelRef("base", key) for key in adapters], 2)  # load the model and every adapter
-        figures = {
-            "engine, 1 stream": engine_rate(engine, [ModelRef("base")], args.tokens),
-            "engine, 8 streams, 1 adapter": engine_rate(engine, [ModelRef("base", adapters[0])] * 8, args.tokens),
-            "engine, 8 streams, 8 adapters": engine_rate(engine, [ModelRef("base", key) for key in adapters], args.tokens),
-            "generate, 1 prompt": generate_rate(path, PROMPTS[:1], args.tokens, device),
-            "generate, batch of 8": generate_rate(path, PROMPTS, args.tokens, device),
-        }
-        base_error, adapter_error = check(path, data / "scratch" / "a0", device, dtype)
+        figures["engine, 1 stream"] = engine_rate(engine, [ModelRef("base")], args.tokens)
+        figures["engine, 8 streams, 1 adapter"] = engine_rate(engine, [ModelRef("base", adapters[0])] * 8, args.tokens)
+        figures["engine, 8 streams, 8 adapters"] = engine_rate(engine, [ModelRef("base", key) for key in adapters], args.tokens)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     print(f"device {device} ({name}), decoder in {dtype}")
     print(f"decoder vs transformers (peft), max |logit difference| / logit std: base {base_error:.3f}, adapter {adapter_error:.3f}")
