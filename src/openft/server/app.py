@@ -51,6 +51,8 @@ def _make_engine(settings: Settings) -> Engine:
         from openft.inference.vllm import VLLMEngine
 
         return VLLMEngine(settings.models_dir, Storage.for_settings(settings), settings.cache_dir)
+    if (settings.storage_url or "").startswith("memory://"):  # fsspec's memory filesystem is this process's
+        return make_local_engine(settings)
     from openft.inference.process import ProcessEngine
 
     return ProcessEngine(settings)
