@@ -9,6 +9,7 @@ the next request starts a new one.
 """
 
 import itertools
+import os
 import pickle
 import queue
 import socket
@@ -21,6 +22,8 @@ from multiprocessing.connection import Connection
 from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams
 from openft.processes import die_with_parent
 from openft.settings import Settings
+
+SETTINGS_VARIABLE = "_OPENFT_ENGINE_SETTINGS"  # not OPENFT_*: that is the Settings prefix
 
 
 class ProcessEngine:
@@ -102,9 +105,11 @@ class ProcessEngine:
             ours, theirs = socket.socketpair()
             try:
                 subprocess.Popen(
-                    [sys.executable, "-m", "openft.inference.process", str(theirs.fileno()), self.settings.model_dump_json()],
+                    [sys.executable, "-m", "openft.inference.process", str(theirs.fileno())],
                     pass_fds=[theirs.fileno()],
                     preexec_fn=die_with_parent,
+                    # Settings hold API keys: in the environment, not on a command line anyone can read.
+                    env={**os.environ, SETTINGS_VARIABLE: self.settings.model_dump_json()},
                 )
                 self._connection = Connection(ours.detach())
             finally:
@@ -190,4 +195,4 @@ def _portable(item):
 
 
 if __name__ == "__main__":
-    _serve(Settings.model_validate_json(sys.argv[2]), Connection(int(sys.argv[1])))
+    _serve(Settings.model_validate_json(os.environ.pop(SETTINGS_VARIABLE)), Connection(int(sys.argv[1])))
