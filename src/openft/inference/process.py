@@ -149,12 +149,25 @@ class _Outbox:
         self._send(self.call_id, item)
 
 
+def local_engine(settings: Settings):
+    """The engine itself, in this process (the child runs one)."""
+    from openft.storage import Storage
+
+    args = (settings.models_dir, settings.serve_threads, Storage.for_settings(settings), settings.cache_dir)
+    if settings.engine == "hf":
+        from openft.inference.hf import HFEngine
+
+        return HFEngine(*args)
+    from openft.inference.batched import BatchedEngine
+
+    return BatchedEngine(*args, quantize=settings.serve_quantize)
+
+
 def _serve(settings: Settings, connection: Connection) -> None:
     """The child: an in-process engine, fed from the pipe."""
     from openft.inference.requests import Request
-    from openft.server.app import make_local_engine
 
-    engine = make_local_engine(settings)
+    engine = local_engine(settings)
     lock = threading.Lock()
     requests: dict = {}  # call id -> running Request
 

@@ -51,23 +51,11 @@ def _make_engine(settings: Settings) -> Engine:
         from openft.inference.vllm import VLLMEngine
 
         return VLLMEngine(settings.models_dir, Storage.for_settings(settings), settings.cache_dir)
+    from openft.inference.process import ProcessEngine, local_engine
+
     if (settings.storage_url or "").startswith("memory://"):  # fsspec's memory filesystem is this process's
-        return make_local_engine(settings)
-    from openft.inference.process import ProcessEngine
-
+        return local_engine(settings)
     return ProcessEngine(settings)
-
-
-def make_local_engine(settings: Settings):
-    """The engine itself, in this process (inference/process.py runs it in a child)."""
-    args = (settings.models_dir, settings.serve_threads, Storage.for_settings(settings), settings.cache_dir)
-    if settings.engine == "hf":
-        from openft.inference.hf import HFEngine
-
-        return HFEngine(*args)
-    from openft.inference.batched import BatchedEngine
-
-    return BatchedEngine(*args, quantize=settings.serve_quantize)
 
 
 def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
