@@ -2,10 +2,10 @@
 
 One scheduler thread owns the model. Between two decode steps it admits waiting requests (up to
 MAX_BATCH rows, of one base model): they are prefilled together (grouped by prompt length), each
-into its own KV-cache slot, pick their first token and join the next step. Every step decodes one token for every running row, each
-with its own adapter (up to MAX_LOADED_ADAPTERS loaded, least recently used evicted), sampling
-parameters, stop strings and seed. A row that finishes, or whose caller went away, leaves at
-once and its slot goes to the next request.
+into its own KV-cache slot, pick their first token and join the next step. Every step decodes
+one token for every running row, each with its own adapter (up to MAX_LOADED_ADAPTERS loaded,
+least recently used evicted), sampling parameters, stop strings and seed. A row that finishes,
+or whose caller went away, leaves at once and its slot goes to the next request.
 
 Bases the decoder does not support (another architecture) are served by the transformers +
 peft engine (hf.py).
@@ -24,7 +24,7 @@ from openft.hardware import cpu_has_native_bf16
 from openft.inference.decoder import LlamaDecoder, unsupported
 from openft.inference.engine import ModelRef, Prompt, SamplingParams
 from openft.inference.hf import HFEngine
-from openft.inference.requests import Request, RequestQueue, Row, encode_prompt
+from openft.inference.requests import Request, RequestQueue, Row, encode_prompt, stop_token_ids
 from openft.storage import Storage
 
 MAX_BATCH = 16
@@ -40,10 +40,8 @@ class ServedBase:
         dtype = torch.bfloat16 if self.device.type == "cuda" or cpu_has_native_bf16() else torch.float32
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         self.decoder = LlamaDecoder(model, quantize, dtype, self.device, MAX_LOADED_ADAPTERS)
-        config = model.config
-        self.context_length = config.max_position_embeddings
-        eos = config.eos_token_id
-        self.stop_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])}
+        self.context_length = model.config.max_position_embeddings
+        self.stop_ids = stop_token_ids(self.tokenizer, model.config)
 
 
 @dataclass

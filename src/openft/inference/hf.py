@@ -26,7 +26,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.utils import logging as transformers_logging
 
 from openft.inference.engine import ModelRef, Prompt, SamplingParams
-from openft.inference.requests import Request, RequestQueue, Row, encode_prompt
+from openft.inference.requests import Request, RequestQueue, Row, encode_prompt, stop_token_ids
 from openft.storage import Storage
 
 MAX_LOADED_ADAPTERS = 8
@@ -37,6 +37,8 @@ GATHER_SECONDS = 0.01  # how long a new batch waits for requests sent at the sam
 # reads the deprecated `is_gradient_checkpointing`, which warns on every adapter load.
 transformers_logging.disable_progress_bar()
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
 class LoadedBase:
     def __init__(self, path: Path):
         self.tokenizer = AutoTokenizer.from_pretrained(path)
@@ -47,10 +49,8 @@ class LoadedBase:
         self.peft: PeftModel | None = None
         self.adapters: OrderedDict[str, str] = OrderedDict()  # adapter path -> adapter name
         self.adapters_loaded = 0
-        config = self.model.config
-        self.context_length = config.max_position_embeddings
-        eos = config.eos_token_id
-        self.stop_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])}
+        self.context_length = self.model.config.max_position_embeddings
+        self.stop_ids = stop_token_ids(self.tokenizer, self.model.config)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
 
     @contextmanager

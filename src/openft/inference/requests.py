@@ -55,6 +55,12 @@ class RequestQueue:
         self._incoming.put(request)
 
 
+def stop_token_ids(tokenizer, config) -> set[int]:
+    """The tokens that end a reply: the tokenizer's end of sequence and the model config's."""
+    eos = config.eos_token_id
+    return {tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])}
+
+
 def encode_prompt(tokenizer, prompt: Prompt) -> list[int]:
     # The same message normalisation as training, so a fine-tune sees tools as it learned them.
     messages, tools = chat_messages(tokenizer, prompt.messages, prompt.tools)
