@@ -9,6 +9,7 @@ blocking iterators.
 """
 
 import asyncio
+import functools
 import importlib.util
 import itertools
 import queue
@@ -41,7 +42,7 @@ class VLLMEngine:
         threading.Thread(target=self._loop.run_forever, name="openft-vllm", daemon=True).start()
 
     def context_length(self, model: ModelRef) -> int:
-        return AutoConfig.from_pretrained(self.models_dir / model.base_model).max_position_embeddings
+        return _context_length(self.models_dir / model.base_model)
 
     def count_prompt_tokens(self, model: ModelRef, prompt: Prompt) -> int:
         return len(encode_prompt(self._tokenizer(model.base_model), prompt))
@@ -119,6 +120,12 @@ class VLLMEngine:
             adapter_id = self._adapter_ids[model.adapter_path]
         local = self.storage.fetch(model.adapter_path, self.cache_dir)
         return LoRARequest(model.adapter_path, adapter_id, str(local))
+
+
+@functools.cache
+def _context_length(base_dir: Path) -> int:
+    """Read once per base: every chat request asks."""
+    return AutoConfig.from_pretrained(base_dir).max_position_embeddings
 
 
 def _logprobs(tokenizer, completion, params: SamplingParams) -> list[TokenLogprob]:
