@@ -22,7 +22,7 @@ from openft.server.app import create_app
 from openft.settings import Settings
 from openft.store.db import Database
 from openft.store.tables import CheckpointRow, EventRow, JobRow
-from tests.conftest import in_process_client, new_data_dir
+from tests.conftest import in_process_client, new_data_dir, stop_process
 from tests.test_workflow import DATA
 
 pytestmark = pytest.mark.slow
@@ -68,12 +68,7 @@ class WorkerProcess:
         return None
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_process(self.process)
         self.log.close()
 
 

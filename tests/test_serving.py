@@ -2,13 +2,10 @@
 requests join a running batch instead of waiting for it, and a client that leaves frees its row.
 (How fast: bench/serve_bench.py.)"""
 
-import os
-import signal
-import subprocess
 import threading
 import time
-from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
@@ -141,10 +138,10 @@ def test_the_engine_process_comes_back_after_it_dies(live_server):
         model="gpt-3.5-turbo", messages=[{"role": "user", "content": "Say hi."}], temperature=0, max_tokens=4
     )
     before = ask().choices[0].message.content
-    engines = [pid for pid in subprocess.check_output(["pgrep", "-P", str(live_server.process.pid)]).split()
-               if b"openft.inference.process" in Path(f"/proc/{int(pid)}/cmdline").read_bytes()]  # fmt: skip
+    engines = [child for child in psutil.Process(live_server.process.pid).children()
+               if "openft.inference.process" in child.cmdline()]  # fmt: skip
     assert len(engines) == 1
-    os.kill(int(engines[0]), signal.SIGKILL)
+    engines[0].kill()
     time.sleep(1)  # a request sent while it dies may fail with it
     assert ask().choices[0].message.content == before
 
