@@ -53,7 +53,9 @@ def model_dir(args, models: Path) -> Path:
     return target
 
 
-def make_adapters(path: Path, storage: Storage, scratch: Path, count: int) -> list[str]:
+def make_adapters(path: Path, storage: Storage, scratch: Path, count: int, std: float) -> list[str]:
+    """Random LoRA adapters (r=8, all linear layers, B drawn with this std) on the model at
+    `path`, saved under `scratch` and put in the storage; returns their storage keys."""
     keys = []
     for n in range(count):
         torch.manual_seed(n)
@@ -62,7 +64,7 @@ def make_adapters(path: Path, storage: Storage, scratch: Path, count: int) -> li
         with torch.no_grad():
             for name, parameter in model.named_parameters():
                 if "lora_B" in name:
-                    parameter.normal_(0, 0.02)
+                    parameter.normal_(0, std)
         model.save_pretrained(scratch / f"a{n}")
         storage.put_dir(scratch / f"a{n}", f"adapters/a{n}")
         keys.append(f"adapters/a{n}")
@@ -141,7 +143,7 @@ def main() -> None:
         data = Path(tmp)
         path = model_dir(args, data / "models")
         storage = Storage.for_settings(Settings(data_dir=data))
-        adapters = on_own_thread(make_adapters, path, storage, data / "scratch", 8)
+        adapters = on_own_thread(make_adapters, path, storage, data / "scratch", 8, 0.02)
         # The peer and the check each on a thread of its own that ends: torch work on a thread
         # that lives on (this one) halved the speed of another thread's torch work afterwards
         # (two OpenMP teams on 2 cores), in both directions.

@@ -30,20 +30,16 @@ from pathlib import Path
 
 from openai import AsyncOpenAI
 
+from engine_bench import PROMPTS
+from engine_bench import make_adapters as make_random_adapters
 from openft.cli.demo import background_server
 from openft.models.bundled import import_bundled, model_path
 
-PROMPTS = [f"Write a short story about a {animal} who learns to bake bread." for animal in
-           ("dragon", "cat", "fox", "whale", "robot", "owl", "bear", "snail")]  # fmt: skip
 ADAPTERS = 8
 
 
 def make_adapters(data_dir: Path) -> list[str]:
     """Random LoRA adapters on the bundled model, stored and registered as fine-tunes."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
     from openft.settings import Settings
     from openft.storage import Storage
     from openft.store.db import Database
@@ -53,17 +49,9 @@ def make_adapters(data_dir: Path) -> list[str]:
     storage, db = Storage.for_settings(settings), Database(settings)
     base = model_path(settings.models_dir)
     names = []
-    for n in range(ADAPTERS):
-        torch.manual_seed(n)
-        model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                               LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"))  # fmt: skip
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                torch.nn.init.normal_(parameter, std=0.002)
-        with tempfile.TemporaryDirectory() as tmp:
-            model.save_pretrained(tmp)
-            key = f"adapters/bench-{n}"
-            storage.put_dir(Path(tmp), key)
+    with tempfile.TemporaryDirectory() as scratch:
+        keys = make_random_adapters(base, storage, Path(scratch), ADAPTERS, std=0.002)
+    for n, key in enumerate(keys):
         name = f"ft:{base.name}:{settings.organization}:bench{n}:{n:08d}"
         with db.session() as session:
             session.add(ModelRow(id=name, created=int(time.time()), owned_by=settings.organization,
