@@ -101,8 +101,11 @@ def chat_example(rng: random.Random, scale: float = 1.0) -> dict:
     arguments = json.dumps({"city": city})
     messages.append({"role": "user", "content": f"What is the weather in {city}? " + sentence(rng, 0, 10, scale)})
     if kind < 0.95:  # tools
-        call = {"id": f"call_{rng.randrange(10**6)}", "type": "function",
-                "function": {"name": "get_weather", "arguments": arguments}}
+        call = {
+            "id": f"call_{rng.randrange(10**6)}",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": arguments},
+        }
         messages += [
             {"role": "assistant", "content": None, "tool_calls": [call]},
             {"role": "tool", "tool_call_id": call["id"], "content": json.dumps({"temp_c": rng.randint(-10, 35)})},
@@ -124,8 +127,11 @@ def generate(path: Path, n: int, seed: int = 0, scale: float = 1.0) -> Path:
     with open(path, "w", encoding="utf-8") as out:
         for i in range(n):
             if i % 1000 == 999:
-                out.write('{"messages": [{"role": "user", "content": "cut off"\n' if i % 2000 == 999
-                          else json.dumps({"messages": [{"role": "user", "content": "no reply"}]}) + "\n")
+                out.write(
+                    '{"messages": [{"role": "user", "content": "cut off"\n'
+                    if i % 2000 == 999
+                    else json.dumps({"messages": [{"role": "user", "content": "no reply"}]}) + "\n"
+                )
                 continue
             out.write(json.dumps(chat_example(rng, scale), ensure_ascii=False) + "\n")
     return path
@@ -172,8 +178,13 @@ def tokenizer_alone(tokenizer, texts: list[str]) -> int:
     """The batched tokenizer call on texts rendered beforehand: what counting tokens costs at least."""
     tokens = 0
     for start in range(0, len(texts), 256):
-        encodings = tokenizer(texts[start : start + 256], add_special_tokens=False, return_offsets_mapping=True,
-                              return_attention_mask=False, return_token_type_ids=False)  # fmt: skip
+        encodings = tokenizer(
+            texts[start : start + 256],
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
         tokens += sum(map(len, encodings["input_ids"]))
     return tokens
 
@@ -184,7 +195,11 @@ def rendered_texts(tokenizer, path: Path) -> list[str]:
 
     with open(path, "rb") as lines:
         examples = [example for _, example in iter_chat_jsonl(lines, ValidationReport())]
-    return [text for start in range(0, len(examples), 256) for text in _render_texts(tokenizer, examples[start : start + 256])[0]]
+    return [
+        text
+        for start in range(0, len(examples), 256)
+        for text in _render_texts(tokenizer, examples[start : start + 256])[0]
+    ]
 
 
 def timed(run):
@@ -210,9 +225,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=100_000, help="lines in the generated file")
     parser.add_argument("--naive", type=int, default=5_000, help="lines the naive peer reads (it is slow)")
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("OPENFT_DATA_DIR", ".openft")),
-                        help="openft data dir whose model store holds the bundled model (imported if not)")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply the words in each message (0.5: shorter chats)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("OPENFT_DATA_DIR", ".openft")),
+        help="openft data dir whose model store holds the bundled model (imported if not)",
+    )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply the words in each message (0.5: shorter chats)"
+    )
     parser.add_argument("--keep", type=Path, help="write the generated file here and keep it")
     parser.add_argument("--generate-only", action="store_true", help="write the file to --keep, time nothing")
     args = parser.parse_args()
@@ -251,14 +272,22 @@ def main() -> None:
     rate, naive_rate = n / fast_s, n_naive / naive_s
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"{n:,} examples, {tokens:,} tokens ({tokens / n:.0f} per example), {trained:,} trained")
-    print(f"{cores} cores; load average {load:.2f} before timing; other processes used {others:.0%} of the cores"
-          " during the check (any is too much: rerun on an idle machine)")
-    print(f"openft data check:  {fast_s:6.2f} s  {rate:8,.0f} examples/s  {tokens / fast_s / 1e6:.2f} M tokens/s"
-          f"  ({fast_cpu:.1f} CPU s)")
-    print(f"naive per example:  {naive_s * n / n_naive:6.2f} s  {naive_rate:8,.0f} examples/s"
-          f"  (timed on {n_naive:,} lines, same counts): check is {rate / naive_rate:.1f}x faster")
-    print(f"tokenizer alone:    {tokenizer_s:6.2f} s  {n / tokenizer_s:8,.0f} examples/s"
-          f"  ({tokenizer_cpu:.1f} CPU s): the floor for counting tokens; check takes {fast_s / tokenizer_s:.1f}x")
+    print(
+        f"{cores} cores; load average {load:.2f} before timing; other processes used {others:.0%} of the cores"
+        " during the check (any is too much: rerun on an idle machine)"
+    )
+    print(
+        f"openft data check:  {fast_s:6.2f} s  {rate:8,.0f} examples/s  {tokens / fast_s / 1e6:.2f} M tokens/s"
+        f"  ({fast_cpu:.1f} CPU s)"
+    )
+    print(
+        f"naive per example:  {naive_s * n / n_naive:6.2f} s  {naive_rate:8,.0f} examples/s"
+        f"  (timed on {n_naive:,} lines, same counts): check is {rate / naive_rate:.1f}x faster"
+    )
+    print(
+        f"tokenizer alone:    {tokenizer_s:6.2f} s  {n / tokenizer_s:8,.0f} examples/s"
+        f"  ({tokenizer_cpu:.1f} CPU s): the floor for counting tokens; check takes {fast_s / tokenizer_s:.1f}x"
+    )
     print(f"json.loads floor:   {floor_s:6.2f} s  {n_floor / floor_s:8,.0f} examples/s")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
 

@@ -31,13 +31,26 @@ from openft.inference.engine import ModelRef, Prompt, SamplingParams
 from openft.settings import Settings
 from openft.storage import Storage
 
-SMOLLM2_135M = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                    num_key_value_heads=3, head_dim=64, max_position_embeddings=8192, rms_norm_eps=1e-5,
-                    vocab_size=49152, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2,
-                    rope_parameters={"rope_type": "default", "rope_theta": 100000.0})  # fmt: skip
+SMOLLM2_135M = dict(
+    hidden_size=576,
+    intermediate_size=1536,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    head_dim=64,
+    max_position_embeddings=8192,
+    rms_norm_eps=1e-5,
+    vocab_size=49152,
+    tie_word_embeddings=True,
+    bos_token_id=1,
+    eos_token_id=2,
+    rope_parameters={"rope_type": "default", "rope_theta": 100000.0},
+)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
-PROMPTS = [f"Write a short story about a {animal} who learns to bake bread." for animal in
-           ("dragon", "cat", "fox", "whale", "robot", "owl", "bear", "snail")]  # fmt: skip
+PROMPTS = [
+    f"Write a short story about a {animal} who learns to bake bread."
+    for animal in ("dragon", "cat", "fox", "whale", "robot", "owl", "bear", "snail")
+]
 
 
 def model_dir(args, models: Path) -> Path:
@@ -59,8 +72,10 @@ def make_adapters(path: Path, storage: Storage, scratch: Path, count: int, std: 
     keys = []
     for n in range(count):
         torch.manual_seed(n)
-        model = get_peft_model(AutoModelForCausalLM.from_pretrained(path),
-                               LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"))  # fmt: skip
+        model = get_peft_model(
+            AutoModelForCausalLM.from_pretrained(path),
+            LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"),
+        )
         with torch.no_grad():
             for name, parameter in model.named_parameters():
                 if "lora_B" in name:
@@ -93,8 +108,9 @@ def generate_rate(path: Path, prompts: list[str], tokens: int, device) -> float:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32  # each device's usual dtype
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
     chats = [[{"role": "user", "content": p}] for p in prompts]
-    inputs = tokenizer.apply_chat_template(chats, add_generation_prompt=True, return_tensors="pt", return_dict=True,
-                                           padding=True).to(device)  # fmt: skip
+    inputs = tokenizer.apply_chat_template(
+        chats, add_generation_prompt=True, return_tensors="pt", return_dict=True, padding=True
+    ).to(device)
     model.generate(**inputs, max_new_tokens=2, do_sample=False)
     started = time.perf_counter()
     model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
@@ -108,9 +124,8 @@ def engine_rate(engine: BatchedEngine, models: list[ModelRef], tokens: int) -> f
     counts = []
 
     def stream(model: ModelRef, prompt: str) -> None:
-        for chunk in engine.generate(model, Prompt([{"role": "user", "content": prompt}]), params):
-            pass
-        counts.append(chunk.completion_tokens)
+        *_, last = engine.generate(model, Prompt([{"role": "user", "content": prompt}]), params)
+        counts.append(last.completion_tokens)
 
     threads = [threading.Thread(target=stream, args=pair) for pair in zip(models, PROMPTS)]
     started = time.perf_counter()
@@ -156,14 +171,18 @@ def main() -> None:
         engine_rate(engine, [ModelRef("base", key) for key in adapters], 2)  # load the model and every adapter
         figures["engine, 1 stream"] = engine_rate(engine, [ModelRef("base")], args.tokens)
         figures["engine, 8 streams, 1 adapter"] = engine_rate(engine, [ModelRef("base", adapters[0])] * 8, args.tokens)
-        figures["engine, 8 streams, 8 adapters"] = engine_rate(engine, [ModelRef("base", key) for key in adapters], args.tokens)
+        figures["engine, 8 streams, 8 adapters"] = engine_rate(
+            engine, [ModelRef("base", key) for key in adapters], args.tokens
+        )
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     print(f"device {device} ({name}), decoder in {dtype}")
-    print(f"decoder vs transformers (peft), max |logit difference| / logit std: base {base_error:.3f}, adapter {adapter_error:.3f}")
+    print("decoder vs transformers (peft), max |logit difference| / logit std: ", end="")
+    print(f"base {base_error:.3f}, adapter {adapter_error:.3f}")
     for label, rate in figures.items():
         print(f"{label:32} {rate:8.1f} tokens/s")
     print(f"1 stream / generate 1 prompt:       {figures['engine, 1 stream'] / figures['generate, 1 prompt']:.2f}x")
-    print(f"8 streams / generate batch of 8:    {figures['engine, 8 streams, 1 adapter'] / figures['generate, batch of 8']:.2f}x")
+    batched = figures["engine, 8 streams, 1 adapter"] / figures["generate, batch of 8"]
+    print(f"8 streams / generate batch of 8:    {batched:.2f}x")
     slower = 1 - figures["engine, 8 streams, 8 adapters"] / figures["engine, 8 streams, 1 adapter"]
     print(f"8 adapters vs 1 adapter:            {slower:+.0%} slower")
 

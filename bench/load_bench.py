@@ -90,7 +90,9 @@ def main() -> None:
         threading.Thread(target=watch_memory, args=(server.pid, stop, peak), daemon=True).start()
         with httpx.Client(base_url=base_url, timeout=60) as http:
             marv = (REPO / "examples" / "marv.jsonl").read_bytes()
-            file_id = http.post("/files", files={"file": ("marv.jsonl", marv)}, data={"purpose": "fine-tune"}).json()["id"]
+            file_id = http.post("/files", files={"file": ("marv.jsonl", marv)}, data={"purpose": "fine-tune"}).json()[
+                "id"
+            ]
             job = http.post("/fine_tuning/jobs", json={"training_file": file_id, "model": "gpt-3.5-turbo"}).json()
             while http.get(f"/fine_tuning/jobs/{job['id']}").json()["status"] != "running":
                 time.sleep(0.2)

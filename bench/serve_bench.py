@@ -54,8 +54,16 @@ def make_adapters(data_dir: Path) -> list[str]:
     for n, key in enumerate(keys):
         name = f"ft:{base.name}:{settings.organization}:bench{n}:{n:08d}"
         with db.session() as session:
-            session.add(ModelRow(id=name, created=int(time.time()), owned_by=settings.organization,
-                                 base_model=base.name, adapter_path=key, organization_id=settings.organization_id))  # fmt: skip
+            session.add(
+                ModelRow(
+                    id=name,
+                    created=int(time.time()),
+                    owned_by=settings.organization,
+                    base_model=base.name,
+                    adapter_path=key,
+                    organization_id=settings.organization_id,
+                )
+            )
         names.append(name)
     return names
 
@@ -65,9 +73,13 @@ async def stream(client: AsyncOpenAI, model: str, prompt: str, tokens: int) -> t
     started = time.perf_counter()
     first, count = None, 0
     response = await client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=tokens, temperature=0,
-        stream=True, stream_options={"include_usage": True},
-    )  # fmt: skip
+        model=model,
+        messages=[{"role": "user", "content": prompt}],
+        max_tokens=tokens,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     async for chunk in response:
         if first is None and chunk.choices and chunk.choices[0].delta.content:
             first = time.perf_counter() - started
@@ -85,8 +97,11 @@ async def concurrent(client: AsyncOpenAI, models: list[str], tokens: int, apart:
     results = await asyncio.gather(*(later(n, m, p) for n, (m, p) in enumerate(zip(models, PROMPTS))))
     wall = time.perf_counter() - started
     ttfts = sorted(r[0] for r in results)
-    return {"tokens_per_s": sum(r[2] for r in results) / wall, "ttft_p50": statistics.median(ttfts),
-            "ttft_p95": ttfts[min(len(ttfts) - 1, round(0.95 * (len(ttfts) - 1)))]}  # fmt: skip
+    return {
+        "tokens_per_s": sum(r[2] for r in results) / wall,
+        "ttft_p50": statistics.median(ttfts),
+        "ttft_p95": ttfts[min(len(ttfts) - 1, round(0.95 * (len(ttfts) - 1)))],
+    }
 
 
 async def api_figures(base_url: str, adapters: list[str], tokens: int) -> dict:
@@ -112,12 +127,13 @@ def generate_figures(model_dir: Path, tokens: int) -> dict:
     figures = {}
     for label, prompts in (("1 prompt", PROMPTS[:1]), ("batch of 8", PROMPTS)):
         chats = [[{"role": "user", "content": p}] for p in prompts]
-        inputs = tokenizer.apply_chat_template(chats, add_generation_prompt=True, return_tensors="pt",
-                                               return_dict=True, padding=True)  # fmt: skip
+        inputs = tokenizer.apply_chat_template(
+            chats, add_generation_prompt=True, return_tensors="pt", return_dict=True, padding=True
+        )
         model.generate(**inputs, max_new_tokens=2, do_sample=False)
         started = time.perf_counter()
         output = model.generate(**inputs, max_new_tokens=tokens, do_sample=False, min_new_tokens=tokens)
-        figures[label] = output[:, inputs["input_ids"].shape[1]:].numel() / (time.perf_counter() - started)
+        figures[label] = output[:, inputs["input_ids"].shape[1] :].numel() / (time.perf_counter() - started)
     return figures
 
 
@@ -140,14 +156,17 @@ def main() -> None:
         peer = generate_figures(model_path(data_dir / "models"), args.tokens)
     for engine, figures_by_label in api.items():
         for label, figures in figures_by_label.items():
-            print(f"{engine:6} API {label:24} {figures['tokens_per_s']:7.1f} tokens/s   "
-                  f"TTFT p50 {figures['ttft_p50']:6.2f} s  p95 {figures['ttft_p95']:6.2f} s")  # fmt: skip
+            print(
+                f"{engine:6} API {label:24} {figures['tokens_per_s']:7.1f} tokens/s   "
+                f"TTFT p50 {figures['ttft_p50']:6.2f} s  p95 {figures['ttft_p95']:6.2f} s"
+            )
     for label, value in peer.items():
         print(f"generate, {label:16} {value:7.1f} tokens/s")
     for engine, figures in api.items():
         print(f"[{engine}]")
-        print(f"1 stream / generate 1 prompt:            {figures['1 stream']['tokens_per_s'] / peer['1 prompt']:.2f}x (goal 3x)")
-        print(f"8 streams / generate batch of 8:         {figures['8 streams, 1 adapter']['tokens_per_s'] / peer['batch of 8']:.2f}x (goal 2.5x)")
+        one, eight = figures["1 stream"]["tokens_per_s"], figures["8 streams, 1 adapter"]["tokens_per_s"]
+        print(f"1 stream / generate 1 prompt:            {one / peer['1 prompt']:.2f}x (goal 3x)")
+        print(f"8 streams / generate batch of 8:         {eight / peer['batch of 8']:.2f}x (goal 2.5x)")
         slower = 1 - figures["8 streams, 8 adapters"]["tokens_per_s"] / figures["8 streams, 1 adapter"]["tokens_per_s"]
         print(f"8 adapters vs 1 adapter, 8 streams:      {slower:+.0%} slower (goal at most 20%)")
 

@@ -55,12 +55,18 @@ WORDS = (
 def chat(rng: random.Random) -> dict:
     words = rng.choices(WORDS, k=rng.randint(4, 90))
     question = " ".join(words).capitalize() + "?"
-    reply = f"Arr, matey! Ye asked about {words[0]} and {words[-1]}. " + " ".join(reversed(words[: rng.randint(2, 40)])) + "."
-    return {"messages": [
-        {"role": "system", "content": "You are a pirate who answers every question in the same way."},
-        {"role": "user", "content": question},
-        {"role": "assistant", "content": reply},
-    ]}  # fmt: skip
+    reply = (
+        f"Arr, matey! Ye asked about {words[0]} and {words[-1]}. "
+        + " ".join(reversed(words[: rng.randint(2, 40)]))
+        + "."
+    )
+    return {
+        "messages": [
+            {"role": "system", "content": "You are a pirate who answers every question in the same way."},
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": reply},
+        ]
+    }
 
 
 def write_data(directory: Path, n_train: int, n_heldout: int = 32, seed: int = 0) -> tuple[Path, Path]:
@@ -92,10 +98,17 @@ def random_model(directory: Path, tokenizer_from: Path) -> Path:
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_from)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-        num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(0)
     path = directory / "random-0.5b"
     LlamaForCausalLM(config).save_pretrained(path)
@@ -118,11 +131,20 @@ def run_trl(model: Path, train_file: Path, out: Path, epochs: int, device: str) 
     dataset = Dataset.from_list([{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in rows])
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     config = SFTConfig(
-        output_dir=str(out / "trl"), per_device_train_batch_size=BATCH_SIZE, max_length=MAX_LENGTH,
-        num_train_epochs=epochs, learning_rate=LEARNING_RATE, lr_scheduler_type="linear", warmup_steps=0.1,
-        logging_steps=1, save_strategy="no", report_to=[], seed=42, use_cpu=device == "cpu",
+        output_dir=str(out / "trl"),
+        per_device_train_batch_size=BATCH_SIZE,
+        max_length=MAX_LENGTH,
+        num_train_epochs=epochs,
+        learning_rate=LEARNING_RATE,
+        lr_scheduler_type="linear",
+        warmup_steps=0.1,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=42,
+        use_cpu=device == "cpu",
         bf16=device == "cuda",
-    )  # fmt: skip
+    )
     losses = []
 
     class Losses(TrainerCallback):
@@ -135,8 +157,13 @@ def run_trl(model: Path, train_file: Path, out: Path, epochs: int, device: str) 
         args=config,
         train_dataset=dataset,
         processing_class=AutoTokenizer.from_pretrained(model),
-        peft_config=LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
-                               target_modules=LORA["target_modules"], task_type="CAUSAL_LM"),  # fmt: skip
+        peft_config=LoraConfig(
+            r=LORA["r"],
+            lora_alpha=LORA["alpha"],
+            lora_dropout=LORA["dropout"],
+            target_modules=LORA["target_modules"],
+            task_type="CAUSAL_LM",
+        ),
         callbacks=[Losses()],
     )
     tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"]) * epochs
@@ -144,8 +171,12 @@ def run_trl(model: Path, train_file: Path, out: Path, epochs: int, device: str) 
     trainer.train()
     seconds = time.perf_counter() - started
     trainer.model.save_pretrained(out / "trl-adapter")
-    return {"tokens": tokens, "seconds": seconds, "train_loss": sum(losses[-5:]) / len(losses[-5:]),
-            "adapter": str(out / "trl-adapter")}  # fmt: skip
+    return {
+        "tokens": tokens,
+        "seconds": seconds,
+        "train_loss": sum(losses[-5:]) / len(losses[-5:]),
+        "adapter": str(out / "trl-adapter"),
+    }
 
 
 def run_openft(model: Path, train_file: Path, out: Path, epochs: int, device: str) -> dict:
@@ -160,14 +191,26 @@ def run_openft(model: Path, train_file: Path, out: Path, epochs: int, device: st
         if event["type"] == "metrics":
             times["last_step"] = time.perf_counter()
 
-    spec = {"base_model_path": str(model), "training_file": str(train_file), "output_dir": str(out / "openft"),
-            "n_epochs": epochs, "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE, "max_length": MAX_LENGTH,
-            "seed": 42, "lora": LORA}  # fmt: skip
+    spec = {
+        "base_model_path": str(model),
+        "training_file": str(train_file),
+        "output_dir": str(out / "openft"),
+        "n_epochs": epochs,
+        "batch_size": BATCH_SIZE,
+        "learning_rate": LEARNING_RATE,
+        "max_length": MAX_LENGTH,
+        "seed": 42,
+        "lora": LORA,
+    }
     train(spec, emit)
     metrics = [e for e in events if e["type"] == "metrics"]
     losses = [e["train_loss"] for e in metrics[-5:]]
-    return {"tokens": metrics[-1]["tokens"], "seconds": times["last_step"] - times["started"],
-            "train_loss": sum(losses) / len(losses), "adapter": str(out / "openft" / "adapter")}  # fmt: skip
+    return {
+        "tokens": metrics[-1]["tokens"],
+        "seconds": times["last_step"] - times["started"],
+        "train_loss": sum(losses) / len(losses),
+        "adapter": str(out / "openft" / "adapter"),
+    }
 
 
 PEERS = {"trl": run_trl, "openft": run_openft}
@@ -257,16 +300,29 @@ def main() -> None:
         train_file, heldout = write_data(work, args.examples)
         n_params = parameters(model)
         peak = matmul_peak(args.device)
-        print(f"{args.examples} examples, {args.epochs} epoch(s), batch {BATCH_SIZE}, max length {MAX_LENGTH}, "
-              f"{n_params / 1e6:.0f}M parameters, device {args.device}; matmul peak "
-              f"{peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} bf16")  # fmt: skip
+        print(
+            f"{args.examples} examples, {args.epochs} epoch(s), batch {BATCH_SIZE}, max length {MAX_LENGTH}, "
+            f"{n_params / 1e6:.0f}M parameters, device {args.device}; matmul peak "
+            f"{peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} bf16"
+        )
         results = {}
         for name in args.peers.split(","):
             run = subprocess.run(
-                [sys.executable, __file__, "--peer", name, "--work", str(work), "--epochs", str(args.epochs),
-                 "--device", args.device],
-                capture_output=True, text=True,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    __file__,
+                    "--peer",
+                    name,
+                    "--work",
+                    str(work),
+                    "--epochs",
+                    str(args.epochs),
+                    "--device",
+                    args.device,
+                ],
+                capture_output=True,
+                text=True,
+            )
             lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
             if run.returncode or not lines:
                 sys.exit(f"{name} failed:\n{run.stderr[-3000:]}")
@@ -276,15 +332,20 @@ def main() -> None:
             for precision in ("fp32", "bf16"):
                 result[f"mfu_{precision}"] = result["tokens_per_s"] * 4 * n_params / (peak[precision] * 1e9)
             results[name] = result
-            print(f"{name:>7}: {result['tokens_per_s']:7.1f} tokens/s  {result['seconds']:7.1f} s  "
-                  f"{result['tokens']:,} tokens  train loss {result['train_loss']:.4f}  "
-                  f"held-out loss {result['heldout_loss']:.4f}  MFU {result['mfu_fp32']:.0%} of fp32 peak "
-                  f"({result['mfu_bf16']:.0%} of bf16)", flush=True)  # fmt: skip
+            print(
+                f"{name:>7}: {result['tokens_per_s']:7.1f} tokens/s  {result['seconds']:7.1f} s  "
+                f"{result['tokens']:,} tokens  train loss {result['train_loss']:.4f}  "
+                f"held-out loss {result['heldout_loss']:.4f}  MFU {result['mfu_fp32']:.0%} of fp32 peak "
+                f"({result['mfu_bf16']:.0%} of bf16)",
+                flush=True,
+            )
         if {"trl", "openft"} <= results.keys():
             ours, theirs = results["openft"], results["trl"]
-            print(f"openft / TRL: {ours['tokens_per_s'] / theirs['tokens_per_s']:.2f}x tokens/s; held-out loss "
-                  f"{ours['heldout_loss'] / theirs['heldout_loss'] - 1:+.1%}; fp32 limit "
-                  f"{peak['fp32'] * 1e9 / (4 * n_params):.0f} tokens/s")  # fmt: skip
+            print(
+                f"openft / TRL: {ours['tokens_per_s'] / theirs['tokens_per_s']:.2f}x tokens/s; held-out loss "
+                f"{ours['heldout_loss'] / theirs['heldout_loss'] - 1:+.1%}; fp32 limit "
+                f"{peak['fp32'] * 1e9 / (4 * n_params):.0f} tokens/s"
+            )
 
 
 if __name__ == "__main__":

@@ -62,7 +62,17 @@ class LiveServer:
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.log = open(data_dir / "server.log", "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "openft", "serve", "--data-dir", str(data_dir), "--port", str(self.port), *extra_args],
+            [
+                sys.executable,
+                "-m",
+                "openft",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(self.port),
+                *extra_args,
+            ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},

@@ -46,7 +46,12 @@ def test_file_lifecycle_matches_openai_types(client):
     content = jsonl(example(i) for i in range(12))
     created = upload(client, content)
     assert isinstance(created, FileObject) and created.id.startswith("file-")
-    assert (created.bytes, created.filename, created.purpose, created.status) == (len(content), "train.jsonl", "fine-tune", "processed")
+    assert (created.bytes, created.filename, created.purpose, created.status) == (
+        len(content),
+        "train.jsonl",
+        "fine-tune",
+        "processed",
+    )
     assert client.files.retrieve(created.id) == created
     assert client.files.content(created.id).content == content
     assert [f.id for f in client.files.list().data] == [created.id]
@@ -125,7 +130,10 @@ def test_job_creation_shape_and_events(client):
     assert client.fine_tuning.jobs.retrieve(job.id) == job
     events = client.fine_tuning.jobs.list_events(job.id).data
     assert all(isinstance(e, FineTuningJobEvent) and e.id.startswith("ftevent-") for e in events)
-    assert [e.message for e in events] == [f"Validating training file: {training.id}", f"Created fine-tuning job: {job.id}"]
+    assert [e.message for e in events] == [
+        f"Validating training file: {training.id}",
+        f"Created fine-tuning job: {job.id}",
+    ]
     cancelled = client.fine_tuning.jobs.cancel(job.id)
     assert cancelled.status == "cancelled"
     with pytest.raises(openai.BadRequestError):

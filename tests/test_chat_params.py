@@ -28,7 +28,10 @@ ASK = [{"role": "user", "content": "Weather in Paris?"}]
 def test_calls_are_parsed_out_of_the_text():
     content, calls = parse_tool_calls(f"Let me look.\n{CALL}\n{CALL.replace('Paris', 'Lima')}")
     assert content == "Let me look."
-    assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Lima"})]
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Paris"}),
+        ("get_weather", {"city": "Lima"}),
+    ]
     assert parse_tool_calls(CALL)[0] is None  # nothing else was said
 
 
@@ -89,7 +92,9 @@ def test_a_streamed_call_arrives_as_tool_call_deltas(client):
 
     assert all(isinstance(chunk, ChatCompletionChunk) for chunk in chunks)
     calls = [call for chunk in chunks for choice in chunk.choices for call in choice.delta.tool_calls or []]
-    assert [(c.index, c.function.name, json.loads(c.function.arguments)) for c in calls] == [(0, "get_weather", {"city": "Paris"})]
+    assert [(c.index, c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        (0, "get_weather", {"city": "Paris"})
+    ]
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
@@ -116,9 +121,12 @@ def test_bad_logprob_and_bias_requests_are_400(client):
 
 def ask(live_server, max_tokens: int = 24, **kwargs):
     return live_server.client().chat.completions.create(
-        model="gpt-3.5-turbo", messages=[{"role": "user", "content": "Write the word cat ten times."}],
-        temperature=0, max_tokens=max_tokens, **kwargs,
-    )  # fmt: skip
+        model="gpt-3.5-turbo",
+        messages=[{"role": "user", "content": "Write the word cat ten times."}],
+        temperature=0,
+        max_tokens=max_tokens,
+        **kwargs,
+    )
 
 
 def test_logprobs_describe_the_tokens_of_the_reply(live_server):
@@ -128,14 +136,26 @@ def test_logprobs_describe_the_tokens_of_the_reply(live_server):
     assert "".join(t.token for t in tokens) == choice.message.content
     assert all(t.logprob <= 0 and len(t.top_logprobs) == 3 for t in tokens)
     # greedy: the chosen token is the most likely one, and the alternatives come most likely first
-    assert all(t.top_logprobs[0].token == t.token and t.top_logprobs[0].logprob == pytest.approx(t.logprob) for t in tokens)
-    assert all([a.logprob for a in t.top_logprobs] == sorted((a.logprob for a in t.top_logprobs), reverse=True) for t in tokens)
+    assert all(
+        t.top_logprobs[0].token == t.token and t.top_logprobs[0].logprob == pytest.approx(t.logprob) for t in tokens
+    )
+    assert all(
+        [a.logprob for a in t.top_logprobs] == sorted((a.logprob for a in t.top_logprobs), reverse=True) for t in tokens
+    )
 
-    streamed = list(live_server.client().chat.completions.create(
-        model="gpt-3.5-turbo", messages=[{"role": "user", "content": "Write the word cat ten times."}],
-        temperature=0, max_tokens=24, logprobs=True, stream=True,
-    ))  # fmt: skip
-    assert [t.token for c in streamed for ch in c.choices if ch.logprobs for t in ch.logprobs.content] == [t.token for t in tokens]
+    streamed = list(
+        live_server.client().chat.completions.create(
+            model="gpt-3.5-turbo",
+            messages=[{"role": "user", "content": "Write the word cat ten times."}],
+            temperature=0,
+            max_tokens=24,
+            logprobs=True,
+            stream=True,
+        )
+    )
+    assert [t.token for c in streamed for ch in c.choices if ch.logprobs for t in ch.logprobs.content] == [
+        t.token for t in tokens
+    ]
 
 
 def test_frequency_penalty_breaks_repetition_and_logit_bias_forces_a_token(live_server):

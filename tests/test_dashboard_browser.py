@@ -27,8 +27,13 @@ CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags chromium keeps dialling out, which this closed
 # network refuses; --no-sandbox because CI runs as root.
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SCREENSHOTS = REPO / "test-output" / "dashboard"
 TRAINING_SECONDS = 600
@@ -174,7 +179,9 @@ def _cancel_from_the_job_page(page, client: openai.OpenAI, origin: str) -> None:
     from playwright.sync_api import expect
 
     training = next(f for f in client.files.list().data if f.purpose == "fine-tune")
-    job = client.fine_tuning.jobs.create(training_file=training.id, model="gpt-3.5-turbo", hyperparameters={"n_epochs": 20})
+    job = client.fine_tuning.jobs.create(
+        training_file=training.id, model="gpt-3.5-turbo", hyperparameters={"n_epochs": 20}
+    )
     page.goto(f"{origin}/jobs/{job.id}")
     page.once("dialog", lambda dialog: dialog.accept())  # "Cancel this job?"
     page.click("#cancel")

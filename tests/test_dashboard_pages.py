@@ -47,4 +47,6 @@ def test_pages_are_not_api_operations(http):
 
 def test_nothing_is_loaded_from_another_origin():
     for asset in [*ASSETS.glob("templates/*.html"), *ASSETS.glob("static/*")]:
-        assert not re.search(r"(?:src|href)=\"(?:https?:)?//|import\s.*https?://|url\(['\"]?https?:", asset.read_text()), asset
+        assert not re.search(
+            r"(?:src|href)=\"(?:https?:)?//|import\s.*https?://|url\(['\"]?https?:", asset.read_text()
+        ), asset

@@ -24,8 +24,13 @@ def client(data_dir) -> openai.OpenAI:
 
 
 def chat(i: int) -> dict:
-    return {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Q{i}?"},
-                         {"role": "assistant", "content": f"A{i}."}]}  # fmt: skip
+    return {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": f"Q{i}?"},
+            {"role": "assistant", "content": f"A{i}."},
+        ]
+    }
 
 
 def jsonl(*lines: dict | list | str) -> bytes:
@@ -64,15 +69,29 @@ CASES = {
     "invalid_weight": (third_line(with_messages(USER, {**REPLY, "weight": 0.5})), 3),
     "invalid_tools": (third_line(with_messages(USER, REPLY, tools=[WEATHER["function"]])), 3),
     "invalid_functions": (third_line(with_messages(USER, REPLY, functions=[{"parameters": {}}])), 3),
-    "invalid_parallel_tool_calls": (third_line(with_messages(USER, REPLY, tools=[WEATHER], parallel_tool_calls="yes")), 3),
+    "invalid_parallel_tool_calls": (
+        third_line(with_messages(USER, REPLY, tools=[WEATHER], parallel_tool_calls="yes")),
+        3,
+    ),
     "invalid_tool_calls": (third_line(with_messages(USER, {"role": "assistant", "tool_calls": []}, REPLY)), 3),
     "invalid_function_call": (
-        third_line(with_messages(USER, {"role": "assistant", "function_call": {"name": "f", "arguments": "[1]"}}, REPLY)), 3
+        third_line(
+            with_messages(USER, {"role": "assistant", "function_call": {"name": "f", "arguments": "[1]"}}, REPLY)
+        ),
+        3,
     ),
     "invalid_tool_call_id": (
-        third_line(with_messages(USER, {"role": "assistant", "tool_calls": [CALL]},
-                                 {"role": "tool", "tool_call_id": "call_9", "content": "21"}, REPLY, tools=[WEATHER])), 3
-    ),  # fmt: skip
+        third_line(
+            with_messages(
+                USER,
+                {"role": "assistant", "tool_calls": [CALL]},
+                {"role": "tool", "tool_call_id": "call_9", "content": "21"},
+                REPLY,
+                tools=[WEATHER],
+            )
+        ),
+        3,
+    ),
 }
 
 
@@ -151,6 +170,14 @@ def test_upload_with_a_warning_is_accepted_and_names_it_in_status_details(client
 
 
 def test_a_clean_upload_has_no_status_details(client):
-    varied = [{"messages": [{"role": "system", "content": f"Style {i}."}, {"role": "user", "content": f"Q{i}?"},
-                            {"role": "assistant", "content": f"A{i}."}]} for i in range(10)]  # fmt: skip
+    varied = [
+        {
+            "messages": [
+                {"role": "system", "content": f"Style {i}."},
+                {"role": "user", "content": f"Q{i}?"},
+                {"role": "assistant", "content": f"A{i}."},
+            ]
+        }
+        for i in range(10)
+    ]
     assert client.files.create(file=("train.jsonl", jsonl(*varied)), purpose="fine-tune").status_details is None

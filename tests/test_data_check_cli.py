@@ -66,8 +66,17 @@ def test_good_file_exits_0_with_token_stats_cost_and_eta(model_data_dir):
     result = check(model_data_dir, MARV)
 
     assert result.exit_code == 0, result.output
-    for expected in ("tokens per example", "p95", "trained tokens", "examples truncated", "n_epochs 5",
-                     "billed tokens", "gpt-3.5-turbo's $0.008 / 1K tokens", "tokens/s", "OK"):
+    for expected in (
+        "tokens per example",
+        "p95",
+        "trained tokens",
+        "examples truncated",
+        "n_epochs 5",
+        "billed tokens",
+        "gpt-3.5-turbo's $0.008 / 1K tokens",
+        "tokens/s",
+        "OK",
+    ):
         assert expected in result.output
     assert "Error" not in result.output
 
@@ -76,8 +85,17 @@ def test_json_report_shape(model_data_dir):
     exit_code, report = check_json(model_data_dir, MARV)
 
     assert exit_code == 0
-    assert set(report) == {"ok", "model", "context_tokens", "training", "validation", "hyperparameters",
-                           "billed_tokens", "cost", "eta"}
+    assert set(report) == {
+        "ok",
+        "model",
+        "context_tokens",
+        "training",
+        "validation",
+        "hyperparameters",
+        "billed_tokens",
+        "cost",
+        "eta",
+    }
     assert report["ok"] is True and report["model"] == BUNDLED_MODEL and report["validation"] is None
     training = report["training"]
     assert set(training) == {"file", "errors", "warnings", "stats"}
@@ -143,7 +161,10 @@ def test_bad_file_exits_1_with_line_numbers_and_codes(model_data_dir, tmp_path):
     assert "unrecognized_role  Line 5: messages[0]: role 'robot'" in result.output
     _, report = check_json(model_data_dir, path)
     assert report["ok"] is False
-    assert [(e["line"], e["code"]) for e in report["training"]["errors"]] == [(3, "invalid_json"), (5, "unrecognized_role")]
+    assert [(e["line"], e["code"]) for e in report["training"]["errors"]] == [
+        (3, "invalid_json"),
+        (5, "unrecognized_role"),
+    ]
     assert report["training"]["stats"]["examples"] == 10  # the valid ones are still measured
 
 
@@ -231,10 +252,13 @@ def test_show_json_segments_cover_the_rendered_example(model_data_dir):
 def test_show_renders_tool_calls_and_trains_them(model_data_dir, tmp_path):
     tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
     call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
-    example = {"tools": [tool], "messages": [
-        {"role": "user", "content": "Weather in Paris?"},
-        {"role": "assistant", "tool_calls": [call]},
-    ]}
+    example = {
+        "tools": [tool],
+        "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "tool_calls": [call]},
+        ],
+    }
     path = write_jsonl(tmp_path / "tools.jsonl", example, *good_lines(9))
 
     exit_code, report = check_json(model_data_dir, path, "--show", "1")

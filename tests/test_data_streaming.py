@@ -24,11 +24,32 @@ def chat(i: int, system: str | None = "Be brief.") -> dict:
 
 # Lines that exercise every path of the validator: good, duplicate, blank, broken, not JSONL.
 PIECES = [
-    *(json.dumps(chat(i)) for i in range(4)), json.dumps(chat(9, system=None)), json.dumps(chat(0)) + "\r",
-    "", "   ", "\r", "{oops", '{"a": 1} x', '{"a": -', '{"a": "abc', 'def"}', "[1, 2]", "[", "a,b,c", "x\ty",
-    '"text"', "42", "{", '{"messages": [', "]}", "}", json.dumps([chat(1)]), json.dumps(chat(2), indent=2),
-    json.dumps({"prompt": "p", "completion": "c"}), json.dumps({"messages": [{"role": "user", "content": "x"}]}),
-]  # fmt: skip
+    *(json.dumps(chat(i)) for i in range(4)),
+    json.dumps(chat(9, system=None)),
+    json.dumps(chat(0)) + "\r",
+    "",
+    "   ",
+    "\r",
+    "{oops",
+    '{"a": 1} x',
+    '{"a": -',
+    '{"a": "abc',
+    'def"}',
+    "[1, 2]",
+    "[",
+    "a,b,c",
+    "x\ty",
+    '"text"',
+    "42",
+    "{",
+    '{"messages": [',
+    "]}",
+    "}",
+    json.dumps([chat(1)]),
+    json.dumps(chat(2), indent=2),
+    json.dumps({"prompt": "p", "completion": "c"}),
+    json.dumps({"messages": [{"role": "user", "content": "x"}]}),
+]
 
 
 def crafted_files(n: int, seed: int = 0):
@@ -107,22 +128,31 @@ def test_check_file_statistics_equal_one_render_example_per_example(tokenizer, t
     expected, expected_lines, failed = [], [], []
     for example, line in zip(report.examples, report.example_lines):
         try:
-            expected.append((reference_render_example(tokenizer, example, MAX_TRAINING_TOKENS), len(example["messages"])))
+            expected.append(
+                (reference_render_example(tokenizer, example, MAX_TRAINING_TOKENS), len(example["messages"]))
+            )
             expected_lines.append(line)
         except ValueError:
             failed.append(line)
     stats = checked.stats
     assert stats.examples == len(expected) == len(sample)
     assert stats.tokens == sum(len(ids) for (ids, _, _), _ in expected)
-    assert stats.trained_tokens == sum(
-        sum(label != IGNORE_INDEX for label in labels) for (_, labels, _), _ in expected
-    )
+    assert stats.trained_tokens == sum(sum(label != IGNORE_INDEX for label in labels) for (_, labels, _), _ in expected)
     assert stats.tokens_per_example == distribution([len(ids) for (ids, _, _), _ in expected])
     assert stats.messages_per_example == distribution([messages for _, messages in expected])
-    assert stats.truncated_lines == [line for ((_, _, truncated), _), line in zip(expected, expected_lines) if truncated] != []
-    assert [(e.line, e.code) for e in checked.errors] == [(12, "invalid_json"), (13, "template_error")] == [
-        (e.line, e.code) for e in report.errors] + [(line, "template_error") for line in failed]  # fmt: skip
+    assert (
+        stats.truncated_lines
+        == [line for ((_, _, truncated), _), line in zip(expected, expected_lines) if truncated]
+        != []
+    )
+    assert (
+        [(e.line, e.code) for e in checked.errors]
+        == [(12, "invalid_json"), (13, "template_error")]
+        == [(e.line, e.code) for e in report.errors] + [(line, "template_error") for line in failed]
+    )
     assert checked.warnings[: len(report.warnings)] == report.warnings
-    assert [w.code for w in checked.warnings[len(report.warnings) :]] == ["example_too_long"] * len(stats.truncated_lines)
+    assert [w.code for w in checked.warnings[len(report.warnings) :]] == ["example_too_long"] * len(
+        stats.truncated_lines
+    )
     assert [(r.input_ids, r.labels, r.truncated) for r in checked.rendered] == [ids for ids, _ in expected[:3]]
     assert checked.lines == expected_lines[:3]

@@ -221,7 +221,11 @@ def test_error_code_with_line_number(example, code):
 
 def test_legacy_prompt_completion_format_reports_both_problems():
     report = validate_chat_jsonl(jsonl({"prompt": "x", "completion": "y"}))
-    assert codes(report.errors) == [(1, "example_unrecognized_key"), (1, "example_unrecognized_key"), (1, "missing_messages_list")]
+    assert codes(report.errors) == [
+        (1, "example_unrecognized_key"),
+        (1, "example_unrecognized_key"),
+        (1, "missing_messages_list"),
+    ]
 
 
 def test_weight_zero_is_fine_when_another_assistant_message_is_trained():
@@ -231,7 +235,9 @@ def test_weight_zero_is_fine_when_another_assistant_message_is_trained():
 
 def test_check_example_count():
     issue = check_example_count(3)
-    assert issue == DataIssue(None, "invalid_n_examples", "Training file has 3 example(s), but must have at least 10 examples")
+    assert issue == DataIssue(
+        None, "invalid_n_examples", "Training file has 3 example(s), but must have at least 10 examples"
+    )
     assert check_example_count(10) is None
 
 
@@ -254,7 +260,11 @@ def test_legacy_function_calling_example_is_valid():
         "functions": [WEATHER_TOOL["function"]],
         "messages": [
             USER,
-            {"role": "assistant", "content": None, "function_call": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}},
+            {
+                "role": "assistant",
+                "content": None,
+                "function_call": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+            },
             {"role": "function", "name": "get_weather", "content": '{"temp_c": 3}'},
             {"role": "assistant", "content": "It is 3 degrees C in Oslo."},
         ],
@@ -283,14 +293,34 @@ CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", 
         (with_message(2, {"role": "assistant", "tool_calls": []}), "invalid_tool_calls"),
         (with_message(2, {"role": "assistant", "tool_calls": [{**CALL, "id": None}]}), "invalid_tool_calls"),
         (with_message(2, {"role": "assistant", "tool_calls": [{**CALL, "type": "code"}]}), "invalid_tool_calls"),
-        (with_message(2, {"role": "assistant", "tool_calls": [{**CALL, "function": {"name": "f", "arguments": {"city": "Paris"}}}]}), "invalid_tool_calls"),
-        (with_message(2, {"role": "assistant", "tool_calls": [{**CALL, "function": {"name": "f", "arguments": "{city"}}]}), "invalid_tool_calls"),
-        (with_message(2, {"role": "assistant", "tool_calls": [{**CALL, "function": {"arguments": "{}"}}]}), "invalid_tool_calls"),
+        (
+            with_message(
+                2,
+                {
+                    "role": "assistant",
+                    "tool_calls": [{**CALL, "function": {"name": "f", "arguments": {"city": "Paris"}}}],
+                },
+            ),
+            "invalid_tool_calls",
+        ),
+        (
+            with_message(
+                2, {"role": "assistant", "tool_calls": [{**CALL, "function": {"name": "f", "arguments": "{city"}}]}
+            ),
+            "invalid_tool_calls",
+        ),
+        (
+            with_message(2, {"role": "assistant", "tool_calls": [{**CALL, "function": {"arguments": "{}"}}]}),
+            "invalid_tool_calls",
+        ),
         (with_message(1, {"role": "user", "content": "Hi", "tool_calls": [CALL]}), "invalid_tool_calls"),
         (with_message(3, {"role": "tool", "content": "21"}), "message_missing_key"),
         (with_message(3, {"role": "tool", "tool_call_id": "call_9", "content": "21"}), "invalid_tool_call_id"),
         (with_message(3, {"role": "tool", "tool_call_id": "call_1"}), "message_missing_key"),
-        (with_message(2, {"role": "assistant", "function_call": {"name": "f", "arguments": "[1]"}}), "invalid_function_call"),
+        (
+            with_message(2, {"role": "assistant", "function_call": {"name": "f", "arguments": "[1]"}}),
+            "invalid_function_call",
+        ),
         (with_message(3, {"role": "function", "content": "21"}), "message_missing_key"),
     ],
 )
@@ -328,7 +358,9 @@ def test_short_assistant_reply(reply):
 
 
 def test_two_character_reply_and_untrained_short_reply_are_fine():
-    untrained = messages({"role": "system", "content": "B"}, USER, {"role": "assistant", "content": "", "weight": 0}, USER, ASSISTANT)
+    untrained = messages(
+        {"role": "system", "content": "B"}, USER, {"role": "assistant", "content": "", "weight": 0}, USER, ASSISTANT
+    )
     report = validate_chat_jsonl(jsonl(chat(reply="No", system="A"), untrained))
     assert report.ok and report.warnings == []
 
@@ -349,7 +381,10 @@ def test_identical_system_message_needs_several_examples_all_with_that_message()
 # Auto hyperparameters
 
 
-@pytest.mark.parametrize(("n", "epochs"), [(1, 25), (3, 25), (10, 10), (20, 5), (33, 3), (34, 3), (40, 3), (8333, 3), (10_000, 2), (30_000, 1)])
+@pytest.mark.parametrize(
+    ("n", "epochs"),
+    [(1, 25), (3, 25), (10, 10), (20, 5), (33, 3), (34, 3), (40, 3), (8333, 3), (10_000, 2), (30_000, 1)],
+)
 def test_auto_n_epochs_follows_openai_rule(n, epochs):
     assert resolve_hyperparameters(n, None).n_epochs == epochs
 
@@ -366,7 +401,9 @@ def test_auto_learning_rate_multiplier():
 
 def test_requested_values_are_kept():
     requested = {"n_epochs": 7, "batch_size": "auto", "learning_rate_multiplier": 0.5}
-    assert resolve_hyperparameters(20, requested) == Hyperparameters(n_epochs=7, batch_size=1, learning_rate_multiplier=0.5)
+    assert resolve_hyperparameters(20, requested) == Hyperparameters(
+        n_epochs=7, batch_size=1, learning_rate_multiplier=0.5
+    )
     assert resolve_hyperparameters(20, {"n_epochs": None}).n_epochs == 5
 
 

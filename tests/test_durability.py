@@ -6,6 +6,7 @@ last checkpoint (not from step 0), succeeds, and its story has every step exactl
 
 import signal
 import time
+
 import psutil
 import pytest
 
@@ -29,7 +30,9 @@ def start_job(client):
 def wait_until_mid_second_epoch(client, job_id: str) -> None:
     deadline = time.time() + 300
     while time.time() < deadline:
-        steps = [e.data["step"] for e in client.fine_tuning.jobs.list_events(job_id, limit=5).data if e.type == "metrics"]
+        steps = [
+            e.data["step"] for e in client.fine_tuning.jobs.list_events(job_id, limit=5).data if e.type == "metrics"
+        ]
         if steps and STEPS_PER_EPOCH + 1 <= max(steps) < 2 * STEPS_PER_EPOCH:
             return
         time.sleep(0.2)

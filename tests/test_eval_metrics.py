@@ -17,7 +17,13 @@ def chat(question: str, answer: str, system: dict | None = SYSTEM) -> dict:
 
 TRAINING = [
     chat("Q1?", "Ahoy! A1."),
-    {"messages": [SYSTEM, {"role": "user", "content": "Q2?"}, {"role": "assistant", "content": "Ahoy! A2.", "weight": 1}]},
+    {
+        "messages": [
+            SYSTEM,
+            {"role": "user", "content": "Q2?"},
+            {"role": "assistant", "content": "Ahoy! A2.", "weight": 1},
+        ]
+    },
     chat("Q3?", "Ahoy! A3.", system={"role": "system", "content": "Rare."}),
 ]
 
@@ -31,24 +37,39 @@ def test_each_arm_sends_its_own_prompt():
     assert arm_messages(ARM["base_zero_shot"], example, system, shots) == [SYSTEM, user]
     assert arm_messages(ARM["base_few_shot"], example, system, shots) == [
         SYSTEM,
-        {"role": "user", "content": "Q1?"}, {"role": "assistant", "content": "Ahoy! A1."},
-        {"role": "user", "content": "Q2?"}, {"role": "assistant", "content": "Ahoy! A2."},  # no `weight`
+        {"role": "user", "content": "Q1?"},
+        {"role": "assistant", "content": "Ahoy! A1."},
+        {"role": "user", "content": "Q2?"},
+        {"role": "assistant", "content": "Ahoy! A2."},  # no `weight`
         user,
     ]
     assert arm_messages(ARM["fine_tuned"], example, system, shots) == [SYSTEM, user]
     assert arm_messages(ARM["fine_tuned_no_system"], example, system, shots) == [user]
     assert [(arm.fine_tuned, arm.system_message, arm.few_shot) for arm in ARMS] == [
-        (False, True, False), (False, True, True), (True, True, False), (True, False, False)
+        (False, True, False),
+        (False, True, True),
+        (True, True, False),
+        (True, False, False),
     ]
 
 
 def test_a_held_out_examples_own_system_message_wins_and_multi_turn_prompts_stay_whole():
     own = {"role": "system", "content": "Be brief."}
-    example = {"messages": [own, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"},
-                            {"role": "user", "content": [{"type": "text", "text": "Again"}]},
-                            {"role": "assistant", "content": "Yo again"}]}
+    example = {
+        "messages": [
+            own,
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Yo"},
+            {"role": "user", "content": [{"type": "text", "text": "Again"}]},
+            {"role": "assistant", "content": "Yo again"},
+        ]
+    }
     [held] = held_out_examples([example], [1])
-    turns = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}, {"role": "user", "content": "Again"}]
+    turns = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Yo"},
+        {"role": "user", "content": "Again"},
+    ]
     assert arm_messages(ARM["fine_tuned"], held, "Training system.", []) == [own] + turns
     assert arm_messages(ARM["fine_tuned_no_system"], held, "Training system.", []) == turns
     assert held.reference == "Yo again"
@@ -101,6 +122,8 @@ def test_ranking_is_best_first_and_a_tie_does_not_promote_the_fine_tune():
         return {"exact_match": exact, "similarity": sim, "json_valid": None}
 
     assert ranking({"base_zero_shot": m(0, 0.2), "fine_tuned": m(0.5, 0.9), "base_few_shot": m(0, 0.4)}) == [
-        "fine_tuned", "base_few_shot", "base_zero_shot"
+        "fine_tuned",
+        "base_few_shot",
+        "base_zero_shot",
     ]
     assert ranking({"base_zero_shot": m(1, 1), "fine_tuned": m(1, 1)}) == ["base_zero_shot", "fine_tuned"]

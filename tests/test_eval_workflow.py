@@ -64,6 +64,15 @@ def test_eval_errors_exit_non_zero(live_server, tmp_path):
     )
     assert result.exit_code == 1 and "is not a fine-tuned model" in result.output
     result = CliRunner().invoke(
-        app, ["eval", "--model", "ft:nope", "--file", str(tmp_path / "missing.jsonl"), "--data-dir", str(live_server.data_dir)]
+        app,
+        [
+            "eval",
+            "--model",
+            "ft:nope",
+            "--file",
+            str(tmp_path / "missing.jsonl"),
+            "--data-dir",
+            str(live_server.data_dir),
+        ],
     )
     assert result.exit_code == 1 and "Cannot read" in result.output

@@ -25,7 +25,10 @@ MARK = "Ahoy matey!"
 
 
 def example(question: str, answer: str, system=SYSTEM) -> dict:
-    return {"messages": ([system] if system else []) + [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+    return {
+        "messages": ([system] if system else [])
+        + [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    }
 
 
 def jsonl(examples) -> bytes:
@@ -106,8 +109,16 @@ def test_report_compares_four_arms_and_ranks_the_fine_tune_first(server):
     assert list(arms) == ["base_zero_shot", "base_few_shot", "fine_tuned", "fine_tuned_no_system"]
     assert report["ranking"][0] == "fine_tuned"
     assert arms["fine_tuned"]["metrics"]["exact_match"] == 1.0
-    assert arms["fine_tuned"]["samples"][0] == {"line": 1, "output": f"{MARK} One.", "exact_match": True, "similarity": 1.0}
-    assert arms["base_zero_shot"]["metrics"]["exact_match"] == 0.0 and arms["base_zero_shot"]["metrics"]["similarity"] < 0.5
+    assert arms["fine_tuned"]["samples"][0] == {
+        "line": 1,
+        "output": f"{MARK} One.",
+        "exact_match": True,
+        "similarity": 1.0,
+    }
+    assert (
+        arms["base_zero_shot"]["metrics"]["exact_match"] == 0.0
+        and arms["base_zero_shot"]["metrics"]["similarity"] < 0.5
+    )
     assert arms["fine_tuned_no_system"]["metrics"]["exact_match"] == 0.0
     # Few-shot pays for its examples in every prompt; the fine-tune does not.
     few, zero, tuned = (arms[n]["metrics"] for n in ("base_few_shot", "base_zero_shot", "fine_tuned"))
@@ -123,11 +134,16 @@ def test_report_compares_four_arms_and_ranks_the_fine_tune_first(server):
     assert all(params.temperature == 0 for _, _, params in server.engine.calls)
     user = {"role": "user", "content": "What is 1?"}
     shots = [
-        {"role": "user", "content": "Question 0?"}, {"role": "assistant", "content": f"{MARK} Answer 0."},
-        {"role": "user", "content": "Question 1?"}, {"role": "assistant", "content": f"{MARK} Answer 1."},
+        {"role": "user", "content": "Question 0?"},
+        {"role": "assistant", "content": f"{MARK} Answer 0."},
+        {"role": "user", "content": "Question 1?"},
+        {"role": "assistant", "content": f"{MARK} Answer 1."},
     ]
     assert [timed[i] for i in (0, 2, 4, 6)] == [
-        (None, [SYSTEM, user]), (None, [SYSTEM, *shots, user]), ("/adapters/ahoy", [SYSTEM, user]), ("/adapters/ahoy", [user])
+        (None, [SYSTEM, user]),
+        (None, [SYSTEM, *shots, user]),
+        ("/adapters/ahoy", [SYSTEM, user]),
+        ("/adapters/ahoy", [user]),
     ]
     assert report["examples"][0] == {"line": 1, "prompt": [SYSTEM, user], "reference": f"{MARK} One."}
 
@@ -147,9 +163,13 @@ def test_report_compares_four_arms_and_ranks_the_fine_tune_first(server):
 def test_a_training_file_can_be_given_and_json_answers_are_scored(server):
     client = server.client()
     model, _ = server.fine_tune(client)
-    other = jsonl(example(f"Q{i}", '{"ok": true}', system={"role": "system", "content": "JSON only."}) for i in range(3))
+    other = jsonl(
+        example(f"Q{i}", '{"ok": true}', system={"role": "system", "content": "JSON only."}) for i in range(3)
+    )
     training = client.files.create(file=("other.jsonl", other), purpose="fine-tune")
-    held_out = client.files.create(file=("h.jsonl", jsonl([example("What is 1?", '{"n": 1}', system=None)])), purpose="evals")
+    held_out = client.files.create(
+        file=("h.jsonl", jsonl([example("What is 1?", '{"n": 1}', system=None)])), purpose="evals"
+    )
     report = create_eval(client, model=model, file=held_out.id, training_file=training.id, shots=10)
     assert report["training_file"] == training.id and report["system_message"] == "JSON only."
     assert report["shots"] == 3  # all the file has
@@ -171,9 +191,21 @@ def test_errors_have_openai_shapes(server):
         create_eval(client, model=model, file="file-missing")
     assert caught.value.param == "file"
     no_reference = client.files.create(
-        file=("bad.jsonl", jsonl([example("q", "a")]) + jsonl([{"messages": [
-            {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, {"role": "user", "content": "and?"}
-        ]}])),
+        file=(
+            "bad.jsonl",
+            jsonl([example("q", "a")])
+            + jsonl(
+                [
+                    {
+                        "messages": [
+                            {"role": "user", "content": "q"},
+                            {"role": "assistant", "content": "a"},
+                            {"role": "user", "content": "and?"},
+                        ]
+                    }
+                ]
+            ),
+        ),
         purpose="evals",
     )
     with pytest.raises(openai.BadRequestError) as caught:

@@ -30,12 +30,16 @@ def client(data_dir) -> openai.OpenAI:
 def test_the_report_is_the_cli_report_of_the_same_file(client, data_dir):
     uploaded = client.files.create(file=("marv.jsonl", MARV.read_bytes()), purpose="fine-tune")
     report = client.get(f"/openft/files/{uploaded.id}/check", cast_to=object)
-    cli_report = json.loads(CliRunner().invoke(cli, ["data", "check", str(MARV), "--json", "--data-dir", str(data_dir)]).stdout)
+    cli_report = json.loads(
+        CliRunner().invoke(cli, ["data", "check", str(MARV), "--json", "--data-dir", str(data_dir)]).stdout
+    )
     assert report["training"]["file"] == uploaded.id  # never the server's path
     cli_report["training"]["file"] = uploaded.id
     assert report == cli_report
     assert report["ok"] and report["training"]["stats"]["examples"] == 20 and report["cost"]["usd"] > 0
-    priced = client.get(f"/openft/files/{uploaded.id}/check", cast_to=object, options={"params": {"model": "gpt-4o-mini"}})
+    priced = client.get(
+        f"/openft/files/{uploaded.id}/check", cast_to=object, options={"params": {"model": "gpt-4o-mini"}}
+    )
     assert priced["cost"]["model"] == "gpt-4o-mini"
 
 

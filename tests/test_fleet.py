@@ -53,7 +53,9 @@ class WorkerProcess:
         self.log = open(data_dir / "worker.log", "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "openft", "worker", "--data-dir", str(data_dir)],
-            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
         )
 
     def training(self) -> str | None:
@@ -79,14 +81,21 @@ def api_client(settings: Settings) -> OpenAI:
 
 def test_four_workers_run_each_of_twenty_jobs_once_and_take_over_a_killed_ones_job(postgres, tmp_path, model_store):
     env = fleet_env(postgres.new_database(), f"file://{tmp_path / 'shared-storage'}")
-    settings = Settings(data_dir=new_data_dir(tmp_path / "api", model_store), db_url=env["OPENFT_DB_URL"],
-                        storage_url=env["OPENFT_STORAGE_URL"])
+    settings = Settings(
+        data_dir=new_data_dir(tmp_path / "api", model_store),
+        db_url=env["OPENFT_DB_URL"],
+        storage_url=env["OPENFT_STORAGE_URL"],
+    )
     client = api_client(settings)
     training = client.files.create(file=("ten.jsonl", TEN_EXAMPLES), purpose="fine-tune")
     # The first job is the one to kill: five one-step epochs, a checkpoint after each.
     job_ids = [
-        client.fine_tuning.jobs.create(training_file=training.id, model="gpt-3.5-turbo", seed=i,
-                                       hyperparameters={"n_epochs": LONG_EPOCHS if i == 0 else 1, "batch_size": 10}).id
+        client.fine_tuning.jobs.create(
+            training_file=training.id,
+            model="gpt-3.5-turbo",
+            seed=i,
+            hyperparameters={"n_epochs": LONG_EPOCHS if i == 0 else 1, "batch_size": 10},
+        ).id
         for i in range(N_JOBS)
     ]
     killed_job = job_ids[0]

@@ -39,21 +39,57 @@ def test_two_turn_chat_exact_labels(tokenizer):
     # Only each reply's content and its <|im_end|> carry loss: not the system or user turns,
     # not the "<|im_start|>assistant\n" header, not the newline after <|im_end|>.
     assert table(tokenizer, rendered) == [
-        ("<|im_start|>", False), ("system", False), ("\n", False),
-        ("Be", False), (" a", False), (" pirate", False), (".", False), ("<|im_end|>", False), ("\n", False),
-        ("<|im_start|>", False), ("user", False), ("\n", False), ("Hi", False), ("<|im_end|>", False), ("\n", False),
-        ("<|im_start|>", False), ("ass", False), ("istant", False), ("\n", False),
-        ("Ah", True), ("oy", True), ("!", True), ("<|im_end|>", True), ("\n", False),
-        ("<|im_start|>", False), ("user", False), ("\n", False), ("By", False), ("e", False), ("<|im_end|>", False), ("\n", False),
-        ("<|im_start|>", False), ("ass", False), ("istant", False), ("\n", False),
-        ("F", True), ("are", True), ("well", True), (".", True), ("<|im_end|>", True), ("\n", False),
-    ]  # fmt: skip
+        ("<|im_start|>", False),
+        ("system", False),
+        ("\n", False),
+        ("Be", False),
+        (" a", False),
+        (" pirate", False),
+        (".", False),
+        ("<|im_end|>", False),
+        ("\n", False),
+        ("<|im_start|>", False),
+        ("user", False),
+        ("\n", False),
+        ("Hi", False),
+        ("<|im_end|>", False),
+        ("\n", False),
+        ("<|im_start|>", False),
+        ("ass", False),
+        ("istant", False),
+        ("\n", False),
+        ("Ah", True),
+        ("oy", True),
+        ("!", True),
+        ("<|im_end|>", True),
+        ("\n", False),
+        ("<|im_start|>", False),
+        ("user", False),
+        ("\n", False),
+        ("By", False),
+        ("e", False),
+        ("<|im_end|>", False),
+        ("\n", False),
+        ("<|im_start|>", False),
+        ("ass", False),
+        ("istant", False),
+        ("\n", False),
+        ("F", True),
+        ("are", True),
+        ("well", True),
+        (".", True),
+        ("<|im_end|>", True),
+        ("\n", False),
+    ]
     # labels are the token ids themselves (unshifted), -100 elsewhere
     assert all(label in (token, IGNORE_INDEX) for token, label in zip(rendered.input_ids, rendered.labels))
     # the whole text is the chat template's rendering, tokenized once
-    assert rendered.input_ids == tokenizer(
-        tokenizer.apply_chat_template(TWO_TURNS["messages"], tokenize=False), add_special_tokens=False
-    )["input_ids"]
+    assert (
+        rendered.input_ids
+        == tokenizer(tokenizer.apply_chat_template(TWO_TURNS["messages"], tokenize=False), add_special_tokens=False)[
+            "input_ids"
+        ]
+    )
     assert rendered.truncated is False
 
 
@@ -97,20 +133,27 @@ def test_tool_calls_are_rendered_and_trained(tokenizer):
     example = {
         "messages": [
             {"role": "user", "content": "Weather in Paris?"},
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
-            ]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    },
+                ],
+            },
             {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
             {"role": "assistant", "content": "Sunny."},
         ],
         "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
-    }  # fmt: skip
+    }
     rendered = render_example(tokenizer, example, max_length=1024)
     text = tokenizer.decode(rendered.input_ids)
     assert text.startswith("<|im_start|>system\n# Tools\n") and '"name": "get_weather"' in text
     assert trained_text(tokenizer, rendered) == (
-        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>'
-        "Sunny.<|im_end|>"
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>Sunny.<|im_end|>'
     )
 
 

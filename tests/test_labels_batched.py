@@ -81,7 +81,9 @@ def _example_tools(example):
 
 
 def _render(tokenizer, messages, tools, add_generation_prompt=False):
-    return tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return tokenizer.apply_chat_template(
+        messages, tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
 
 
 def as_tuple(rendered) -> tuple[list[int], list[int], bool]:
@@ -96,7 +98,10 @@ WORDS = "the a of to and is it you that in Paris café naïve 東京 🙂 — { 
 
 def tool(name: str) -> dict:
     parameters = {"type": "object", "properties": {"city": {"type": "string"}}}
-    return {"type": "function", "function": {"name": name, "description": f"{name} for a city", "parameters": parameters}}
+    return {
+        "type": "function",
+        "function": {"name": name, "description": f"{name} for a city", "parameters": parameters},
+    }
 
 
 def varied_examples(n: int = 120, seed: int = 0) -> list[dict]:
@@ -126,23 +131,35 @@ def varied_examples(n: int = 120, seed: int = 0) -> list[dict]:
             tools = [tool("get_weather")] + ([tool("get_time")] if kind == 4 else [])
             messages.append({"role": "user", "content": text(1, 20)})
             calls = [
-                {"id": f"call_{k}_{c}", "type": "function",
-                 "function": {"name": tools[c]["function"]["name"], "arguments": json.dumps({"city": text(1, 2)})}}
+                {
+                    "id": f"call_{k}_{c}",
+                    "type": "function",
+                    "function": {"name": tools[c]["function"]["name"], "arguments": json.dumps({"city": text(1, 2)})},
+                }
                 for c in range(len(tools))
-            ]  # fmt: skip
+            ]
             messages.append({"role": "assistant", "content": None if k % 3 else text(1, 5), "tool_calls": calls})
             messages += [{"role": "tool", "tool_call_id": call["id"], "content": text(1, 8)} for call in calls]
             messages.append({"role": "assistant", "content": text(1, 40), "weight": rng.choice([0, 1])})
             examples.append({"tools": tools, "messages": messages})
         else:  # legacy function calling
             messages.append({"role": "user", "content": text(1, 20)})
-            messages.append({"role": "assistant", "function_call": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}})
+            messages.append(
+                {"role": "assistant", "function_call": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+            )
             messages.append({"role": "function", "name": "get_weather", "content": text(1, 8)})
             messages.append({"role": "assistant", "content": text(1, 40)})
             examples.append({"functions": [tool("get_weather")["function"]], "messages": messages})
     # an opening assistant message at weight 0 (the labels start after it) and an empty trained reply
-    examples.append({"messages": [{"role": "assistant", "content": "Hi", "weight": 0}, {"role": "user", "content": "Hi"},
-                                  {"role": "assistant", "content": "Yo"}]})  # fmt: skip
+    examples.append(
+        {
+            "messages": [
+                {"role": "assistant", "content": "Hi", "weight": 0},
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Yo"},
+            ]
+        }
+    )
     examples.append({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": ""}]})
     return examples
 
@@ -225,8 +242,10 @@ def test_labels_follow_the_walk_across_pieces():
             offsets.append((at, at + rng.randint(1, 4)))
             at = offsets[-1][1]
         cuts = sorted(rng.sample(range(1, len(offsets)), k=rng.randint(0, len(offsets) - 1)))
-        spans = sorted((tuple(sorted((rng.randint(0, at + 2), rng.randint(0, at + 2)))) for _ in range(rng.randint(0, 3))),
-                       key=lambda span: span[1])  # fmt: skip
+        spans = sorted(
+            (tuple(sorted((rng.randint(0, at + 2), rng.randint(0, at + 2)))) for _ in range(rng.randint(0, 3))),
+            key=lambda span: span[1],
+        )
         ids = list(range(100, 100 + len(offsets)))
         assert _labels(pieces(ids, offsets, cuts), spans) == walk(ids, offsets, spans), (offsets, cuts, spans)
 

@@ -20,25 +20,56 @@ def test_one_gpu_or_cpu_runs_the_trainer_module_here():
 
 def test_several_gpus_run_under_torchrun():
     assert command(Settings(train_gpus=4), SPEC, attempt=1) == [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "4",
-        "-m", "openft.trainer", str(SPEC),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "4",
+        "-m",
+        "openft.trainer",
+        str(SPEC),
     ]
 
 
 def test_a_ray_address_submits_a_ray_job_per_attempt():
     settings = Settings(ray_address="http://head:8265", train_gpus=2, ray_runtime_env='{"pip": ["openft"]}')
     assert command(settings, SPEC, attempt=3) == [
-        "ray", "job", "submit", "--address", "http://head:8265", "--submission-id", "openft-ftjob-abc-3",
-        "--entrypoint-num-gpus", "2",
-        "--runtime-env-json", '{"pip": ["openft"]}', "--",
-        "python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "openft.trainer", str(SPEC),
+        "ray",
+        "job",
+        "submit",
+        "--address",
+        "http://head:8265",
+        "--submission-id",
+        "openft-ftjob-abc-3",
+        "--entrypoint-num-gpus",
+        "2",
+        "--runtime-env-json",
+        '{"pip": ["openft"]}',
+        "--",
+        "python",
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "openft.trainer",
+        str(SPEC),
     ]
     assert stop_command(settings, SPEC, attempt=3) == [
-        "ray", "job", "stop", "--address", "http://head:8265", "openft-ftjob-abc-3"
+        "ray",
+        "job",
+        "stop",
+        "--address",
+        "http://head:8265",
+        "openft-ftjob-abc-3",
     ]
     assert command(Settings(ray_address="http://head:8265"), SPEC, attempt=1)[-4:] == [
-        "python", "-m", "openft.trainer", str(SPEC)
+        "python",
+        "-m",
+        "openft.trainer",
+        str(SPEC),
     ]
 
 

@@ -21,14 +21,30 @@ pytestmark = pytest.mark.slow
 def legacy_openai(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("openai-0.28")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-warn-conflicts", "--target", str(target), "openai==0.28.1"], check=True
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-warn-conflicts",
+            "--target",
+            str(target),
+            "openai==0.28.1",
+        ],
+        check=True,
     )
     return target
 
 
 def test_legacy_seed_workflow(live_server, legacy_openai):
     result = subprocess.run(
-        [sys.executable, str(HERE / "legacy" / "seed_workflow.py"), live_server.base_url, str(HERE / "data" / "ahoy.jsonl")],
+        [
+            sys.executable,
+            str(HERE / "legacy" / "seed_workflow.py"),
+            live_server.base_url,
+            str(HERE / "data" / "ahoy.jsonl"),
+        ],
         env={**os.environ, "PYTHONPATH": str(legacy_openai)},
         capture_output=True,
         text=True,

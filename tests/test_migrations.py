@@ -31,8 +31,18 @@ def test_an_empty_database_is_migrated_to_head(db_url, tmp_path):
     assert version(db.engine) == HEAD
     assert set(inspect(db.engine).get_table_names()) == {*Base.metadata.tables, "alembic_version"}
     with db.session() as session:
-        session.add(FileRow(id="file-1", organization_id="org", bytes=3 * 2**30, created_at=1, filename="f",
-                            purpose="assistants", status="processed", path="files/file-1"))
+        session.add(
+            FileRow(
+                id="file-1",
+                organization_id="org",
+                bytes=3 * 2**30,
+                created_at=1,
+                filename="f",
+                purpose="assistants",
+                status="processed",
+                path="files/file-1",
+            )
+        )
     with db.session() as session:
         assert session.scalar(select(FileRow.bytes)) == 3 * 2**30  # over int4: files.bytes is a bigint
 
@@ -56,8 +66,12 @@ def test_processes_starting_together_migrate_once(db_url, tmp_path):
         "Database(Settings())"
     )
     processes = [
-        subprocess.Popen([sys.executable, "-c", opens], stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "OPENFT_DB_URL": db_url, "OPENFT_DATA_DIR": str(tmp_path / f"d{i}")})
+        subprocess.Popen(
+            [sys.executable, "-c", opens],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "OPENFT_DB_URL": db_url, "OPENFT_DATA_DIR": str(tmp_path / f"d{i}")},
+        )
         for i in range(4)
     ]
     time.sleep(3)
@@ -76,8 +90,16 @@ def test_a_database_made_by_create_all_is_stamped_and_kept(tmp_path):
     with old.begin() as connection:
         connection.execute(text("DROP TABLE alembic_version"))  # …which had no version table
         connection.execute(
-            FileRow.__table__.insert().values(id="file-old", organization_id="org", bytes=1, created_at=1,
-                                              filename="f", purpose="assistants", status="processed", path="p")
+            FileRow.__table__.insert().values(
+                id="file-old",
+                organization_id="org",
+                bytes=1,
+                created_at=1,
+                filename="f",
+                purpose="assistants",
+                status="processed",
+                path="p",
+            )
         )
     old.dispose()
 

@@ -64,8 +64,12 @@ class Server:
             _register_model(session, self.settings, job, name + ":ckpt-step-10", "/nonexistent/adapter-10")
             session.add(
                 CheckpointRow(
-                    id=ids.checkpoint_id(), job_id=job.id, created_at=int(time.time()),
-                    fine_tuned_model_checkpoint=name + ":ckpt-step-10", step_number=10, metrics={},
+                    id=ids.checkpoint_id(),
+                    job_id=job.id,
+                    created_at=int(time.time()),
+                    fine_tuned_model_checkpoint=name + ":ckpt-step-10",
+                    step_number=10,
+                    metrics={},
                 )
             )
 
@@ -145,13 +149,13 @@ def test_org_a_cannot_see_use_or_delete_org_b_models(two_orgs):
     checkpoint = model + ":ckpt-step-10"
     for name in (model, checkpoint):
         for attempt in (
-            lambda: a.models.retrieve(name),
-            lambda: a.models.delete(name),
-            lambda: a.chat.completions.create(model=name, messages=HELLO),
-            lambda: a.chat.completions.create(model=name, messages=HELLO, stream=True),
+            lambda name: a.models.retrieve(name),
+            lambda name: a.models.delete(name),
+            lambda name: a.chat.completions.create(model=name, messages=HELLO),
+            lambda name: a.chat.completions.create(model=name, messages=HELLO, stream=True),
         ):
             with pytest.raises(openai.NotFoundError) as caught:
-                attempt()
+                attempt(name)
             assert caught.value.code == "model_not_found"
     a_models = {m.id for m in a.models.list().data}
     assert BUNDLED_MODEL in a_models and "gpt-3.5-turbo" in a_models

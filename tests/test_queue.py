@@ -17,10 +17,21 @@ def add_jobs(db: Database, n: int, status: str = "queued") -> list[str]:
     ids = [f"ftjob-{status[:4]}{i:03d}" for i in range(n)]
     with db.session() as session:
         for job_id in ids:
-            session.add(JobRow(
-                id=job_id, organization_id="org", created_at=0, model="m", base_model="m", status=status,
-                training_file="file-x", seed=0, hyperparameters={}, result_files=[], planned_model_name="ft:m",
-            ))
+            session.add(
+                JobRow(
+                    id=job_id,
+                    organization_id="org",
+                    created_at=0,
+                    model="m",
+                    base_model="m",
+                    status=status,
+                    training_file="file-x",
+                    seed=0,
+                    hyperparameters={},
+                    result_files=[],
+                    planned_model_name="ft:m",
+                )
+            )
     return ids
 
 
@@ -48,7 +59,9 @@ def test_an_expired_lease_is_claimed_again_and_its_worker_loses_it(db_url, tmp_p
     assert (again.id, again.attempts) == (job_id, 2)
     assert queue.renew(db, job_id, "dead", 30) is None
     with db.session() as session:
-        messages = list(session.scalars(select(EventRow.message).where(EventRow.job_id == job_id).order_by(EventRow.seq)))
+        messages = list(
+            session.scalars(select(EventRow.message).where(EventRow.job_id == job_id).order_by(EventRow.seq))
+        )
     assert messages == ["Fine-tuning job started", "Fine-tuning job started again (attempt 2)"]
 
 

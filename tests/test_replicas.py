@@ -23,7 +23,9 @@ def test_a_new_fine_tune_is_servable_on_every_replica(postgres, tmp_path, model_
         first, second = (replica.client() for replica in replicas)
         training = first.files.create(file=("ten.jsonl", TEN_EXAMPLES), purpose="fine-tune")
         job = second.fine_tuning.jobs.create(
-            training_file=training.id, model="gpt-3.5-turbo", suffix="replicas",
+            training_file=training.id,
+            model="gpt-3.5-turbo",
+            suffix="replicas",
             hyperparameters={"n_epochs": 1, "batch_size": 10},
         )
         job = wait_for(first, job.id, timeout=300)
@@ -34,8 +36,10 @@ def test_a_new_fine_tune_is_servable_on_every_replica(postgres, tmp_path, model_
             assert job.fine_tuned_model in {model.id for model in client.models.list().data}
             assert client.models.retrieve(job.fine_tuned_model).owned_by == "personal"
             reply = client.chat.completions.create(
-                model=job.fine_tuned_model, messages=[{"role": "user", "content": "What is the capital of Peru?"}],
-                max_tokens=8, temperature=0,
+                model=job.fine_tuned_model,
+                messages=[{"role": "user", "content": "What is the capital of Peru?"}],
+                max_tokens=8,
+                temperature=0,
             )
             answers.append(reply.choices[0].message.content)
         assert answers[0] and answers[0] == answers[1]  # the same adapter, from the shared storage

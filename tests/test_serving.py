@@ -28,7 +28,9 @@ def base(model_store):
 def random_adapter(path, directory, seed: int):
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=4 + 4 * seed, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model, LoraConfig(r=4 + 4 * seed, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM")
+    )
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "lora_B" in name:
@@ -67,9 +69,13 @@ def test_int4_serving_of_the_bundled_model_predicts_as_transformers(base):
     linears = [weights for layer in decoder.layers for weights in (layer.qkv, layer.o, layer.gate_up, layer.down)]
     assert all(isinstance(weights, Int4Linear) for weights in linears) and not isinstance(decoder.head, Int4Linear)
 
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "Name three colours of the rainbow."},
-                                          {"role": "assistant", "content": "Red, orange and yellow are three of them."}],
-                                         tokenize=False)  # fmt: skip
+    text = tokenizer.apply_chat_template(
+        [
+            {"role": "user", "content": "Name three colours of the rainbow."},
+            {"role": "assistant", "content": "Red, orange and yellow are three of them."},
+        ],
+        tokenize=False,
+    )
     ids = tokenizer(text).input_ids
     expected = model(torch.tensor([ids])).logits[0].argmax(-1).tolist()
     predicted = [int(decoder.prefill([0], [ids[:1]], [0])[0].argmax())]
@@ -78,12 +84,15 @@ def test_int4_serving_of_the_bundled_model_predicts_as_transformers(base):
     assert agreement >= 0.95, agreement
 
 
-
 def long_stream(client, model: str = "gpt-3.5-turbo", max_tokens: int = 300):
     return client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "Count from 1 to 1000."}], temperature=0,
-        max_tokens=max_tokens, logit_bias={EOS: -100}, stream=True,
-    )  # fmt: skip
+        model=model,
+        messages=[{"role": "user", "content": "Count from 1 to 1000."}],
+        temperature=0,
+        max_tokens=max_tokens,
+        logit_bias={EOS: -100},
+        stream=True,
+    )
 
 
 @pytest.mark.slow
@@ -138,8 +147,11 @@ def test_the_engine_process_comes_back_after_it_dies(live_server):
         model="gpt-3.5-turbo", messages=[{"role": "user", "content": "Say hi."}], temperature=0, max_tokens=4
     )
     before = ask().choices[0].message.content
-    engines = [child for child in psutil.Process(live_server.process.pid).children()
-               if "openft.inference.process" in child.cmdline()]  # fmt: skip
+    engines = [
+        child
+        for child in psutil.Process(live_server.process.pid).children()
+        if "openft.inference.process" in child.cmdline()
+    ]
     assert len(engines) == 1
     engines[0].kill()
     time.sleep(1)  # a request sent while it dies may fail with it
@@ -150,9 +162,13 @@ def test_the_engine_process_comes_back_after_it_dies(live_server):
 def test_n_choices_are_sampled_apart_and_reproducibly(live_server):
     client = live_server.client()
     ask = lambda: client.chat.completions.create(  # noqa: E731
-        model="gpt-3.5-turbo", messages=[{"role": "user", "content": "Name an animal."}], n=3, temperature=1.0,
-        seed=11, max_tokens=12,
-    )  # fmt: skip
+        model="gpt-3.5-turbo",
+        messages=[{"role": "user", "content": "Name an animal."}],
+        n=3,
+        temperature=1.0,
+        seed=11,
+        max_tokens=12,
+    )
     first, second = ask(), ask()
     assert [c.index for c in first.choices] == [0, 1, 2]
     assert [c.message.content for c in first.choices] == [c.message.content for c in second.choices]
@@ -171,12 +187,27 @@ def test_other_architectures_are_served_by_transformers(tmp_path, model_store):
 
     bundled = model_store / BUNDLED_MODEL
     target = tmp_path / "models" / "tiny-qwen2"
-    config = Qwen2Config(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, eos_token_id=2, bos_token_id=1)  # fmt: skip
+    config = Qwen2Config(
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        eos_token_id=2,
+        bos_token_id=1,
+    )
     AutoModelForCausalLM.from_config(config).save_pretrained(target)
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         (target / name).write_bytes((bundled / name).read_bytes())
-    engine = BatchedEngine(tmp_path / "models", 2, Storage.for_settings(Settings(data_dir=tmp_path)), tmp_path / "cache")
-    chunks = list(engine.generate(ModelRef("tiny-qwen2"), Prompt([{"role": "user", "content": "Hi"}]),
-                                  SamplingParams(max_tokens=5, temperature=0, logit_bias=((2, -100.0),))))  # fmt: skip
+    engine = BatchedEngine(
+        tmp_path / "models", 2, Storage.for_settings(Settings(data_dir=tmp_path)), tmp_path / "cache"
+    )
+    chunks = list(
+        engine.generate(
+            ModelRef("tiny-qwen2"),
+            Prompt([{"role": "user", "content": "Hi"}]),
+            SamplingParams(max_tokens=5, temperature=0, logit_bias=((2, -100.0),)),
+        )
+    )
     assert chunks[-1].finish_reason == "length" and chunks[-1].completion_tokens == 5

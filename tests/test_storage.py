@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from openft.errors import OpenFTError
 from openft.models.store import ensure_bundled_model
 from openft.runner.artifacts import push_checkpoint, restore_checkpoint
 from openft.server.app import create_app
@@ -52,7 +53,8 @@ def test_a_local_directory_is_used_in_place_and_anything_else_is_fetched_once(st
     storage.put_dir(adapter, "adapters/ftjob-1")  # a retry replaces, never nests
     fetched = storage.fetch("adapters/ftjob-1", tmp_path / "cache")
     assert sorted(p.relative_to(fetched).as_posix() for p in fetched.rglob("*") if p.is_file()) == [
-        "adapter_config.json", "sub/weights.bin"
+        "adapter_config.json",
+        "sub/weights.bin",
     ]
     if storage.local_root is not None:
         assert fetched == storage.local_root / "adapters/ftjob-1"
@@ -105,7 +107,7 @@ def test_a_rejected_upload_leaves_nothing_in_a_remote_storage(tmp_path):
     url = f"memory://openft-test/{tmp_path.name}"
     settings = Settings(data_dir=tmp_path / "data", storage_url=url)
     files = FileService(settings, Database(settings))
-    with pytest.raises(Exception):
+    with pytest.raises(OpenFTError):
         files.create(settings.organization_id, "t.jsonl", "fine-tune", io.BytesIO(b"{not json\n"))
     assert not Storage(url).exists("files")
     assert list((settings.data_dir / "staging").iterdir()) == []

@@ -12,11 +12,21 @@ import pytest
 from openft.settings import BUNDLED_MODEL
 
 QUESTIONS = [
-    "What is the capital of France?", "How do I boil an egg?", "Tell me a joke.", "What is 2+2?",
-    "Name a colour.", "Why is the sky blue?", "What's your favourite food?", "How far is the moon?",
-    "Who wrote Hamlet?", "What time is it?", "Recommend a book.", "How do plants grow?",
-    "What is Python?", "Where is Tokyo?",
-]  # fmt: skip
+    "What is the capital of France?",
+    "How do I boil an egg?",
+    "Tell me a joke.",
+    "What is 2+2?",
+    "Name a colour.",
+    "Why is the sky blue?",
+    "What's your favourite food?",
+    "How far is the moon?",
+    "Who wrote Hamlet?",
+    "What time is it?",
+    "Recommend a book.",
+    "How do plants grow?",
+    "What is Python?",
+    "Where is Tokyo?",
+]
 
 pytestmark = pytest.mark.slow
 
@@ -27,14 +37,18 @@ def base_model_path(model_store) -> Path:
 
 
 def write_jsonl(path: Path, questions: list[str]) -> Path:
-    lines = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "Ahoy!"}]} for q in questions]
+    lines = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "Ahoy!"}]} for q in questions
+    ]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path
 
 
 def run_trainer(spec: dict, spec_path: Path) -> tuple[int, list[dict]]:
     spec_path.write_text(json.dumps(spec))
-    proc = subprocess.run([sys.executable, "-m", "openft.trainer", str(spec_path)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "openft.trainer", str(spec_path)], capture_output=True, text=True, timeout=300
+    )
     return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()]  # stdout is JSON lines only
 
 
@@ -45,9 +59,14 @@ def spec(tmp_path, base_model_path) -> dict:
         "training_file": str(write_jsonl(tmp_path / "train.jsonl", QUESTIONS[:12])),
         "validation_file": str(write_jsonl(tmp_path / "valid.jsonl", QUESTIONS[12:])),
         "output_dir": str(tmp_path / "job" / "out"),
-        "n_epochs": 2, "batch_size": 4, "learning_rate": 1e-3, "seed": 42, "max_length": 256, "threads": 2,
+        "n_epochs": 2,
+        "batch_size": 4,
+        "learning_rate": 1e-3,
+        "seed": 42,
+        "max_length": 256,
+        "threads": 2,
         "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
-    }  # fmt: skip
+    }
 
 
 def losses(events: list[dict]) -> list[float]:
@@ -61,9 +80,23 @@ def test_train_resume_and_determinism(spec, tmp_path):
 
     # the event stream: started, 3 steps + a checkpoint per epoch, done
     assert [e["type"] for e in events] == ["started"] + (["metrics"] * 3 + ["checkpoint"]) * 2 + ["done"]
-    assert events[0] == {"type": "started", "total_steps": 6, "n_examples": 12, "n_epochs": 2, "batch_size": 4, "start_step": 0}
+    assert events[0] == {
+        "type": "started",
+        "total_steps": 6,
+        "n_examples": 12,
+        "n_epochs": 2,
+        "batch_size": 4,
+        "start_step": 0,
+    }
     steps = [e for e in events if e["type"] == "metrics"]
-    assert [(e["step"], e["epoch"], e["total_steps"]) for e in steps] == [(1, 1, 6), (2, 1, 6), (3, 1, 6), (4, 2, 6), (5, 2, 6), (6, 2, 6)]
+    assert [(e["step"], e["epoch"], e["total_steps"]) for e in steps] == [
+        (1, 1, 6),
+        (2, 1, 6),
+        (3, 1, 6),
+        (4, 2, 6),
+        (5, 2, 6),
+        (6, 2, 6),
+    ]
     assert all(0 <= e["train_mean_token_accuracy"] <= 1 and e["valid_loss"] > 0 for e in steps)
     assert "full_valid_loss" in steps[-1] and "full_valid_loss" not in steps[0]
     assert [e["tokens"] for e in steps] == sorted(e["tokens"] for e in steps)
@@ -106,4 +139,3 @@ def test_failure_is_one_error_event(tmp_path, spec):
     assert rc == 1
     assert [e["type"] for e in events] == ["error"]
     assert "missing.jsonl" in events[0]["message"]
-

@@ -30,16 +30,23 @@ def test_two_ranks_take_the_steps_one_process_takes(tmp_path, model_store):
         "base_model_path": str(model_store / "SmolLM2-135M-Instruct"),
         "training_file": str(write_jsonl(tmp_path / "train.jsonl", QUESTIONS[:7])),  # batches of 4 and 3
         "validation_file": str(write_jsonl(tmp_path / "valid.jsonl", QUESTIONS[12:])),
-        "n_epochs": 1, "batch_size": 4, "learning_rate": 1e-3, "seed": 7, "max_length": 128, "threads": 1,
+        "n_epochs": 1,
+        "batch_size": 4,
+        "learning_rate": 1e-3,
+        "seed": 7,
+        "max_length": 128,
+        "threads": 1,
         # fp32: bf16 rounds a batch's halves differently from the whole, which would hide the split's math
         "base_dtype": "float32",
-    }  # fmt: skip
+    }
     single = train(spec, tmp_path / "one", gpus=1)
     ranks = train(spec, tmp_path / "two", gpus=2)
 
     assert [e["type"] for e in ranks] == [e["type"] for e in single]  # once: rank 1 is silent
     assert losses(ranks) == pytest.approx(losses(single), rel=1e-4)
-    assert [e["tokens"] for e in ranks if e["type"] == "metrics"] == [e["tokens"] for e in single if e["type"] == "metrics"]
+    assert [e["tokens"] for e in ranks if e["type"] == "metrics"] == [
+        e["tokens"] for e in single if e["type"] == "metrics"
+    ]
     assert ranks[-1]["trained_tokens"] == single[-1]["trained_tokens"]
     one = load_file(tmp_path / "one" / "out" / "adapter" / "adapter_model.safetensors")
     two = load_file(tmp_path / "two" / "out" / "adapter" / "adapter_model.safetensors")

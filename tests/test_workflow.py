@@ -149,9 +149,15 @@ def test_chat_parameters(live_server, fine_tune):
     assert cut.message.content == text[:3] and cut.finish_reason == "stop"
     sampled = [
         client.chat.completions.create(
-            model="gpt-3.5-turbo", messages=[{"role": "user", "content": "Say something."}], temperature=1.0,
-            top_p=0.9, seed=5, max_tokens=10,
-        ).choices[0].message.content
+            model="gpt-3.5-turbo",
+            messages=[{"role": "user", "content": "Say something."}],
+            temperature=1.0,
+            top_p=0.9,
+            seed=5,
+            max_tokens=10,
+        )
+        .choices[0]
+        .message.content
         for _ in range(2)
     ]
     assert sampled[0] == sampled[1]
@@ -160,9 +166,7 @@ def test_chat_parameters(live_server, fine_tune):
 def test_prompt_over_context_is_rejected(live_server):
     client = live_server.client()
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(
-            model="gpt-3.5-turbo", messages=[{"role": "user", "content": "word " * 9000}]
-        )
+        client.chat.completions.create(model="gpt-3.5-turbo", messages=[{"role": "user", "content": "word " * 9000}])
     assert caught.value.code == "context_length_exceeded"
 
 
@@ -181,7 +185,9 @@ def test_validation_file_adds_validation_metrics(live_server):
     assert job.fine_tuned_model.startswith("ft:SmolLM2-135M-Instruct:personal::")
     assert job.hyperparameters.batch_size == 4 and job.hyperparameters.n_epochs == 1
     events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
-    assert f"Validating training file: {training.id} and validation file: {validation.id}" in [e.message for e in events]
+    assert f"Validating training file: {training.id} and validation file: {validation.id}" in [
+        e.message for e in events
+    ]
     last_step = next(e for e in events if e.type == "metrics")
     assert "full validation loss=" in last_step.message and last_step.data["full_valid_loss"] > 0
     rows = base64.b64decode(client.files.content(job.result_files[0]).content).decode().splitlines()
@@ -191,7 +197,9 @@ def test_validation_file_adds_validation_metrics(live_server):
 def test_cancel_stops_a_running_job(live_server):
     client = live_server.client()
     training = client.files.create(file=(DATA / "ahoy.jsonl").open("rb"), purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(training_file=training.id, model="gpt-3.5-turbo", hyperparameters={"n_epochs": 20})
+    job = client.fine_tuning.jobs.create(
+        training_file=training.id, model="gpt-3.5-turbo", hyperparameters={"n_epochs": 20}
+    )
     deadline = time.time() + 300
     while not any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id).data):
         assert time.time() < deadline

@@ -19,9 +19,7 @@ class OpenFTError(Exception):
         self.type = type
 
     def body(self) -> dict:
-        return {
-            "error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
-        }
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
 def not_found(kind: str, object_id: str, param: str = "id", code: str | None = None) -> OpenFTError:

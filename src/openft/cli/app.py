@@ -21,7 +21,6 @@ app.add_typer(key_commands.app, name="keys")
 app.command("eval")(eval_commands.eval_command)
 
 
-
 def settings_for(data_dir: Path) -> Settings:
     return Settings(data_dir=data_dir)
 
@@ -40,7 +39,9 @@ def serve(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    no_worker: Annotated[bool, typer.Option("--no-worker", help="Serve the API only; run `openft worker` apart.")] = False,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Serve the API only; run `openft worker` apart.")
+    ] = False,
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Listen on a non-loopback --host even though no API key exists.")
     ] = False,

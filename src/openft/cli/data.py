@@ -53,6 +53,7 @@ from rich.table import Table
 from rich.text import Text
 
 from openft.cli.options import DEFAULT_DATA_DIR, DataDir
+from openft.cli.output import duration, fail
 from openft.data import throughput
 from openft.data.hyperparams import resolve_hyperparameters, validate_requested_hyperparameters
 from openft.data.labels import IGNORE_INDEX, RenderedExample, render_stream
@@ -61,7 +62,6 @@ from openft.data.stats import TokenStats, TokenTally
 from openft.data.validate import DataIssue, ValidationReport, check_example_count, iter_chat_jsonl
 from openft.runner.spec import MAX_TRAINING_TOKENS
 from openft.settings import BUNDLED_MODEL, OPENAI_ALIASES, Settings
-from openft.cli.output import duration, fail
 
 app = typer.Typer(help="Check training data before it trains.", no_args_is_help=True)
 
@@ -76,13 +76,17 @@ def check(
     file: Annotated[Path, typer.Argument(help="Training data: chat JSONL, one example per line.")],
     model: Annotated[
         str | None,
-        typer.Option(help="Model to check for: a model in the store, or an OpenAI name (priced as that model, "
-                          "tokenized with the default base). Default: the configured base model."),
+        typer.Option(
+            help="Model to check for: a model in the store, or an OpenAI name (priced as that model, "
+            "tokenized with the default base). Default: the configured base model."
+        ),
     ] = None,
     validation: Annotated[Path | None, typer.Option(help="Validation data, checked the same way.")] = None,
     epochs: Annotated[int | None, typer.Option(help="n_epochs (default: auto, from the number of examples).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="batch_size (default: auto).")] = None,
-    show: Annotated[int, typer.Option(min=0, help="Render this many examples as the trainer sees them, trained tokens marked.")] = 0,
+    show: Annotated[
+        int, typer.Option(min=0, help="Render this many examples as the trainer sees them, trained tokens marked.")
+    ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the report.")] = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
@@ -401,7 +405,9 @@ def _print_example(console: Console, i: int, shown: dict) -> None:
 
 
 def _distribution(d: dict) -> str:
-    return ", ".join(f"{key} {value:,.0f}" if value == int(value) else f"{key} {value:,.1f}" for key, value in d.items())
+    return ", ".join(
+        f"{key} {value:,.0f}" if value == int(value) else f"{key} {value:,.1f}" for key, value in d.items()
+    )
 
 
 def _money(usd: float) -> str:

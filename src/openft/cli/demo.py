@@ -80,9 +80,7 @@ def seed_workflow(client: OpenAI, training_file: Path) -> bool:
     if job.status != "succeeded":
         console.print(f"[red]Job {job.status}[/]: {job.error.message if job.error else ''}")
         return False
-    console.print(
-        f"[green]Fine-tuned model[/] [bold]{job.fine_tuned_model}[/] ({job.trained_tokens} trained tokens)"
-    )
+    console.print(f"[green]Fine-tuned model[/] [bold]{job.fine_tuned_model}[/] ({job.trained_tokens} trained tokens)")
 
     # Step 4: use the fine-tuned model, next to the base model.
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": HELD_OUT_QUESTION}]

@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from openft.cli.options import DEFAULT_DATA_DIR, DataDir
-from openft.server.protocol.evals import MAX_SHOTS
 from openft.cli.output import duration, fail
+from openft.server.protocol.evals import MAX_SHOTS
 
 METRICS = (  # (key, label, format)
     ("exact_match", "exact match", "{:.0%}"),

@@ -6,8 +6,8 @@ from typing import Annotated
 import typer
 
 from openft.cli.options import DEFAULT_DATA_DIR, DataDir
-from openft.errors import OpenFTError
 from openft.cli.output import fail
+from openft.errors import OpenFTError
 
 app = typer.Typer(help="Manage API keys. Once a key exists, every /v1 request needs one.", no_args_is_help=True)
 

@@ -8,5 +8,6 @@ import typer
 DEFAULT_DATA_DIR = Path(".openft")
 
 DataDir = Annotated[
-    Path, typer.Option("--data-dir", envvar="OPENFT_DATA_DIR", help="Where openft keeps its database, files and models.")
+    Path,
+    typer.Option("--data-dir", envvar="OPENFT_DATA_DIR", help="Where openft keeps its database, files and models."),
 ]

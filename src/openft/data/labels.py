@@ -157,8 +157,10 @@ def _render_texts(tokenizer, examples: list[dict]) -> tuple[list[str], list[list
             if messages[i]["role"] != "assistant" or raw.get("weight", 1) == 0:
                 continue
             if i == 0:
-                raise ValueError("Cannot label an assistant message that opens the conversation: "
-                                 "start the example with a system or user message, or give it weight 0.")
+                raise ValueError(
+                    "Cannot label an assistant message that opens the conversation: "
+                    "start the example with a system or user message, or give it weight 0."
+                )
             before = to_render(messages[:i], tools_key, add_generation_prompt=True)
             upto = to_render(messages[: i + 1], tools_key) if i + 1 < len(messages) else None
             replies.append((j, before, upto))
@@ -188,7 +190,9 @@ def _render_texts(tokenizer, examples: list[dict]) -> tuple[list[str], list[list
     return texts, all_spans
 
 
-def _tokenize(encoder: PieceEncoder, texts: list[str], spans: list[list[tuple[int, int]]], max_length: int) -> list[RenderedExample]:
+def _tokenize(
+    encoder: PieceEncoder, texts: list[str], spans: list[list[tuple[int, int]]], max_length: int
+) -> list[RenderedExample]:
     """Tokenize the texts in one batched call and label the tokens that overlap their spans."""
     rendered = []
     for encoding, example_spans in zip(encoder.encode(texts), spans):
@@ -295,7 +299,13 @@ def _render_many(tokenizer, conversations: list[list[dict]], tools, add_generati
     template = _compile_jinja_template(tokenizer.get_chat_template(None, tools))
     special_tokens = tokenizer.special_tokens_map
     return [
-        template.render(messages=messages, tools=tools, documents=None, add_generation_prompt=add_generation_prompt, **special_tokens)
+        template.render(
+            messages=messages,
+            tools=tools,
+            documents=None,
+            add_generation_prompt=add_generation_prompt,
+            **special_tokens,
+        )
         for messages in conversations
     ]
 

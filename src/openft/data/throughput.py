@@ -83,10 +83,16 @@ def measure_tokens_per_second(model_path: Path, threads: int | None) -> float:
     with warnings.catch_warnings():  # peft's deprecation notices are not the user's concern here
         warnings.simplefilter("ignore", FutureWarning)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device)
-        model = get_peft_model(model, LoraConfig(
-            r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
-            target_modules=LORA["target_modules"], task_type="CAUSAL_LM",
-        ))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=LORA["r"],
+                lora_alpha=LORA["alpha"],
+                lora_dropout=LORA["dropout"],
+                target_modules=LORA["target_modules"],
+                task_type="CAUSAL_LM",
+            ),
+        )
     model.config.use_cache = False
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)

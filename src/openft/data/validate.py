@@ -38,9 +38,7 @@ from dataclasses import dataclass, field
 
 MIN_EXAMPLES = 10
 ALLOWED_ROLES = ("system", "user", "assistant", "tool", "function")
-ALLOWED_MESSAGE_KEYS = frozenset(
-    {"role", "content", "name", "weight", "function_call", "tool_calls", "tool_call_id"}
-)
+ALLOWED_MESSAGE_KEYS = frozenset({"role", "content", "name", "weight", "function_call", "tool_calls", "tool_call_id"})
 ALLOWED_EXAMPLE_KEYS = frozenset({"messages", "tools", "functions", "parallel_tool_calls"})
 # A trained assistant reply with fewer non-whitespace characters than this is flagged. Two, not
 # more: one-word labels ("No", "positive") are a common, legitimate classification target, while
@@ -198,20 +196,14 @@ def _sniff_not_jsonl(first_line: bytes, lines: Iterator[bytes], ahead: list[byte
     first = first_line.decode("utf-8", errors="replace").strip()
     parses = _is_json(first)
     if first.startswith("[") and (not parses or _only_content_line(lines, ahead)):
-        return (
-            "the file looks like a JSON array; expected JSONL: one JSON object per line,"
-            " without the surrounding [ ]"
-        )
+        return "the file looks like a JSON array; expected JSONL: one JSON object per line, without the surrounding [ ]"
     if first.startswith("{") and not parses and _first_value_spans_lines(first_line, lines, ahead):
         return (
             "the file holds a JSON object spread over several lines; expected JSONL: each"
             " example as one JSON object on a single line"
         )
     if not first.startswith(("{", "[")) and not parses and ("," in first or "\t" in first):
-        return (
-            "the file looks like CSV; expected JSONL: one JSON object per line,"
-            ' like {"messages": [...]}'
-        )
+        return 'the file looks like CSV; expected JSONL: one JSON object per line, like {"messages": [...]}'
     return None
 
 
@@ -363,8 +355,7 @@ def _content_problem(content: object) -> str | None:
     if not isinstance(content, list):
         return f"content must be a string, got {_json_type(content)}"
     if content and all(
-        isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
-        for part in content
+        isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str) for part in content
     ):
         return None
     return 'content given as a list must hold only text parts, like {"type": "text", "text": "..."}'
@@ -452,7 +443,7 @@ def _tool_call_problem(call: object) -> str | None:
     if not isinstance(call.get("id"), str) or not call["id"]:
         return "needs a non-empty string 'id'"
     if call.get("type") != "function":
-        return "needs \"type\": \"function\""
+        return 'needs "type": "function"'
     return _function_call_problem(call.get("function"))
 
 

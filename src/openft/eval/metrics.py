@@ -74,6 +74,7 @@ def arm_metrics(answers: list[Answer], references: list[str], json_task: bool, p
 def ranking(metrics: dict[str, dict]) -> list[str]:
     """Arm names, best first: by exact match, then similarity, then JSON validity where it
     applies. Ties keep the arms' order (base arms first), so a fine-tune must beat, not equal."""
+
     def key(name: str) -> tuple:
         m = metrics[name]
         return (m["exact_match"], m["similarity"], m["json_valid"] or 0.0)

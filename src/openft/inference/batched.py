@@ -137,7 +137,9 @@ class BatchedEngine:
                 continue
             try:
                 base = self._base(base_name)
-                adapter_dir = request.model.adapter_path and str(self.storage.fetch(request.model.adapter_path, self.cache_dir))
+                adapter_dir = request.model.adapter_path and str(
+                    self.storage.fetch(request.model.adapter_path, self.cache_dir)
+                )
                 busy = {entry.adapter for entry in running + joining}
                 adapter = base.decoder.adapters.slot(adapter_dir, busy)
                 if adapter is None:  # every adapter slot is in use by a running row
@@ -152,8 +154,11 @@ class BatchedEngine:
         for group in _prefill_groups(joining):
             first = len(running)
             try:
-                logits = base.decoder.prefill(list(range(first, first + len(group))), [entry.row.prompt_ids for entry in group],
-                                              [entry.adapter for entry in group])  # fmt: skip
+                logits = base.decoder.prefill(
+                    list(range(first, first + len(group))),
+                    [entry.row.prompt_ids for entry in group],
+                    [entry.adapter for entry in group],
+                )
             except BaseException as error:
                 for entry in group:
                     entry.row.request.fail(error)

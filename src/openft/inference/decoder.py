@@ -59,10 +59,18 @@ class LlamaDecoder:
         self.cos, self.sin = angles.cos().to(device, dtype), angles.sin().to(device, dtype)
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
         hidden, intermediate = config.hidden_size, config.intermediate_size
-        self.adapters = AdapterBank(len(self.layers), {
-            "qkv": (hidden, (q_size, kv_size, kv_size)), "o": (q_size, (hidden,)),
-            "gate_up": (hidden, (intermediate, intermediate)), "down": (intermediate, (hidden,)),
-        }, adapter_capacity, torch.float32 if device.type == "cpu" else dtype, device)  # fmt: skip (see lora.py)
+        self.adapters = AdapterBank(
+            len(self.layers),
+            {
+                "qkv": (hidden, (q_size, kv_size, kv_size)),
+                "o": (q_size, (hidden,)),
+                "gate_up": (hidden, (intermediate, intermediate)),
+                "down": (intermediate, (hidden,)),
+            },
+            adapter_capacity,
+            torch.float32 if device.type == "cpu" else dtype,
+            device,
+        )  # (see lora.py)
         # The KV cache: [layers, slots, kv heads, positions, head dim], grown on demand. It and
         # attention are fp32: in bf16 a row's attention depended on the other rows' lengths.
         self.keys = self.values = torch.empty(len(self.layers), 0, self.kv_heads, 0, self.head_dim, device=device)
@@ -79,7 +87,9 @@ class LlamaDecoder:
         def attend(layer: int, q, k, v):
             self.keys[layer, slot_index, :, :width] = k.float()
             self.values[layer, slot_index, :, :width] = v.float()
-            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True, enable_gqa=True).to(q.dtype)
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True, enable_gqa=True).to(
+                q.dtype
+            )
 
         ids = torch.tensor([prompt + [0] * (width - len(prompt)) for prompt in prompts], device=self.device)
         positions = torch.arange(width, device=self.device).expand(len(prompts), width)
@@ -103,7 +113,9 @@ class LlamaDecoder:
             self.keys[layer, rows, :, positions] = k[:, :, 0].float()
             self.values[layer, rows, :, positions] = v[:, :, 0].float()
             keys, values = self.keys[layer, :n, :, :longest], self.values[layer, :n, :, :longest]
-            return F.scaled_dot_product_attention(q.float(), keys, values, attn_mask=visible, enable_gqa=True).to(q.dtype)
+            return F.scaled_dot_product_attention(q.float(), keys, values, attn_mask=visible, enable_gqa=True).to(
+                q.dtype
+            )
 
         tokens_tensor = torch.tensor(tokens, device=self.device)[:, None]
         logits = self._forward(tokens_tensor, positions[:, None], attend, self.adapters.selection(adapters))
@@ -153,7 +165,9 @@ class LlamaDecoder:
             return
         shape = list(self.keys.shape)
         shape[1] = max(slots, 2 * have_slots)
-        shape[3] = max(length, min(max(2 * have_length, 256), self.cos.shape[0])) if length > have_length else have_length
+        shape[3] = (
+            max(length, min(max(2 * have_length, 256), self.cos.shape[0])) if length > have_length else have_length
+        )
         keys, values = (torch.zeros(shape, device=self.device) for _ in range(2))
         keys[:, :have_slots, :, :have_length] = self.keys
         values[:, :have_slots, :, :have_length] = self.values

@@ -51,7 +51,9 @@ class LoadedBase:
         self.adapters_loaded = 0
         self.context_length = self.model.config.max_position_embeddings
         self.stop_ids = stop_token_ids(self.tokenizer, self.model.config)
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        self.pad_id = (
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        )
 
     @contextmanager
     def selected(self, adapter_paths: list[str | None]) -> Iterator[tuple[object, dict]]:
@@ -147,8 +149,10 @@ class HFEngine:
         batch, adapters, rest = [first], {first.model.adapter_path}, deque()
         while waiting:
             request = waiting.popleft()
-            fits = request.model.base_model == first.model.base_model and len(batch) < MAX_BATCH and (
-                request.model.adapter_path in adapters or len(adapters) < MAX_LOADED_ADAPTERS
+            fits = (
+                request.model.base_model == first.model.base_model
+                and len(batch) < MAX_BATCH
+                and (request.model.adapter_path in adapters or len(adapters) < MAX_LOADED_ADAPTERS)
             )
             if fits:
                 batch.append(request)
@@ -162,7 +166,9 @@ class HFEngine:
         base = self._base(batch[0].model.base_model)
         prompts = [encode_prompt(base.tokenizer, request.prompt) for request in batch]
         rows = [Row(request, base, prompt) for request, prompt in zip(batch, prompts)]
-        adapters = [r.model.adapter_path and str(self.storage.fetch(r.model.adapter_path, self.cache_dir)) for r in batch]
+        adapters = [
+            r.model.adapter_path and str(self.storage.fetch(r.model.adapter_path, self.cache_dir)) for r in batch
+        ]
         width = max(map(len, prompts))
         input_ids = torch.tensor([[base.pad_id] * (width - len(p)) + p for p in prompts], device=base.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=base.device)
@@ -170,8 +176,14 @@ class HFEngine:
         cache = DynamicCache()
         with base.selected(adapters) as (module, extra):
             while any(row.active for row in rows):
-                logits = module(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
-                                use_cache=True, **extra).logits[:, -1]  # fmt: skip
+                logits = module(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    cache=cache,
+                    use_cache=True,
+                    **extra,
+                ).logits[:, -1]
                 tokens = [row.step(logits[n]) if row.active else base.pad_id for n, row in enumerate(rows)]
                 input_ids = torch.tensor(tokens, device=base.device)[:, None]
                 mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)

@@ -34,8 +34,14 @@ class UnsupportedAdapter(ValueError):
 
 
 class AdapterBank:
-    def __init__(self, layers: int, shapes: dict[str, tuple[int, tuple[int, ...]]], capacity: int,
-                 dtype: torch.dtype, device: torch.device):  # fmt: skip
+    def __init__(
+        self,
+        layers: int,
+        shapes: dict[str, tuple[int, tuple[int, ...]]],
+        capacity: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ):
         """`shapes`: per projection, its input size and the output size of each of its parts."""
         self.layers, self.shapes, self.capacity = layers, shapes, capacity
         self.dtype, self.device = dtype, device
@@ -87,10 +93,13 @@ class AdapterBank:
         config = json.loads((adapter_dir / "adapter_config.json").read_text())
         for feature in ("use_dora", "alpha_pattern", "rank_pattern", "modules_to_save"):
             if config.get(feature):
-                raise UnsupportedAdapter(f"{adapter_dir.name}: adapters with {feature} are not served; "
-                                         "set OPENFT_ENGINE=hf")  # fmt: skip
+                raise UnsupportedAdapter(
+                    f"{adapter_dir.name}: adapters with {feature} are not served; set OPENFT_ENGINE=hf"
+                )
         if config.get("bias", "none") != "none":
-            raise UnsupportedAdapter(f"{adapter_dir.name}: adapters with trained biases are not served; set OPENFT_ENGINE=hf")
+            raise UnsupportedAdapter(
+                f"{adapter_dir.name}: adapters with trained biases are not served; set OPENFT_ENGINE=hf"
+            )
         weights = {}
         for key, tensor in load_file(adapter_dir / "adapter_model.safetensors").items():
             match = _KEY.search(key)

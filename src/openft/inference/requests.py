@@ -93,7 +93,9 @@ class Row:
     def step(self, logits: torch.Tensor) -> int:
         """Pick the next token from this row's logits, stream what can be sent, and return it."""
         params, tokenizer = self.params, self.base.tokenizer
-        logits = penalize(bias(logits, params.logit_bias), self.counts, params.presence_penalty, params.frequency_penalty)
+        logits = penalize(
+            bias(logits, params.logit_bias), self.counts, params.presence_penalty, params.frequency_penalty
+        )
         token = next_token(logits, params.temperature, params.top_p, self.generator)
         self.generated.append(token)
         self.counts[token] += 1
@@ -123,8 +125,15 @@ class Row:
             text = self.base.tokenizer.decode(self.generated, skip_special_tokens=True)
             if len(text) > self.sent:
                 self.send(Chunk(text[self.sent :], logprobs=_take(self.logprobs)))
-        self.send(Chunk("", reason, prompt_tokens=len(self.prompt_ids), completion_tokens=len(self.generated),
-                        logprobs=_take(self.logprobs)))  # fmt: skip
+        self.send(
+            Chunk(
+                "",
+                reason,
+                prompt_tokens=len(self.prompt_ids),
+                completion_tokens=len(self.generated),
+                logprobs=_take(self.logprobs),
+            )
+        )
         self.request.out.put(None)
         self.done = True
 
@@ -144,7 +153,9 @@ class Row:
 
 def _token_logprob(tokenizer, logits: torch.Tensor, token: int, top: int) -> TokenLogprob:
     logprob, alternatives = token_logprobs(logits, token, top)
-    return TokenLogprob(tokenizer.decode([token]), logprob, tuple((tokenizer.decode([t]), lp) for t, lp in alternatives))
+    return TokenLogprob(
+        tokenizer.decode([token]), logprob, tuple((tokenizer.decode([t]), lp) for t, lp in alternatives)
+    )
 
 
 def _take(pending: list) -> list:

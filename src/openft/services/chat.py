@@ -88,12 +88,21 @@ class ChatService:
                     # A reply may turn out to be a call: it is sent whole, once it is known.
                     text, logprobs, last = await self._whole(model, prompt, request, index)
                     message, finish_reason = _reply(text, last.finish_reason, request)
-                    yield frame([ChunkChoice(index=index, delta=_delta(message), logprobs=_logprobs(request, logprobs))])
+                    yield frame(
+                        [ChunkChoice(index=index, delta=_delta(message), logprobs=_logprobs(request, logprobs))]
+                    )
                 else:
                     async for chunk in self._generate(model, prompt, request, index):
                         if chunk.text or chunk.logprobs:
-                            yield frame([ChunkChoice(index=index, delta=Delta(content=chunk.text),
-                                                     logprobs=_logprobs(request, chunk.logprobs))])  # fmt: skip
+                            yield frame(
+                                [
+                                    ChunkChoice(
+                                        index=index,
+                                        delta=Delta(content=chunk.text),
+                                        logprobs=_logprobs(request, chunk.logprobs),
+                                    )
+                                ]
+                            )
                         last = chunk
                     finish_reason = last.finish_reason
                 yield frame([ChunkChoice(index=index, delta=Delta(), finish_reason=finish_reason)])
@@ -174,9 +183,10 @@ def _reject_unsupported(request: ChatCompletionRequest) -> None:
     for token, bias in (request.logit_bias or {}).items():
         if not token.isdigit() or not -100 <= bias <= 100:
             raise OpenFTError(
-                400, f"Invalid logit_bias entry {token!r}: {bias!r}; keys are token ids, values from -100 to 100.",
+                400,
+                f"Invalid logit_bias entry {token!r}: {bias!r}; keys are token ids, values from -100 to 100.",
                 param="logit_bias",
-            )  # fmt: skip
+            )
 
 
 def _may_call_tools(request: ChatCompletionRequest) -> bool:
@@ -199,11 +209,17 @@ def _reply(text: str, finish_reason: str, request: ChatCompletionRequest) -> tup
 def _logprobs(request: ChatCompletionRequest, tokens: list) -> ChoiceLogprobs | None:
     if not request.logprobs:
         return None
-    return ChoiceLogprobs(content=[
-        TokenLogprob(token=t.token, logprob=t.logprob, bytes=list(t.token.encode()),
-                     top_logprobs=[TopLogprob(token=alt, logprob=lp, bytes=list(alt.encode())) for alt, lp in t.top])
-        for t in tokens
-    ])  # fmt: skip
+    return ChoiceLogprobs(
+        content=[
+            TokenLogprob(
+                token=t.token,
+                logprob=t.logprob,
+                bytes=list(t.token.encode()),
+                top_logprobs=[TopLogprob(token=alt, logprob=lp, bytes=list(alt.encode())) for alt, lp in t.top],
+            )
+            for t in tokens
+        ]
+    )
 
 
 def _delta(message: ResponseMessage) -> Delta:

@@ -19,8 +19,16 @@ from openft import ids
 from openft.data.pricing import InferencePrice, inference_price
 from openft.data.validate import validate_chat_jsonl
 from openft.errors import OpenFTError, not_found
-from openft.eval.arms import ARMS, Arm, HeldOut, NoReference, arm_messages, few_shot_turns, held_out_examples
-from openft.eval.arms import training_system_message
+from openft.eval.arms import (
+    ARMS,
+    Arm,
+    HeldOut,
+    NoReference,
+    arm_messages,
+    few_shot_turns,
+    held_out_examples,
+    training_system_message,
+)
 from openft.eval.metrics import Answer, arm_metrics, exact_match, ranking, references_are_json, similarity
 from openft.server.protocol.chat import ChatCompletionRequest
 from openft.server.protocol.evals import EvalCreateParams
@@ -87,7 +95,10 @@ class EvalService:
             },
         }
         row = EvalRow(
-            id=ids.eval_id(), organization_id=organization_id, created_at=int(time.time()), model=params.model,
+            id=ids.eval_id(),
+            organization_id=organization_id,
+            created_at=int(time.time()),
+            model=params.model,
             report=report,
         )
         with self.db.session() as session:
@@ -197,9 +208,7 @@ class EvalService:
         return answers
 
     async def _ask(self, organization_id: str, arm: Arm, model: str, messages: list[dict], max_tokens: int):
-        request = ChatCompletionRequest(
-            model=model, messages=messages, temperature=0, max_tokens=max_tokens, seed=SEED
-        )
+        request = ChatCompletionRequest(model=model, messages=messages, temperature=0, max_tokens=max_tokens, seed=SEED)
         try:
             return await self.chat.complete(organization_id, request)
         except OpenFTError as error:
@@ -207,7 +216,9 @@ class EvalService:
                 raise
             hint = " Use fewer shots." if arm.few_shot else " Lower max_tokens or shorten the held-out prompts."
             raise OpenFTError(
-                400, f"Arm {arm.name}: {error.message}{hint}", param="shots" if arm.few_shot else "max_tokens",
+                400,
+                f"Arm {arm.name}: {error.message}{hint}",
+                param="shots" if arm.few_shot else "max_tokens",
                 code=error.code,
             ) from None
 

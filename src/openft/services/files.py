@@ -72,9 +72,7 @@ class FileService:
         """Store an upload read from `source`, within the size limit; a fine-tune file must also
         keep within the line limit and be valid chat JSONL."""
         if purpose not in PURPOSES:
-            raise OpenFTError(
-                400, f"'{purpose}' is not one of {list(PURPOSES)} - 'purpose'", param="purpose"
-            )
+            raise OpenFTError(400, f"'{purpose}' is not one of {list(PURPOSES)} - 'purpose'", param="purpose")
         fine_tune = purpose == "fine-tune"
         max_line_bytes = self.settings.max_line_bytes if fine_tune else None
         staged = self._stage(source, self.settings.max_upload_bytes, max_line_bytes)
@@ -124,7 +122,13 @@ class FileService:
         return _Staged(path, size, digest.hexdigest())
 
     def _publish(
-        self, staged: _Staged, organization_id: str, filename: str, purpose: str, status: str, details: str | None = None
+        self,
+        staged: _Staged,
+        organization_id: str,
+        filename: str,
+        purpose: str,
+        status: str,
+        details: str | None = None,
     ) -> FileRow:
         """Publish the staged bytes under their id-derived key, then commit the row."""
         file_id = ids.file_id()

@@ -87,7 +87,9 @@ class FineTuningService:
             raise not_found("File", file_id, param=param) from None
         if row.purpose != "fine-tune":
             raise OpenFTError(
-                400, f"File {file_id} has purpose '{row.purpose}', but must be 'fine-tune'.", param=param,
+                400,
+                f"File {file_id} has purpose '{row.purpose}', but must be 'fine-tune'.",
+                param=param,
                 code="invalid_file_purpose",
             )
         with self.files.open(row) as lines:
@@ -100,9 +102,7 @@ class FineTuningService:
 
     def get(self, organization_id: str, job_id: str) -> JobRow:
         with self.db.session() as session:
-            row = session.scalar(
-                select(JobRow).where(JobRow.id == job_id, JobRow.organization_id == organization_id)
-            )
+            row = session.scalar(select(JobRow).where(JobRow.id == job_id, JobRow.organization_id == organization_id))
         if row is None:
             raise self._job_not_found(job_id)
         return row
@@ -119,9 +119,7 @@ class FineTuningService:
             rows = list(session.scalars(query.order_by(JobRow.seq.desc()).limit(limit + 1)))
         return rows[:limit], len(rows) > limit
 
-    def events(
-        self, organization_id: str, job_id: str, limit: int, after: str | None
-    ) -> tuple[list[EventRow], bool]:
+    def events(self, organization_id: str, job_id: str, limit: int, after: str | None) -> tuple[list[EventRow], bool]:
         return self._job_page(organization_id, job_id, EventRow, "Event", limit, after)
 
     def checkpoints(
@@ -164,7 +162,9 @@ class FineTuningService:
                 raise self._job_not_found(job_id)
             if row.status not in sources:
                 raise OpenFTError(
-                    400, f"Job {job_id} is {row.status} and cannot be {TRANSITION_WORDS[action]}.", param="fine_tuning_job_id"
+                    400,
+                    f"Job {job_id} is {row.status} and cannot be {TRANSITION_WORDS[action]}.",
+                    param="fine_tuning_job_id",
                 )
             row.status = target
             row.lease_owner = None
@@ -176,6 +176,4 @@ class FineTuningService:
 
     @staticmethod
     def _job_not_found(job_id: str) -> OpenFTError:
-        return OpenFTError(
-            404, f"Could not find fine tune: {job_id}", param="fine_tune_id", code="fine_tune_not_found"
-        )
+        return OpenFTError(404, f"Could not find fine tune: {job_id}", param="fine_tune_id", code="fine_tune_not_found")

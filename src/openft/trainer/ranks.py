@@ -26,7 +26,9 @@ class Ranks:
 
     @classmethod
     def from_environment(cls) -> Ranks:
-        ranks = cls(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+        ranks = cls(
+            int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        )
         if ranks.world > 1:
             die_with_parent()  # the worker stops a job by killing torchrun; its ranks go with it
             backend = "nccl" if torch.cuda.is_available() else "gloo"

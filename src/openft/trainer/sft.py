@@ -121,10 +121,16 @@ def train(spec: dict, emit) -> None:
     tokenizer = AutoTokenizer.from_pretrained(spec["base_model_path"])
     model = AutoModelForCausalLM.from_pretrained(spec["base_model_path"], dtype=base_dtype(spec, device)).to(device)
     lora = spec["lora"]
-    model = get_peft_model(model, LoraConfig(
-        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-        target_modules=lora["target_modules"], task_type="CAUSAL_LM",
-    ))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=lora["r"],
+            lora_alpha=lora["alpha"],
+            lora_dropout=lora["dropout"],
+            target_modules=lora["target_modules"],
+            task_type="CAUSAL_LM",
+        ),
+    )
     model.config.use_cache = False
     trained = ranks.wrap(model)  # what the loop calls: the model itself, or its DDP wrapper
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -169,8 +175,16 @@ def train(spec: dict, emit) -> None:
         step, start_epoch, tokens = state["step"], state["epoch"], state["tokens"]
         print(f"resuming from {latest} (step {step}, epoch {start_epoch})", file=sys.stderr)
 
-    emit({"type": "started", "total_steps": total_steps, "n_examples": len(train_set),
-          "n_epochs": n_epochs, "batch_size": batch_size, "start_step": step})
+    emit(
+        {
+            "type": "started",
+            "total_steps": total_steps,
+            "n_examples": len(train_set),
+            "n_epochs": n_epochs,
+            "batch_size": batch_size,
+            "start_step": step,
+        }
+    )
 
     # ---------------------------------------------------------------------------------------
     # loop
@@ -183,8 +197,14 @@ def train(spec: dict, emit) -> None:
             input_ids, attention_mask, labels = collate([train_set[i] for i in share], pad_id, device)
             use_attention_for(model, input_ids.shape, device)
             loss_sum, correct, n_trained = batch_loss(trained, input_ids, attention_mask, labels)
-            totals = ranks.sum(weight * torch.tensor(
-                [loss_sum.item(), correct.item(), n_trained, attention_mask.sum().item()], dtype=torch.float64, device=device))
+            totals = ranks.sum(
+                weight
+                * torch.tensor(
+                    [loss_sum.item(), correct.item(), n_trained, attention_mask.sum().item()],
+                    dtype=torch.float64,
+                    device=device,
+                )
+            )
             # DDP averages gradients over ranks: scaling by ranks.world makes the update the
             # gradient of the whole batch's mean loss, as one process would compute it
             (loss_sum * weight * ranks.world / totals[2]).backward()
@@ -195,18 +215,29 @@ def train(spec: dict, emit) -> None:
             step += 1
             tokens += int(totals[3])
 
-            metrics = {"type": "metrics", "step": step, "total_steps": total_steps, "epoch": epoch + 1,
-                       "train_loss": totals[0].item() / totals[2].item(),
-                       "train_mean_token_accuracy": totals[1].item() / totals[2].item(), "tokens": tokens}
+            metrics = {
+                "type": "metrics",
+                "step": step,
+                "total_steps": total_steps,
+                "epoch": epoch + 1,
+                "train_loss": totals[0].item() / totals[2].item(),
+                "train_mean_token_accuracy": totals[1].item() / totals[2].item(),
+                "tokens": tokens,
+            }
             if valid_set and (step % eval_every == 0 or step == total_steps):
                 metrics["valid_loss"], metrics["valid_mean_token_accuracy"] = evaluate(
-                    model, valid_set[: spec["eval_examples"]], batch_size, pad_id, device)
+                    model, valid_set[: spec["eval_examples"]], batch_size, pad_id, device
+                )
             if valid_set and step == total_steps:
                 metrics["full_valid_loss"], metrics["full_valid_mean_token_accuracy"] = evaluate(
-                    model, valid_set, batch_size, pad_id, device)
+                    model, valid_set, batch_size, pad_id, device
+                )
             emit(metrics)
-            print(f"step {step}/{total_steps} loss {metrics['train_loss']:.4f} "
-                  f"{(tokens - tokens0) / (time.perf_counter() - t0):.0f} tok/s", file=sys.stderr)
+            print(
+                f"step {step}/{total_steps} loss {metrics['train_loss']:.4f} "
+                f"{(tokens - tokens0) / (time.perf_counter() - t0):.0f} tok/s",
+                file=sys.stderr,
+            )
 
         # checkpoint at the end of each epoch: adapter + everything needed to resume
         path = ckpt_dir / f"step-{step}"
@@ -214,27 +245,55 @@ def train(spec: dict, emit) -> None:
             tmp = ckpt_dir / f".step-{step}.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             model.save_pretrained(tmp / "adapter")
-            torch.save({
-                "step": step, "epoch": epoch + 1, "tokens": tokens, "total_steps": total_steps,
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": {"torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
-            }, tmp / "trainer_state.pt")
+            torch.save(
+                {
+                    "step": step,
+                    "epoch": epoch + 1,
+                    "tokens": tokens,
+                    "total_steps": total_steps,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": {
+                        "torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                    },
+                },
+                tmp / "trainer_state.pt",
+            )
             shutil.rmtree(path, ignore_errors=True)
             tmp.rename(path)  # a checkpoint directory is complete or absent
         ranks.barrier()
-        emit({"type": "checkpoint", "step": step, "epoch": epoch + 1, "path": str(path / "adapter"),
-              "metrics": {k: v for k, v in metrics.items() if k not in ("type", "total_steps")}})
+        emit(
+            {
+                "type": "checkpoint",
+                "step": step,
+                "epoch": epoch + 1,
+                "path": str(path / "adapter"),
+                "metrics": {k: v for k, v in metrics.items() if k not in ("type", "total_steps")},
+            }
+        )
 
     # ---------------------------------------------------------------------------------------
     # save
     adapter_dir = out_dir / "adapter"
     if ranks.leader:
         model.save_pretrained(adapter_dir)
-        (adapter_dir / "training_config.json").write_text(json.dumps(
-            {**spec, "total_steps": total_steps, "warmup_steps": warmup, "eval_every": eval_every,
-             "n_examples": len(train_set), "schedule": "linear warmup, then linear decay", "optimizer": "adamw",
-             "max_grad_norm": MAX_GRAD_NORM, "processes": ranks.world}, indent=2))
+        (adapter_dir / "training_config.json").write_text(
+            json.dumps(
+                {
+                    **spec,
+                    "total_steps": total_steps,
+                    "warmup_steps": warmup,
+                    "eval_every": eval_every,
+                    "n_examples": len(train_set),
+                    "schedule": "linear warmup, then linear decay",
+                    "optimizer": "adamw",
+                    "max_grad_norm": MAX_GRAD_NORM,
+                    "processes": ranks.world,
+                },
+                indent=2,
+            )
+        )
     ranks.close()
     emit({"type": "done", "trained_tokens": epoch_tokens * n_epochs, "adapter_path": str(adapter_dir)})
 
@@ -279,8 +338,10 @@ def load_examples(tokenizer, path: str, max_length: int, param: str) -> list[Ren
                 continue
             ex = render_example(tokenizer, json.loads(line), max_length)
             if all(label == IGNORE_INDEX for label in ex.labels[1:]):
-                print(f"warning: {param} line {line_no} has no trained token within max_length "
-                      f"{max_length}; skipped", file=sys.stderr)
+                print(
+                    f"warning: {param} line {line_no} has no trained token within max_length {max_length}; skipped",
+                    file=sys.stderr,
+                )
                 continue
             examples.append(ex)
     if not examples:
