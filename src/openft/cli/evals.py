@@ -5,7 +5,7 @@ the model loads in this process, and the report is stored where `openft serve`'s
 `GET /v1/openft/evals` show it. With `--base-url` the running server does the work instead
 (`POST /v1/openft/evals`), so the model it already has loaded answers.
 
-`--json` prints the report as the API returns it (`openft.server.protocol.evals.Eval`).
+`--json` prints the report as the API returns it (`openft.protocol.evals.Eval`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from rich.table import Table
 
 from openft.cli.options import DEFAULT_DATA_DIR, DataDir
 from openft.cli.output import duration, fail
-from openft.server.protocol.evals import MAX_SHOTS
+from openft.protocol.evals import MAX_SHOTS
 
 METRICS = (  # (key, label, format)
     ("exact_match", "exact match", "{:.0%}"),
@@ -80,10 +80,10 @@ def eval_command(
 def _in_process(data_dir: Path, file: Path, train_file: Path | None, params: dict) -> dict:
     from openft.errors import OpenFTError
     from openft.models.store import ensure_bundled_model
+    from openft.protocol.evals import EvalCreateParams
     from openft.server.app import LazyEngine
-    from openft.server.protocol.evals import EvalCreateParams, to_wire
     from openft.services.chat import ChatService
-    from openft.services.evals import EvalService
+    from openft.services.evals import EvalService, eval_object
     from openft.services.files import FileService
     from openft.services.models import ModelService
     from openft.settings import Settings
@@ -104,7 +104,7 @@ def _in_process(data_dir: Path, file: Path, train_file: Path | None, params: dic
         row = asyncio.run(service.create(organization_id, EvalCreateParams(**params)))
     except OpenFTError as error:
         fail(error.message)
-    return to_wire(row).model_dump(mode="json")
+    return eval_object(row).model_dump(mode="json")
 
 
 def _store(files, organization_id: str, path: Path, purpose: str):

@@ -11,7 +11,7 @@ from openft.errors import OpenFTError
 from openft.inference.engine import Engine, ModelRef, Prompt, SamplingParams
 from openft.inference.threaded import iterate_in_thread
 from openft.inference.tool_calls import parse_tool_calls
-from openft.server.protocol.chat import (
+from openft.protocol.chat import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,

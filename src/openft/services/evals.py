@@ -30,8 +30,8 @@ from openft.eval.arms import (
     training_system_message,
 )
 from openft.eval.metrics import Answer, arm_metrics, exact_match, ranking, references_are_json, similarity
-from openft.server.protocol.chat import ChatCompletionRequest
-from openft.server.protocol.evals import EvalCreateParams
+from openft.protocol.chat import ChatCompletionRequest
+from openft.protocol.evals import Eval, EvalCreateParams
 from openft.services.chat import ChatService
 from openft.services.files import FileService, format_error_message
 from openft.services.models import ModelService
@@ -259,3 +259,7 @@ def _arm_report(
             for example, answer in zip(held_out, answers, strict=True)
         ],
     }
+
+
+def eval_object(row: EvalRow) -> Eval:
+    return Eval(id=row.id, created_at=row.created_at, model=row.model, **row.report)

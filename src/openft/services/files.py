@@ -26,6 +26,7 @@ from sqlalchemy import select
 from openft import ids
 from openft.data.validate import DataIssue, ValidationReport, scan_chat_jsonl
 from openft.errors import OpenFTError, file_too_large, not_found
+from openft.protocol.files import FileObject
 from openft.settings import Settings
 from openft.storage import Storage
 from openft.store.db import Database
@@ -247,3 +248,15 @@ def sanitize_filename(name: str | None) -> str:
 def file_key(file_id: str) -> str:
     """The storage key of a file: derived from its id only, never from anything the client sent."""
     return f"files/{file_id}"
+
+
+def file_object(row: FileRow) -> FileObject:
+    return FileObject(
+        id=row.id,
+        bytes=row.bytes,
+        created_at=row.created_at,
+        filename=row.filename,
+        purpose=row.purpose,
+        status=row.status,
+        status_details=row.status_details,
+    )

@@ -16,7 +16,13 @@ from openft import ids
 from openft.data.hyperparams import validate_requested_hyperparameters
 from openft.data.validate import check_example_count, scan_chat_jsonl
 from openft.errors import OpenFTError, not_found
-from openft.server.protocol.fine_tuning import JobCreateParams
+from openft.protocol.fine_tuning import (
+    FineTuningJob,
+    FineTuningJobCheckpoint,
+    FineTuningJobEvent,
+    JobCreateParams,
+    JobError,
+)
 from openft.services.files import FileService, format_error_message
 from openft.services.keys import Caller
 from openft.services.models import ModelService
@@ -177,3 +183,50 @@ class FineTuningService:
     @staticmethod
     def _job_not_found(job_id: str) -> OpenFTError:
         return OpenFTError(404, f"Could not find fine tune: {job_id}", param="fine_tune_id", code="fine_tune_not_found")
+
+
+def job_object(row: JobRow) -> FineTuningJob:
+    hyperparameters = {
+        "batch_size": "auto",
+        "learning_rate_multiplier": "auto",
+        "n_epochs": "auto",
+        **row.hyperparameters,
+    }
+    return FineTuningJob(
+        id=row.id,
+        created_at=row.created_at,
+        error=JobError(**row.error) if row.error else None,
+        fine_tuned_model=row.fine_tuned_model,
+        finished_at=row.finished_at,
+        hyperparameters=hyperparameters,
+        model=row.model,
+        organization_id=row.organization_id,
+        result_files=row.result_files,
+        seed=row.seed,
+        status=row.status,
+        trained_tokens=row.trained_tokens,
+        training_file=row.training_file,
+        validation_file=row.validation_file,
+        estimated_finish=row.estimated_finish,
+        integrations=[],
+        metadata=row.job_metadata,
+        method={"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
+        user_provided_suffix=row.suffix,
+    )
+
+
+def event_object(row: EventRow) -> FineTuningJobEvent:
+    return FineTuningJobEvent(
+        id=row.id, created_at=row.created_at, level=row.level, message=row.message, data=row.data, type=row.type
+    )
+
+
+def checkpoint_object(row: CheckpointRow) -> FineTuningJobCheckpoint:
+    return FineTuningJobCheckpoint(
+        id=row.id,
+        created_at=row.created_at,
+        fine_tuned_model_checkpoint=row.fine_tuned_model_checkpoint,
+        fine_tuning_job_id=row.job_id,
+        metrics=row.metrics,
+        step_number=row.step_number,
+    )

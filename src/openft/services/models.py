@@ -13,6 +13,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from openft.errors import OpenFTError, model_not_found
+from openft.protocol.models import Model
 from openft.settings import OPENAI_ALIASES, Settings
 from openft.store.db import Database
 from openft.store.tables import ModelRow
@@ -103,3 +104,13 @@ class ModelService:
 def _visible_to(organization_id: str):
     """Models `organization_id` may see: every base model and its own fine-tunes."""
     return select(ModelRow).where(or_(ModelRow.organization_id.is_(None), ModelRow.organization_id == organization_id))
+
+
+def model_object(row: ModelRow) -> Model:
+    return Model(
+        id=row.id,
+        created=row.created,
+        owned_by=row.owned_by,
+        root=row.base_model,
+        parent=row.base_model if row.adapter_path else None,
+    )

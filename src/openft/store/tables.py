@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 tables. Routes never return these rows: server/protocol turns them into wire types."""
+"""SQLAlchemy 2 tables. Routes never return these rows: services turn them into wire types (openft/protocol)."""
 
 from typing import Any
 
@@ -138,5 +138,5 @@ class EvalRow(Base):
     organization_id: Mapped[str] = mapped_column(String, index=True)
     created_at: Mapped[int] = mapped_column(Integer)
     model: Mapped[str] = mapped_column(String)  # the fine-tune evaluated
-    # The whole report (server/protocol/evals.py's `Eval` less id, created_at and model).
+    # The whole report (protocol/evals.py's `Eval` less id, created_at and model).
     report: Mapped[dict[str, Any]] = mapped_column(JSON)

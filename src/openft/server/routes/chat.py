@@ -1,8 +1,8 @@
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
+from openft.protocol.chat import ChatCompletion, ChatCompletionRequest
 from openft.server.deps import Chat, Organization
-from openft.server.protocol.chat import ChatCompletion, ChatCompletionRequest
 
 router = APIRouter(tags=["chat"])
 

@@ -1,8 +1,9 @@
 from fastapi import APIRouter, Query
 
+from openft.protocol.common import page
+from openft.protocol.evals import Eval, EvalCreateParams
 from openft.server.deps import Evals, Organization
-from openft.server.protocol.common import page
-from openft.server.protocol.evals import Eval, EvalCreateParams, to_wire
+from openft.services.evals import eval_object
 
 router = APIRouter(prefix="/v1/openft/evals", tags=["openft"])
 
@@ -10,7 +11,7 @@ router = APIRouter(prefix="/v1/openft/evals", tags=["openft"])
 # Runs every held-out example through four arms before it answers: minutes for a large file.
 @router.post("")
 async def create(caller: Organization, evals: Evals, body: EvalCreateParams) -> Eval:
-    return to_wire(await evals.create(caller.organization_id, body))
+    return eval_object(await evals.create(caller.organization_id, body))
 
 
 @router.get("")
@@ -18,9 +19,9 @@ def list_evals(
     caller: Organization, evals: Evals, limit: int = Query(20, ge=1, le=100), after: str | None = None
 ) -> dict:
     rows, has_more = evals.list(caller.organization_id, limit, after)
-    return page([to_wire(row) for row in rows], has_more)
+    return page([eval_object(row) for row in rows], has_more)
 
 
 @router.get("/{eval_id}")
 def retrieve(caller: Organization, evals: Evals, eval_id: str) -> Eval:
-    return to_wire(evals.get(caller.organization_id, eval_id))
+    return eval_object(evals.get(caller.organization_id, eval_id))

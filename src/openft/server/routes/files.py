@@ -3,9 +3,10 @@ from typing import Literal
 from fastapi import APIRouter, Form, Query, UploadFile
 from fastapi.responses import Response
 
+from openft.protocol.common import page
+from openft.protocol.files import FileDeleted, FileObject
 from openft.server.deps import Files, Organization
-from openft.server.protocol.common import page
-from openft.server.protocol.files import FileDeleted, FileObject, to_wire
+from openft.services.files import file_object
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
@@ -13,7 +14,7 @@ router = APIRouter(prefix="/v1/files", tags=["files"])
 # Not async: the service reads the spooled upload in chunks, which blocks; FastAPI runs this in a thread.
 @router.post("")
 def create(caller: Organization, files: Files, file: UploadFile, purpose: str = Form()) -> FileObject:
-    return to_wire(files.create(caller.organization_id, file.filename, purpose, file.file))
+    return file_object(files.create(caller.organization_id, file.filename, purpose, file.file))
 
 
 @router.get("")
@@ -26,12 +27,12 @@ def list_files(
     after: str | None = None,
 ) -> dict:
     rows, has_more = files.list(caller.organization_id, purpose, limit, order, after)
-    return page([to_wire(row) for row in rows], has_more)
+    return page([file_object(row) for row in rows], has_more)
 
 
 @router.get("/{file_id}")
 def retrieve(caller: Organization, files: Files, file_id: str) -> FileObject:
-    return to_wire(files.get(caller.organization_id, file_id))
+    return file_object(files.get(caller.organization_id, file_id))
 
 
 @router.delete("/{file_id}")

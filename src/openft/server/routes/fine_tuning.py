@@ -1,21 +1,16 @@
 from fastapi import APIRouter, Query, Request
 
+from openft.protocol.common import page
+from openft.protocol.fine_tuning import FineTuningJob, JobCreateParams
 from openft.server.deps import Jobs, Organization
-from openft.server.protocol.common import page
-from openft.server.protocol.fine_tuning import (
-    FineTuningJob,
-    JobCreateParams,
-    checkpoint_to_wire,
-    event_to_wire,
-    job_to_wire,
-)
+from openft.services.fine_tuning import checkpoint_object, event_object, job_object
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
 
 @router.post("")
 def create(caller: Organization, jobs: Jobs, body: JobCreateParams) -> FineTuningJob:
-    return job_to_wire(jobs.create(caller, body))
+    return job_object(jobs.create(caller, body))
 
 
 @router.get("")
@@ -33,27 +28,27 @@ def list_jobs(
         if key.startswith("metadata[") and key.endswith("]")
     }
     rows, has_more = jobs.list(caller.organization_id, limit, after, metadata)
-    return page([job_to_wire(row) for row in rows], has_more)
+    return page([job_object(row) for row in rows], has_more)
 
 
 @router.get("/{job_id}")
 def retrieve(caller: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
-    return job_to_wire(jobs.get(caller.organization_id, job_id))
+    return job_object(jobs.get(caller.organization_id, job_id))
 
 
 @router.post("/{job_id}/cancel")
 def cancel(caller: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
-    return job_to_wire(jobs.cancel(caller.organization_id, job_id))
+    return job_object(jobs.cancel(caller.organization_id, job_id))
 
 
 @router.post("/{job_id}/pause")
 def pause(caller: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
-    return job_to_wire(jobs.pause(caller.organization_id, job_id))
+    return job_object(jobs.pause(caller.organization_id, job_id))
 
 
 @router.post("/{job_id}/resume")
 def resume(caller: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
-    return job_to_wire(jobs.resume(caller.organization_id, job_id))
+    return job_object(jobs.resume(caller.organization_id, job_id))
 
 
 @router.get("/{job_id}/events")
@@ -65,7 +60,7 @@ def events(
     after: str | None = None,
 ) -> dict:
     rows, has_more = jobs.events(caller.organization_id, job_id, limit, after)
-    return page([event_to_wire(row) for row in rows], has_more)
+    return page([event_object(row) for row in rows], has_more)
 
 
 @router.get("/{job_id}/checkpoints")
@@ -77,4 +72,4 @@ def checkpoints(
     after: str | None = None,
 ) -> dict:
     rows, has_more = jobs.checkpoints(caller.organization_id, job_id, limit, after)
-    return page([checkpoint_to_wire(row) for row in rows], has_more)
+    return page([checkpoint_object(row) for row in rows], has_more)

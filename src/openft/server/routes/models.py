@@ -1,20 +1,21 @@
 from fastapi import APIRouter
 
+from openft.protocol.models import Model, ModelDeleted
 from openft.server.deps import Models, Organization
-from openft.server.protocol.models import Model, ModelDeleted, to_wire
+from openft.services.models import model_object
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 @router.get("")
 def list_models(caller: Organization, models: Models) -> dict:
-    return {"object": "list", "data": [to_wire(row) for row in models.list(caller.organization_id)]}
+    return {"object": "list", "data": [model_object(row) for row in models.list(caller.organization_id)]}
 
 
 # `path` converter: fine-tuned names contain ':' and users may URL-encode them.
 @router.get("/{model:path}")
 def retrieve(caller: Organization, models: Models, model: str) -> Model:
-    return to_wire(models.get(caller.organization_id, model))
+    return model_object(models.get(caller.organization_id, model))
 
 
 @router.delete("/{model:path}")

@@ -4,8 +4,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from openft.store.tables import CheckpointRow, EventRow, JobRow
-
 JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused"]
 Auto = Literal["auto"]
 
@@ -102,50 +100,3 @@ class FineTuningJobCheckpoint(BaseModel):
     metrics: dict[str, Any]
     object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
     step_number: int
-
-
-def job_to_wire(row: JobRow) -> FineTuningJob:
-    hyperparameters = {
-        "batch_size": "auto",
-        "learning_rate_multiplier": "auto",
-        "n_epochs": "auto",
-        **row.hyperparameters,
-    }
-    return FineTuningJob(
-        id=row.id,
-        created_at=row.created_at,
-        error=JobError(**row.error) if row.error else None,
-        fine_tuned_model=row.fine_tuned_model,
-        finished_at=row.finished_at,
-        hyperparameters=hyperparameters,
-        model=row.model,
-        organization_id=row.organization_id,
-        result_files=row.result_files,
-        seed=row.seed,
-        status=row.status,
-        trained_tokens=row.trained_tokens,
-        training_file=row.training_file,
-        validation_file=row.validation_file,
-        estimated_finish=row.estimated_finish,
-        integrations=[],
-        metadata=row.job_metadata,
-        method={"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
-        user_provided_suffix=row.suffix,
-    )
-
-
-def event_to_wire(row: EventRow) -> FineTuningJobEvent:
-    return FineTuningJobEvent(
-        id=row.id, created_at=row.created_at, level=row.level, message=row.message, data=row.data, type=row.type
-    )
-
-
-def checkpoint_to_wire(row: CheckpointRow) -> FineTuningJobCheckpoint:
-    return FineTuningJobCheckpoint(
-        id=row.id,
-        created_at=row.created_at,
-        fine_tuned_model_checkpoint=row.fine_tuned_model_checkpoint,
-        fine_tuning_job_id=row.job_id,
-        metrics=row.metrics,
-        step_number=row.step_number,
-    )

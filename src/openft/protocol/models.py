@@ -4,8 +4,6 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from openft.store.tables import ModelRow
-
 
 class Model(BaseModel):
     id: str
@@ -21,13 +19,3 @@ class ModelDeleted(BaseModel):
     id: str
     object: Literal["model"] = "model"
     deleted: bool
-
-
-def to_wire(row: ModelRow) -> Model:
-    return Model(
-        id=row.id,
-        created=row.created,
-        owned_by=row.owned_by,
-        root=row.base_model,
-        parent=row.base_model if row.adapter_path else None,
-    )

@@ -4,8 +4,6 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from openft.store.tables import FileRow
-
 
 class FileObject(BaseModel):
     id: str
@@ -23,15 +21,3 @@ class FileDeleted(BaseModel):
     id: str
     object: Literal["file"] = "file"
     deleted: bool
-
-
-def to_wire(row: FileRow) -> FileObject:
-    return FileObject(
-        id=row.id,
-        bytes=row.bytes,
-        created_at=row.created_at,
-        filename=row.filename,
-        purpose=row.purpose,
-        status=row.status,
-        status_details=row.status_details,
-    )

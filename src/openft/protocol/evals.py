@@ -6,8 +6,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from openft.store.tables import EvalRow
-
 MAX_SHOTS = 32
 
 
@@ -104,7 +102,3 @@ class Eval(BaseModel):
     ranking: list[str]
     """Arm names, best first: by exact match, then similarity, then JSON validity."""
     prices: Prices
-
-
-def to_wire(row: EvalRow) -> Eval:
-    return Eval(id=row.id, created_at=row.created_at, model=row.model, **row.report)
