@@ -1,0 +1,174 @@
+"""Tiny random-weight chat models of other architectures, built offline: a transformers config
+of each family at toy size, the bundled model's tokenizer with that family's special tokens and
+chat template. Their answers are noise; what they test is that openft adds, checks, trains and
+serves a base of each shape (architecture and template) without knowing it in advance."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CHATML = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+# Gemma's: no system role (it raises), 'model' for the assistant, its own BOS.
+GEMMA = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+    "{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
+    "{% endif %}{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}"
+)
+# Llama 3's: BOS written by the template (the tokenizer would add a second one if asked to).
+LLAMA3 = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}"
+    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim"
+    " + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
+)
+# Mistral v0.3's: the system message goes into the *last* user turn, so each new turn rewrites
+# an earlier one: openft cannot label it and must refuse it.
+MISTRAL_V3 = (
+    "{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content'] %}"
+    "{%- set loop_messages = messages[1:] %}{%- else %}{%- set loop_messages = messages %}{%- endif %}"
+    "{{- bos_token }}{%- for message in loop_messages %}"
+    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{- raise_exception('After the optional system message, conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{%- endif %}{%- if message['role'] == 'user' %}{%- if loop.last and system_message is defined %}"
+    "{{- '[INST] ' + system_message + '\\n\\n' + message['content'] + '[/INST]' }}{%- else %}"
+    "{{- '[INST] ' + message['content'] + '[/INST]' }}{%- endif %}{%- elif message['role'] == 'assistant' %}"
+    "{{- ' ' + message['content'] + eos_token}}{%- endif %}{%- endfor %}"
+)
+# The fix a user would pass with --chat-template: the system message in the *first* user turn.
+MISTRAL_FIXED = (
+    "{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content'] %}"
+    "{%- set loop_messages = messages[1:] %}{%- else %}{%- set loop_messages = messages %}{%- endif %}"
+    "{{- bos_token }}{%- for message in loop_messages %}{%- if message['role'] == 'user' %}"
+    "{%- if loop.first and system_message is defined %}{{- '[INST] ' + system_message + '\\n\\n' + message['content'] + '[/INST]' }}"
+    "{%- else %}{{- '[INST] ' + message['content'] + '[/INST]' }}{%- endif %}"
+    "{%- elif message['role'] == 'assistant' %}{{- ' ' + message['content'] + eos_token}}{%- endif %}{%- endfor %}"
+)
+# Phi-3's: a conversation rendered without the generation prompt ends with EOS.
+PHI3 = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\\n' + message['content'] + '<|end|>\\n'}}"
+    "{% elif message['role'] == 'user' %}{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}"
+    "{% elif message['role'] == 'assistant' %}{{'<|assistant|>\\n' + message['content'] + '<|end|>\\n'}}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% else %}{{ eos_token }}{% endif %}"
+)
+
+SIZE = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 4096,
+}
+
+
+@dataclass(frozen=True)
+class Family:
+    config_class: str
+    template: str
+    bos: str | None
+    eos: str
+    special: tuple[str, ...] = ()
+    stop: tuple[str, ...] = ()  # more end-of-turn tokens (the generation config's eos list)
+    bos_added: bool = False  # the tokenizer itself prepends BOS when asked to add special tokens
+    config: dict = field(default_factory=dict)
+
+
+FAMILIES = {
+    "llama": Family(
+        "LlamaConfig",
+        LLAMA3,
+        "<|begin_of_text|>",
+        "<|eot_id|>",
+        ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+        bos_added=True,
+    ),
+    "mistral": Family(
+        "MistralConfig",
+        MISTRAL_V3,
+        "<s>",
+        "</s>",
+        ("<s>", "</s>", "[INST]", "[/INST]"),
+        bos_added=True,
+        config={"sliding_window": None},
+    ),
+    "qwen2": Family("Qwen2Config", CHATML, None, "<|im_end|>"),
+    "qwen3": Family("Qwen3Config", CHATML, None, "<|im_end|>", config={"head_dim": 16}),
+    "gemma": Family(
+        "GemmaConfig",
+        GEMMA,
+        "<bos>",
+        "<eos>",
+        ("<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"),
+        stop=("<end_of_turn>",),
+        bos_added=True,
+        config={"head_dim": 16},
+    ),
+    "phi3": Family(
+        "Phi3Config",
+        PHI3,
+        None,
+        "<|endoftext|>",
+        ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"),
+        stop=("<|end|>",),
+        config={"pad_token_id": 0},
+    ),
+}
+
+
+def build(family_name: str, tokenizer_source: Path, target: Path, seed: int = 0) -> Path:
+    """A random-weight `family_name` model with its chat template, saved as an HF directory."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    family = FAMILIES[family_name]
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    tokenizer.add_special_tokens({"additional_special_tokens": list(family.special)})
+    tokenizer.bos_token = family.bos
+    tokenizer.eos_token = family.eos
+    tokenizer.pad_token = family.eos
+    tokenizer.chat_template = family.template
+    ids = lambda *tokens: [tokenizer.convert_tokens_to_ids(t) for t in tokens]  # noqa: E731
+    config = getattr(transformers, family.config_class)(
+        **SIZE,
+        vocab_size=len(tokenizer),
+        tie_word_embeddings=True,
+        bos_token_id=ids(family.bos)[0] if family.bos else None,
+        eos_token_id=ids(family.eos, *family.stop) if family.stop else ids(family.eos)[0],
+        **family.config,
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    shutil.rmtree(target, ignore_errors=True)
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    if family.bos_added:
+        _prepend_bos(target / "tokenizer.json", family.bos, ids(family.bos)[0])
+    return target
+
+
+def _prepend_bos(tokenizer_json: Path, bos: str, bos_id: int) -> None:
+    """Make the tokenizer add BOS itself, as Llama's, Mistral's and Gemma's do."""
+    data = json.loads(tokenizer_json.read_text())
+    data["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [
+            {"SpecialToken": {"id": bos, "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}},
+            {"Sequence": {"id": "B", "type_id": 1}},
+        ],
+        "special_tokens": {bos: {"id": bos, "ids": [bos_id], "tokens": [bos]}},
+    }
+    tokenizer_json.write_text(json.dumps(data))
