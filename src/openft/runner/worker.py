@@ -222,7 +222,7 @@ class JobRun:
             if exists:
                 return
             final = step == self.total_steps
-            name = job.planned_model_name if final else _checkpoint_model_name(job, step)
+            name = job.planned_model_name if final else ids.checkpoint_model_name(job.planned_model_name, step)
             metrics = {"step": step, **event.get("metrics", {})}
             session.add(
                 CheckpointRow(
@@ -321,12 +321,6 @@ def _pump(stream, lines: queue.Queue) -> None:
 
 def _blank_if_none(value) -> object:
     return "" if value is None else value
-
-
-def _checkpoint_model_name(job: JobRow, step: int) -> str:
-    base, _, rest = job.planned_model_name.removeprefix("ft:").partition(":")
-    org, suffix, _ = rest.split(":")
-    return f"ft:{base}:{org}:{suffix}:{ids.random_token(8)}:ckpt-step-{step}"
 
 
 def _register_model(session, settings: Settings, job: JobRow, name: str, adapter_key: str) -> None:
