@@ -30,6 +30,7 @@ from openft.protocol.files import FileObject
 from openft.settings import Settings
 from openft.storage import Storage
 from openft.store.db import Database
+from openft.store.pages import fetch_page
 from openft.store.tables import FileRow
 
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
@@ -189,10 +190,8 @@ class FileService:
         if after:
             cursor = self.get(organization_id, after).seq
             query = query.where(FileRow.seq < cursor if descending else FileRow.seq > cursor)
-        query = query.order_by(FileRow.seq.desc() if descending else FileRow.seq.asc()).limit(limit + 1)
-        with self.db.session() as session:
-            rows = list(session.scalars(query))
-        return rows[:limit], len(rows) > limit
+        order = FileRow.seq.desc() if descending else FileRow.seq.asc()
+        return fetch_page(self.db, query.order_by(order), limit)
 
     def delete(self, organization_id: str, file_id: str) -> None:
         row = self.get(organization_id, file_id)

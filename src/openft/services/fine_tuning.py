@@ -29,6 +29,7 @@ from openft.services.models import ModelService
 from openft.settings import Settings
 from openft.store.db import Database
 from openft.store.events import add_event
+from openft.store.pages import fetch_page
 from openft.store.tables import CheckpointRow, EventRow, JobRow
 
 ACTIVE = ("validating_files", "queued", "running")
@@ -121,9 +122,7 @@ class FineTuningService:
             query = query.where(JobRow.job_metadata[key].as_string() == value)
         if after:
             query = query.where(JobRow.seq < self.get(organization_id, after).seq)
-        with self.db.session() as session:
-            rows = list(session.scalars(query.order_by(JobRow.seq.desc()).limit(limit + 1)))
-        return rows[:limit], len(rows) > limit
+        return fetch_page(self.db, query.order_by(JobRow.seq.desc()), limit)
 
     def events(self, organization_id: str, job_id: str, limit: int, after: str | None) -> tuple[list[EventRow], bool]:
         return self._job_page(organization_id, job_id, EventRow, "Event", limit, after)
@@ -137,14 +136,13 @@ class FineTuningService:
         """A newest-first page of a job's events or checkpoints, after the cursor id `after`."""
         self.get(organization_id, job_id)
         query = select(table).where(table.job_id == job_id)
-        with self.db.session() as session:
-            if after:
+        if after:
+            with self.db.session() as session:
                 cursor = session.scalar(select(table.seq).where(table.id == after))
-                if cursor is None:
-                    raise not_found(kind, after, param="after")
-                query = query.where(table.seq < cursor)
-            rows = list(session.scalars(query.order_by(table.seq.desc()).limit(limit + 1)))
-        return rows[:limit], len(rows) > limit
+            if cursor is None:
+                raise not_found(kind, after, param="after")
+            query = query.where(table.seq < cursor)
+        return fetch_page(self.db, query.order_by(table.seq.desc()), limit)
 
     def cancel(self, organization_id: str, job_id: str) -> JobRow:
         return self._transition(organization_id, job_id, "cancel", ACTIVE + ("paused",), "cancelled")
