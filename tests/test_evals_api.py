@@ -12,10 +12,10 @@ from sqlalchemy import select
 
 from openft.cli.evals import print_report
 from openft.inference.engine import Chunk
+from openft.models.store import register_base
 from openft.runner.worker import _register_model
 from openft.server.app import create_app
 from openft.services.keys import KeyService
-from openft.services.models import ModelService
 from openft.settings import BUNDLED_MODEL, Settings
 from openft.store.db import Database
 from openft.store.tables import JobRow
@@ -66,7 +66,7 @@ class Server:
     def __init__(self, root, keys: bool = False):
         self.settings = Settings(data_dir=root)
         self.db = Database(self.settings)
-        ModelService(self.settings, self.db).register_base(BUNDLED_MODEL)  # a name only: no weights
+        register_base(self.db, BUNDLED_MODEL)  # a name only: no weights
         self.keys = KeyService(self.settings, self.db)
         self.app = create_app(self.settings, run_worker=False)
         self.engine = ScriptedEngine()

@@ -16,10 +16,10 @@ from sqlalchemy import select
 
 from openft import ids
 from openft.errors import OpenFTError
+from openft.models.store import register_base
 from openft.runner.worker import _register_model
 from openft.server.app import create_app
 from openft.services.keys import KeyService
-from openft.services.models import ModelService
 from openft.settings import BUNDLED_MODEL, Settings
 from openft.store.db import Database
 from openft.store.tables import ApiKeyRow, CheckpointRow, JobRow, ModelRow
@@ -47,7 +47,7 @@ class Server:
     def __init__(self, root, **overrides):
         self.settings = Settings(data_dir=root, **overrides)
         self.db = Database(self.settings)
-        ModelService(self.settings, self.db).register_base(BUNDLED_MODEL)  # a name only: no weights needed
+        register_base(self.db, BUNDLED_MODEL)  # a name only: no weights needed
         self.keys = KeyService(self.settings, self.db)
         self.app = create_app(self.settings, run_worker=False)
         self.app.state.chat.engine = NoInference()
