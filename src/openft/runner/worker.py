@@ -28,10 +28,10 @@ from openft.runner import queue as job_queue
 from openft.runner.artifacts import push_adapter, push_checkpoint, restore_checkpoint
 from openft.runner.launch import start_trainer, stop_trainer
 from openft.runner.spec import job_dir, resolve, write_spec
-from openft.services.files import FileService
 from openft.settings import Settings
 from openft.store.db import Database
 from openft.store.events import add_event
+from openft.store.files import FileStore
 from openft.store.organizations import organization_name
 from openft.store.tables import CheckpointRow, EventRow, JobRow, ModelRow
 
@@ -45,7 +45,7 @@ class Worker:
     def __init__(self, settings: Settings, db: Database):
         self.settings = settings
         self.db = db
-        self.files = FileService(settings, db)
+        self.files = FileStore(settings, db)
         self.storage = self.files.storage
         self.worker_id = "worker-" + ids.random_token(12)
 
