@@ -12,8 +12,7 @@ from sqlalchemy import select
 
 from openft.cli.evals import print_report
 from openft.inference.engine import Chunk
-from openft.models.store import register_base
-from openft.runner.worker import _register_model
+from openft.models.store import register_base, register_fine_tune
 from openft.server.app import create_app
 from openft.services.keys import KeyService
 from openft.settings import BUNDLED_MODEL, Settings
@@ -82,7 +81,7 @@ class Server:
         job = client.fine_tuning.jobs.create(training_file=training.id, model="gpt-3.5-turbo", suffix="ahoy")
         with self.db.session() as session:
             row = session.scalar(select(JobRow).where(JobRow.id == job.id))
-            _register_model(session, self.settings, row, row.planned_model_name, "/adapters/ahoy")
+            register_fine_tune(session, self.settings, row, row.planned_model_name, "/adapters/ahoy")
             row.status, row.fine_tuned_model = "succeeded", row.planned_model_name
         return row.planned_model_name, training.id
 
