@@ -33,6 +33,8 @@ class Transition(NamedTuple):
     target: JobStatus
 
 
+# Every status change a job can make, by the action that makes it:
+# validating_files → queued → running → succeeded | failed | cancelled, plus paused.
 TRANSITIONS: dict[str, Transition] = {
     "promote": Transition(("validating_files",), "queued"),
     "claim": Transition(("queued", "running"), "running"),  # a running job once its lease ran out
