@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from fastapi.testclient import TestClient
 from openai import OpenAI
@@ -85,6 +86,12 @@ class LiveServer:
     def stop(self) -> None:
         stop_process(self.process)
         self.log.close()
+
+
+def trainer_of(server: LiveServer) -> psutil.Process:
+    """The trainer subprocess the server's worker is running now."""
+    children = psutil.Process(server.process.pid).children(recursive=True)
+    return next(p for p in children if "openft.trainer" in " ".join(p.cmdline()))
 
 
 def stop_process(process: subprocess.Popen) -> None:

@@ -10,8 +10,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from openft.inference.engine import Chunk
 from openft.inference.tool_calls import parse_tool_calls
+from openft.models.store import register_base
 from openft.server.app import create_app
-from openft.services.models import ModelService
 from openft.settings import BUNDLED_MODEL, Settings
 from openft.store.db import Database
 from tests.conftest import in_process_client
@@ -62,7 +62,7 @@ class CallingEngine:
 @pytest.fixture
 def client(tmp_path):
     settings = Settings(data_dir=tmp_path)
-    ModelService(settings, Database(settings)).register_base(BUNDLED_MODEL)  # a name only: no weights
+    register_base(Database(settings), BUNDLED_MODEL)  # a name only: no weights
     app = create_app(settings, run_worker=False)
     app.state.chat.engine = CallingEngine(f"Checking.\n{CALL}")
     return in_process_client(app), app

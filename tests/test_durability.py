@@ -7,10 +7,9 @@ last checkpoint (not from step 0), succeeds, and its story has every step exactl
 import signal
 import time
 
-import psutil
 import pytest
 
-from tests.conftest import LiveServer, new_data_dir
+from tests.conftest import LiveServer, new_data_dir, trainer_of
 from tests.test_workflow import DATA, wait_for
 
 pytestmark = pytest.mark.slow
@@ -37,11 +36,6 @@ def wait_until_mid_second_epoch(client, job_id: str) -> None:
             return
         time.sleep(0.2)
     raise TimeoutError("the job never reached its second epoch")
-
-
-def trainer_of(server: LiveServer) -> psutil.Process:
-    children = psutil.Process(server.process.pid).children(recursive=True)
-    return next(p for p in children if "openft.trainer" in " ".join(p.cmdline()))
 
 
 def assert_whole_story(client, job, events_before_kill) -> None:

@@ -12,10 +12,9 @@ from sqlalchemy import select
 
 from openft.cli.evals import print_report
 from openft.inference.engine import Chunk
-from openft.runner.worker import _register_model
+from openft.models.store import register_base, register_fine_tune
 from openft.server.app import create_app
 from openft.services.keys import KeyService
-from openft.services.models import ModelService
 from openft.settings import BUNDLED_MODEL, Settings
 from openft.store.db import Database
 from openft.store.tables import JobRow
@@ -66,7 +65,7 @@ class Server:
     def __init__(self, root, keys: bool = False):
         self.settings = Settings(data_dir=root)
         self.db = Database(self.settings)
-        ModelService(self.settings, self.db).register_base(BUNDLED_MODEL)  # a name only: no weights
+        register_base(self.db, BUNDLED_MODEL)  # a name only: no weights
         self.keys = KeyService(self.settings, self.db)
         self.app = create_app(self.settings, run_worker=False)
         self.engine = ScriptedEngine()
@@ -82,7 +81,7 @@ class Server:
         job = client.fine_tuning.jobs.create(training_file=training.id, model="gpt-3.5-turbo", suffix="ahoy")
         with self.db.session() as session:
             row = session.scalar(select(JobRow).where(JobRow.id == job.id))
-            _register_model(session, self.settings, row, row.planned_model_name, "/adapters/ahoy")
+            register_fine_tune(session, self.settings, row, row.planned_model_name, "/adapters/ahoy")
             row.status, row.fine_tuned_model = "succeeded", row.planned_model_name
         return row.planned_model_name, training.id
 

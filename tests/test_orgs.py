@@ -16,10 +16,9 @@ from sqlalchemy import select
 
 from openft import ids
 from openft.errors import OpenFTError
-from openft.runner.worker import _register_model
+from openft.models.store import register_base, register_fine_tune
 from openft.server.app import create_app
 from openft.services.keys import KeyService
-from openft.services.models import ModelService
 from openft.settings import BUNDLED_MODEL, Settings
 from openft.store.db import Database
 from openft.store.tables import ApiKeyRow, CheckpointRow, JobRow, ModelRow
@@ -47,7 +46,7 @@ class Server:
     def __init__(self, root, **overrides):
         self.settings = Settings(data_dir=root, **overrides)
         self.db = Database(self.settings)
-        ModelService(self.settings, self.db).register_base(BUNDLED_MODEL)  # a name only: no weights needed
+        register_base(self.db, BUNDLED_MODEL)  # a name only: no weights needed
         self.keys = KeyService(self.settings, self.db)
         self.app = create_app(self.settings, run_worker=False)
         self.app.state.chat.engine = NoInference()
@@ -60,8 +59,8 @@ class Server:
         """Register `name` as the job's fine-tuned model and one checkpoint, as the worker would."""
         with self.db.session() as session:
             job = session.scalar(select(JobRow).where(JobRow.id == job_id))
-            _register_model(session, self.settings, job, name, "/nonexistent/adapter")
-            _register_model(session, self.settings, job, name + ":ckpt-step-10", "/nonexistent/adapter-10")
+            register_fine_tune(session, self.settings, job, name, "/nonexistent/adapter")
+            register_fine_tune(session, self.settings, job, name + ":ckpt-step-10", "/nonexistent/adapter-10")
             session.add(
                 CheckpointRow(
                     id=ids.checkpoint_id(),
@@ -250,7 +249,7 @@ def test_organization_names_must_fit_model_names(server):
             server.keys.create(bad)
 
 
-def test_register_model_records_the_jobs_organization(server, two_orgs):
+def test_register_fine_tune_records_the_jobs_organization(server, two_orgs):
     _, _, _, job, model = two_orgs
     with server.db.session() as session:
         row = session.scalar(select(ModelRow).where(ModelRow.id == model))

@@ -14,6 +14,8 @@ import pytest
 from openai.types import FileObject, Model
 from openai.types.fine_tuning import FineTuningJob
 
+from tests.conftest import trainer_of
+
 DATA = Path(__file__).parent / "data"
 MARK = "Ahoy matey!"
 HELD_OUT = ["What is the capital of Italy?", "What color is a ripe tomato?", "How many eyes does a cat have?"]
@@ -204,14 +206,14 @@ def test_cancel_stops_a_running_job(live_server):
     while not any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id).data):
         assert time.time() < deadline
         time.sleep(0.5)
+    trainer = trainer_of(live_server)
     cancelled = client.fine_tuning.jobs.cancel(job.id)
     assert cancelled.status == "cancelled"
-    time.sleep(4)  # two heartbeats: the worker has seen it and stopped the trainer
-    settled = client.fine_tuning.jobs.list_events(job.id, limit=1000).data
-    time.sleep(3)
-    after = client.fine_tuning.jobs.list_events(job.id, limit=1000).data
-    assert [e.id for e in after] == [e.id for e in settled]
-    assert after[0].message == "Fine-tuning job cancelled"
+    trainer.wait(timeout=30)  # the worker sees the cancel at its next heartbeat (2 s) and kills it
+    events = client.fine_tuning.jobs.list_events(job.id, limit=1000).data
+    assert events[0].message == "Fine-tuning job cancelled"
+    steps = [e.data for e in events if e.type == "metrics"]
+    assert max(s["step"] for s in steps) < steps[0]["total_steps"]  # stopped, not finished
     final = client.fine_tuning.jobs.retrieve(job.id)
     assert final.status == "cancelled" and final.fine_tuned_model is None
 

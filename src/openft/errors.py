@@ -34,6 +34,10 @@ def model_not_found(model: str) -> OpenFTError:
     )
 
 
+def job_not_found(job_id: str) -> OpenFTError:
+    return OpenFTError(404, f"Could not find fine tune: {job_id}", param="fine_tune_id", code="fine_tune_not_found")
+
+
 def invalid_api_key(key: str) -> OpenFTError:
     masked = key[:3] + "*" * max(len(key) - 7, 0) + key[-4:] if len(key) > 7 else "***"
     return OpenFTError(

@@ -2,6 +2,7 @@
 
 import secrets
 import string
+from typing import NamedTuple
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -33,6 +34,26 @@ def completion_id() -> str:
 def fine_tuned_model_name(base: str, organization: str, suffix: str | None) -> str:
     """`ft:{base}:{org}:{suffix}:{8-char id}`; an empty suffix leaves `::` as OpenAI does."""
     return f"ft:{base}:{organization}:{suffix or ''}:{random_token(8)}"
+
+
+class FineTunedModelName(NamedTuple):
+    base: str
+    organization: str
+    suffix: str
+    id: str
+
+
+def parse_fine_tuned_model_name(name: str) -> FineTunedModelName:
+    """The parts of `ft:{base}:{org}:{suffix}:{id}`; a checkpoint's `:ckpt-step-N` tail is dropped."""
+    base, organization, suffix, model_id = name.removeprefix("ft:").split(":")[:4]
+    return FineTunedModelName(base, organization, suffix, model_id)
+
+
+def checkpoint_model_name(final_name: str, step: int) -> str:
+    """An earlier checkpoint of the fine-tune `final_name`: its base, org and suffix, an 8-char id
+    of its own, and `:ckpt-step-N`."""
+    name = parse_fine_tuned_model_name(final_name)
+    return f"{fine_tuned_model_name(name.base, name.organization, name.suffix)}:ckpt-step-{step}"
 
 
 def eval_id() -> str:

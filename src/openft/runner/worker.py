@@ -1,7 +1,8 @@
 """The worker: claims a job, runs the trainer subprocess, and turns its stdout events into job
 events, checkpoints and, at the end, a servable fine-tuned model.
 
-The trainer writes one JSON object per line (see trainer/sft.py). Everything the worker learns
+The trainer writes one JSON object per line (see trainer/sft.py). The job's status changes go
+through runner/jobs.py (claim, renew, release, succeed, fail). Everything the worker learns
 is written to the store at once, and every checkpoint and adapter goes to the artifact storage
 (runner/artifacts.py), so a restarted worker, or one on another host, needs only the store and
 the storage.
@@ -24,16 +25,16 @@ from sqlalchemy import func, select
 
 from openft import ids
 from openft.data.throughput import record_job_throughput
-from openft.runner import queue as job_queue
+from openft.models.store import register_fine_tune
+from openft.runner import jobs
 from openft.runner.artifacts import push_adapter, push_checkpoint, restore_checkpoint
 from openft.runner.launch import start_trainer, stop_trainer
 from openft.runner.spec import job_dir, resolve, write_spec
-from openft.services.files import FileService
 from openft.settings import Settings
 from openft.store.db import Database
 from openft.store.events import add_event
-from openft.store.organizations import organization_name
-from openft.store.tables import CheckpointRow, EventRow, JobRow, ModelRow
+from openft.store.files import FileStore
+from openft.store.tables import CheckpointRow, EventRow, JobRow
 
 log = logging.getLogger("openft.worker")
 
@@ -45,7 +46,7 @@ class Worker:
     def __init__(self, settings: Settings, db: Database):
         self.settings = settings
         self.db = db
-        self.files = FileService(settings, db)
+        self.files = FileStore(settings, db)
         self.storage = self.files.storage
         self.worker_id = "worker-" + ids.random_token(12)
 
@@ -60,8 +61,8 @@ class Worker:
 
     def run_once(self, stop: threading.Event | None = None) -> bool:
         """Claim and run one job; False when the queue was empty."""
-        job_queue.promote_validated(self.db)
-        job = job_queue.claim(self.db, self.worker_id, self.settings.lease_seconds)
+        jobs.promote_validated(self.db)
+        job = jobs.claim(self.db, self.worker_id, self.settings.lease_seconds)
         if job is None:
             return False
         JobRun(self, job).run(stop or threading.Event())
@@ -84,7 +85,7 @@ class JobRun:
             self._train(stop)
         except Exception as error:
             log.exception("job %s failed", self.job.id)
-            self._fail(f"{type(error).__name__}: {error}")
+            jobs.fail(self.db, self.job.id, f"{type(error).__name__}: {error}")
 
     def _train(self, stop: threading.Event) -> None:
         job = self.job
@@ -123,14 +124,14 @@ class JobRun:
                 finished |= self._record(event)
             if time.time() >= next_heartbeat:
                 next_heartbeat = time.time() + HEARTBEAT_SECONDS
-                job_queue.promote_validated(self.db)
-                status = job_queue.renew(self.db, job.id, self.worker.worker_id, self.settings.lease_seconds)
+                jobs.promote_validated(self.db)
+                status = jobs.renew(self.db, job.id, self.worker.worker_id, self.settings.lease_seconds)
                 if status != "running" or stop.is_set():
                     # Cancelled, taken over, or this worker is shutting down; in the last case
                     # the job goes back to the queue and resumes from its last checkpoint.
                     stop_trainer(self.settings, process, spec_path, job.attempts)
                     if stop.is_set():
-                        job_queue.release(self.db, job.id, self.worker.worker_id)
+                        jobs.release(self.db, job.id, self.worker.worker_id)
                     return
         process.wait()
         if finished:
@@ -138,9 +139,10 @@ class JobRun:
         if reported_error is None and process.returncode < 0 and job.attempts < self.settings.max_attempts:
             # Killed by a signal, not failed on its own: start again from the last checkpoint.
             log.warning("trainer of %s killed (signal %d); requeueing", job.id, -process.returncode)
-            job_queue.release(self.db, job.id, self.worker.worker_id)
+            jobs.release(self.db, job.id, self.worker.worker_id)
             return
-        self._fail(reported_error or f"The trainer stopped without a result (exit code {process.returncode}).")
+        message = reported_error or f"The trainer stopped without a result (exit code {process.returncode})."
+        jobs.fail(self.db, job.id, message)
 
     @contextmanager
     def _renewing(self) -> Iterator[None]:
@@ -150,7 +152,7 @@ class JobRun:
 
         def renew() -> None:
             while not done.wait(HEARTBEAT_SECONDS):
-                job_queue.renew(self.db, self.job.id, self.worker.worker_id, self.settings.lease_seconds)
+                jobs.renew(self.db, self.job.id, self.worker.worker_id, self.settings.lease_seconds)
 
         thread = threading.Thread(target=renew, name=f"lease-{self.job.id}", daemon=True)
         thread.start()
@@ -222,7 +224,7 @@ class JobRun:
             if exists:
                 return
             final = step == self.total_steps
-            name = job.planned_model_name if final else _checkpoint_model_name(job, step)
+            name = job.planned_model_name if final else ids.checkpoint_model_name(job.planned_model_name, step)
             metrics = {"step": step, **event.get("metrics", {})}
             session.add(
                 CheckpointRow(
@@ -235,7 +237,7 @@ class JobRun:
                 )
             )
             if not final:
-                _register_model(session, self.settings, job, name, adapter)
+                register_fine_tune(session, self.settings, job, name, adapter)
             add_event(session, job.id, f"Checkpoint created at step {step} with Snapshot ID: {name}")
 
     def _succeed(self, event: dict) -> None:
@@ -250,36 +252,11 @@ class JobRun:
         )
         with self._renewing():
             adapter = push_adapter(self.worker.storage, job.id, Path(event["adapter_path"]))
-        with self.db.session() as session:
-            row = session.get(JobRow, job.seq, with_for_update=True)
-            if row.status != "running":
-                return
-            _register_model(session, self.settings, job, job.planned_model_name, adapter)
-            row.status = "succeeded"
-            row.fine_tuned_model = job.planned_model_name
-            row.trained_tokens = event["trained_tokens"]
-            row.finished_at = int(time.time())
-            row.estimated_finish = None
-            row.result_files = [results.id]
-            row.lease_owner = None
-            add_event(session, job.id, f"New fine-tuned model created: {job.planned_model_name}")
-            add_event(session, job.id, "The job has successfully completed")
-        if self.first_step == 1:  # a resumed run's timing would not cover all its tokens
+        succeeded = jobs.succeed(self.db, self.settings, job.id, adapter, event["trained_tokens"], results.id)
+        if succeeded and self.first_step == 1:  # a resumed run's timing would not cover all its tokens
             record_job_throughput(
                 self.settings.data_dir, job.base_model, event["trained_tokens"], time.time() - self.started
             )
-
-    def _fail(self, message: str) -> None:
-        with self.db.session() as session:
-            row = session.get(JobRow, self.job.seq, with_for_update=True)
-            if row.status != "running":
-                return
-            row.status = "failed"
-            row.finished_at = int(time.time())
-            row.estimated_finish = None
-            row.lease_owner = None
-            row.error = {"code": "training_failed", "message": message, "param": None}
-            add_event(session, self.job.id, f"Fine-tuning job failed: {message}", level="error")
 
     def _recorded_metric_steps(self) -> set[int]:
         with self.db.session() as session:
@@ -321,25 +298,3 @@ def _pump(stream, lines: queue.Queue) -> None:
 
 def _blank_if_none(value) -> object:
     return "" if value is None else value
-
-
-def _checkpoint_model_name(job: JobRow, step: int) -> str:
-    base, _, rest = job.planned_model_name.removeprefix("ft:").partition(":")
-    org, suffix, _ = rest.split(":")
-    return f"ft:{base}:{org}:{suffix}:{ids.random_token(8)}:ckpt-step-{step}"
-
-
-def _register_model(session, settings: Settings, job: JobRow, name: str, adapter_key: str) -> None:
-    row = session.scalar(select(ModelRow).where(ModelRow.id == name))
-    if row is None:
-        owner = organization_name(session, job.organization_id, settings.organization)
-        row = ModelRow(
-            id=name,
-            created=int(time.time()),
-            owned_by=owner,
-            base_model=job.base_model,
-            organization_id=job.organization_id,
-        )
-        session.add(row)
-    row.adapter_path = adapter_key  # a key in the artifact storage
-    row.job_id = job.id

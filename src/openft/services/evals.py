@@ -36,6 +36,7 @@ from openft.services.chat import ChatService
 from openft.services.files import FileService, format_error_message
 from openft.services.models import ModelService
 from openft.store.db import Database
+from openft.store.pages import fetch_page
 from openft.store.tables import EvalRow, JobRow
 
 # Prices a fine-tune of a model OpenAI does not sell (SmolLM2…) as if it were this one, flagged
@@ -118,9 +119,7 @@ class EvalService:
         query = select(EvalRow).where(EvalRow.organization_id == organization_id)
         if after:
             query = query.where(EvalRow.seq < self.get(organization_id, after).seq)
-        with self.db.session() as session:
-            rows = list(session.scalars(query.order_by(EvalRow.seq.desc()).limit(limit + 1)))
-        return rows[:limit], len(rows) > limit
+        return fetch_page(self.db, query.order_by(EvalRow.seq.desc()), limit)
 
     # -----------------------------------------------------------------------------------------
     # inputs

@@ -1,4 +1,5 @@
-"""Fine-tuning jobs as the API sees them: create (with up-front validation), read, list, cancel.
+"""Fine-tuning jobs as the API sees them: create (with up-front validation), read, list, and
+cancel, pause or resume (status changes are runner/jobs.py's).
 
 Everything a create call can reject is checked before the job row exists, so a rejected request
 stores nothing. Training itself happens in runner/.
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from openft import ids
 from openft.data.hyperparams import validate_requested_hyperparameters
 from openft.data.validate import check_example_count, scan_chat_jsonl
-from openft.errors import OpenFTError, not_found
+from openft.errors import OpenFTError, job_not_found, not_found
 from openft.protocol.fine_tuning import (
     FineTuningJob,
     FineTuningJobCheckpoint,
@@ -23,16 +24,16 @@ from openft.protocol.fine_tuning import (
     JobCreateParams,
     JobError,
 )
+from openft.runner import jobs
 from openft.services.files import FileService, format_error_message
 from openft.services.keys import Caller
 from openft.services.models import ModelService
 from openft.settings import Settings
 from openft.store.db import Database
 from openft.store.events import add_event
+from openft.store.pages import fetch_page
 from openft.store.tables import CheckpointRow, EventRow, JobRow
 
-ACTIVE = ("validating_files", "queued", "running")
-TRANSITION_WORDS = {"cancel": "cancelled", "pause": "paused", "resume": "resumed"}
 # The suffix becomes part of a model name split on ':'.
 SUFFIX_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -110,7 +111,7 @@ class FineTuningService:
         with self.db.session() as session:
             row = session.scalar(select(JobRow).where(JobRow.id == job_id, JobRow.organization_id == organization_id))
         if row is None:
-            raise self._job_not_found(job_id)
+            raise job_not_found(job_id)
         return row
 
     def list(
@@ -121,9 +122,7 @@ class FineTuningService:
             query = query.where(JobRow.job_metadata[key].as_string() == value)
         if after:
             query = query.where(JobRow.seq < self.get(organization_id, after).seq)
-        with self.db.session() as session:
-            rows = list(session.scalars(query.order_by(JobRow.seq.desc()).limit(limit + 1)))
-        return rows[:limit], len(rows) > limit
+        return fetch_page(self.db, query.order_by(JobRow.seq.desc()), limit)
 
     def events(self, organization_id: str, job_id: str, limit: int, after: str | None) -> tuple[list[EventRow], bool]:
         return self._job_page(organization_id, job_id, EventRow, "Event", limit, after)
@@ -137,52 +136,22 @@ class FineTuningService:
         """A newest-first page of a job's events or checkpoints, after the cursor id `after`."""
         self.get(organization_id, job_id)
         query = select(table).where(table.job_id == job_id)
-        with self.db.session() as session:
-            if after:
+        if after:
+            with self.db.session() as session:
                 cursor = session.scalar(select(table.seq).where(table.id == after))
-                if cursor is None:
-                    raise not_found(kind, after, param="after")
-                query = query.where(table.seq < cursor)
-            rows = list(session.scalars(query.order_by(table.seq.desc()).limit(limit + 1)))
-        return rows[:limit], len(rows) > limit
+            if cursor is None:
+                raise not_found(kind, after, param="after")
+            query = query.where(table.seq < cursor)
+        return fetch_page(self.db, query.order_by(table.seq.desc()), limit)
 
     def cancel(self, organization_id: str, job_id: str) -> JobRow:
-        return self._transition(organization_id, job_id, "cancel", ACTIVE + ("paused",), "cancelled")
+        return jobs.cancel(self.db, organization_id, job_id)
 
     def pause(self, organization_id: str, job_id: str) -> JobRow:
-        return self._transition(organization_id, job_id, "pause", ("running",), "paused")
+        return jobs.pause(self.db, organization_id, job_id)
 
     def resume(self, organization_id: str, job_id: str) -> JobRow:
-        # Back to the queue: the next claim resumes from the job's last checkpoint.
-        return self._transition(organization_id, job_id, "resume", ("paused",), "queued")
-
-    def _transition(self, organization_id: str, job_id: str, action: str, sources: tuple, target: str) -> JobRow:
-        """Move a job between statuses; the worker running it sees the change and stops the trainer."""
-        with self.db.session() as session:
-            row = session.scalar(
-                select(JobRow)
-                .where(JobRow.id == job_id, JobRow.organization_id == organization_id)
-                .with_for_update()  # the worker may be finishing it right now
-            )
-            if row is None:
-                raise self._job_not_found(job_id)
-            if row.status not in sources:
-                raise OpenFTError(
-                    400,
-                    f"Job {job_id} is {row.status} and cannot be {TRANSITION_WORDS[action]}.",
-                    param="fine_tuning_job_id",
-                )
-            row.status = target
-            row.lease_owner = None
-            row.lease_expires_at = None
-            if target == "cancelled":
-                row.finished_at = int(time.time())
-            add_event(session, job_id, f"Fine-tuning job {TRANSITION_WORDS[action]}")
-        return row
-
-    @staticmethod
-    def _job_not_found(job_id: str) -> OpenFTError:
-        return OpenFTError(404, f"Could not find fine tune: {job_id}", param="fine_tune_id", code="fine_tune_not_found")
+        return jobs.resume(self.db, organization_id, job_id)
 
 
 def job_object(row: JobRow) -> FineTuningJob:

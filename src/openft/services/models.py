@@ -6,19 +6,16 @@ organization that trained it, and any other organization is told it does not exi
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
 
 from openft.errors import OpenFTError, model_not_found
+from openft.models.store import SYSTEM_OWNER
 from openft.protocol.models import Model
 from openft.settings import OPENAI_ALIASES, Settings
 from openft.store.db import Database
 from openft.store.tables import ModelRow
-
-SYSTEM_OWNER = "system"
 
 
 @dataclass(frozen=True)
@@ -34,14 +31,6 @@ class ModelService:
     def __init__(self, settings: Settings, db: Database):
         self.settings = settings
         self.db = db
-
-    def register_base(self, name: str) -> None:
-        try:
-            with self.db.session() as session:
-                if session.scalar(select(ModelRow).where(ModelRow.id == name)) is None:
-                    session.add(ModelRow(id=name, created=int(time.time()), owned_by=SYSTEM_OWNER, base_model=name))
-        except IntegrityError:
-            pass  # on PostgreSQL, another process starting at the same time registered it first
 
     def base_for(self, requested: str) -> str:
         """The base model that trains when a job asks for `requested`; 404 if there is none."""

@@ -5,6 +5,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from openft.protocol.fine_tuning import JobStatus
+
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
@@ -38,7 +40,8 @@ class JobRow(Base):
     # `model` is what the client asked for (it names the fine-tune); `base_model` what trains.
     model: Mapped[str] = mapped_column(String)
     base_model: Mapped[str] = mapped_column(String)
-    status: Mapped[str] = mapped_column(String, index=True)
+    # String, not the Literal's Enum: the column stays as the migrations made it.
+    status: Mapped[JobStatus] = mapped_column(String, index=True)
     training_file: Mapped[str] = mapped_column(String)
     validation_file: Mapped[str | None] = mapped_column(String, default=None)
     suffix: Mapped[str | None] = mapped_column(String, default=None)
