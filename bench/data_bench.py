@@ -159,9 +159,9 @@ def naive(tokenizer, raw: bytes) -> tuple[int, int, int]:
     batched path): (examples, tokens, trained tokens)."""
     from openft.data.labels import IGNORE_INDEX, render_example
     from openft.data.validate import validate_chat_jsonl
-    from openft.runner.spec import MAX_TRAINING_TOKENS
+    from openft.trainer.spec import MAX_LENGTH
 
-    rendered = [render_example(tokenizer, e, MAX_TRAINING_TOKENS) for e in validate_chat_jsonl(raw).examples]
+    rendered = [render_example(tokenizer, e, MAX_LENGTH) for e in validate_chat_jsonl(raw).examples]
     trained = sum(label != IGNORE_INDEX for r in rendered for label in r.labels)
     return len(rendered), sum(len(r.input_ids) for r in rendered), trained
 

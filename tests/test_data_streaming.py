@@ -12,8 +12,8 @@ from openft.cli.data import check_file
 from openft.data.labels import IGNORE_INDEX, render_stream
 from openft.data.stats import distribution
 from openft.data.validate import ValidationReport, iter_chat_jsonl, validate_chat_jsonl
-from openft.runner.spec import MAX_TRAINING_TOKENS
 from openft.settings import BUNDLED_MODEL
+from openft.trainer.spec import MAX_LENGTH
 from tests.test_labels_batched import reference_render_example, varied_examples
 
 
@@ -128,9 +128,7 @@ def test_check_file_statistics_equal_one_render_example_per_example(tokenizer, t
     expected, expected_lines, failed = [], [], []
     for example, line in zip(report.examples, report.example_lines):
         try:
-            expected.append(
-                (reference_render_example(tokenizer, example, MAX_TRAINING_TOKENS), len(example["messages"]))
-            )
+            expected.append((reference_render_example(tokenizer, example, MAX_LENGTH), len(example["messages"])))
             expected_lines.append(line)
         except ValueError:
             failed.append(line)

@@ -60,12 +60,11 @@ from openft.data.labels import IGNORE_INDEX, RenderedExample, render_stream
 from openft.data.pricing import price_per_1k_tokens, training_cost_usd
 from openft.data.stats import TokenStats, TokenTally
 from openft.data.validate import DataIssue, ValidationReport, check_example_count, iter_chat_jsonl
-from openft.runner.spec import MAX_TRAINING_TOKENS
 from openft.settings import BUNDLED_MODEL, OPENAI_ALIASES, Settings
+from openft.trainer.spec import MAX_LENGTH
 
 app = typer.Typer(help="Check training data before it trains.", no_args_is_help=True)
 
-# The trainer's max_length (runner/spec.py writes it into every job's spec).
 REFERENCE_PRICE_MODEL = "gpt-3.5-turbo"
 MAX_ISSUES_SHOWN = 50  # per list, in the text view; --json has them all
 TRAINED_BRACKETS = ("[[", "]]")  # marks trained text where the terminal shows no colour
@@ -173,7 +172,7 @@ def check_file(tokenizer, path: Path, keep: int = 0) -> FileCheck:
     except OSError as e:
         fail(f"Cannot read {path}: {e.strerror}")
     with handle, _fewer_collections():
-        for rendered in render_stream(tokenizer, examples(handle), MAX_TRAINING_TOKENS):
+        for rendered in render_stream(tokenizer, examples(handle), MAX_LENGTH):
             line, messages = pending.popleft()
             if isinstance(rendered, Exception):
                 detail = f"Line {line}: the chat template cannot render this example: {rendered}"
@@ -207,8 +206,8 @@ def _fewer_collections() -> Iterator[None]:
 
 def _too_long(line: int, rendered: RenderedExample) -> DataIssue:
     detail = (
-        f"Line {line}: longer than the {MAX_TRAINING_TOKENS}-token context; it will be truncated to its "
-        f"first {MAX_TRAINING_TOKENS} tokens (as OpenAI does). Shorten or split it to silence this warning"
+        f"Line {line}: longer than the {MAX_LENGTH}-token context; it will be truncated to its "
+        f"first {MAX_LENGTH} tokens (as OpenAI does). Shorten or split it to silence this warning"
     )
     if all(label == IGNORE_INDEX for label in rendered.labels[1:]):
         detail += "; no trained token is left, so the trainer will skip it"
@@ -223,7 +222,7 @@ def build_report(
     report = {
         "ok": not training.errors and not (valid and valid.errors),
         "model": target.model,
-        "context_tokens": MAX_TRAINING_TOKENS,
+        "context_tokens": MAX_LENGTH,
         "training": training.to_dict(),
         "validation": valid.to_dict() if valid else None,
         "hyperparameters": asdict(hyperparameters),
@@ -401,7 +400,7 @@ def _print_example(console: Console, i: int, shown: dict) -> None:
         text.append(TRAINED_BRACKETS[1] if trained and plain else "")
     console.print(text, soft_wrap=True)
     if shown["truncated"]:
-        console.print(f"[yellow]… truncated here, at the {MAX_TRAINING_TOKENS}-token context[/]")
+        console.print(f"[yellow]… truncated here, at the {MAX_LENGTH}-token context[/]")
 
 
 def _distribution(d: dict) -> str:

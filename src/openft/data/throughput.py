@@ -67,13 +67,13 @@ def record_job_throughput(data_dir: Path, model: str, tokens: int, seconds: floa
 def measure_tokens_per_second(model_path: Path, threads: int | None) -> float:
     """Time the trainer's recipe (LoRA forward + backward + AdamW step) on a synthetic batch."""
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     from openft.data.labels import IGNORE_INDEX
-    from openft.runner.spec import LORA
     from openft.trainer.sft import batch_loss
+    from openft.trainer.spec import Lora, lora_config
 
     if threads:
         torch.set_num_threads(threads)
@@ -83,16 +83,7 @@ def measure_tokens_per_second(model_path: Path, threads: int | None) -> float:
     with warnings.catch_warnings():  # peft's deprecation notices are not the user's concern here
         warnings.simplefilter("ignore", FutureWarning)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device)
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=LORA["r"],
-                lora_alpha=LORA["alpha"],
-                lora_dropout=LORA["dropout"],
-                target_modules=LORA["target_modules"],
-                task_type="CAUSAL_LM",
-            ),
-        )
+        model = get_peft_model(model, lora_config(Lora()))
     model.config.use_cache = False
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
