@@ -16,7 +16,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from openft.data import throughput
+from openft.runner import throughput
 from openft.services.keys import KeyService
 from openft.settings import BUNDLED_MODEL, Settings
 from openft.store.db import Database

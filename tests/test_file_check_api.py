@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from openft.cli.app import app as cli
-from openft.data import throughput
 from openft.models.store import ensure_bundled_model
+from openft.runner import throughput
 from openft.server.app import create_app
 from openft.settings import BUNDLED_MODEL, Settings
 from openft.store.db import Database

@@ -6,7 +6,7 @@ code (`openft.data.labels.render_stream`, the batched `render_example`), so the 
 truncation and `--show` view are what the trainer will see. The file is streamed, in bounded
 memory, and rendered in batches (speed: `bench/README.md`). Then come the resolved
 hyperparameters, the billed tokens, OpenAI's price for them and the ETA on this machine
-(`openft.data.throughput`).
+(`openft.runner.throughput`).
 
 `--json` prints one object; its keys are stable (other tools read it):
 
@@ -54,12 +54,12 @@ from rich.text import Text
 
 from openft.cli.options import DEFAULT_DATA_DIR, DataDir
 from openft.cli.output import duration, fail
-from openft.data import throughput
 from openft.data.hyperparams import resolve_hyperparameters, validate_requested_hyperparameters
 from openft.data.labels import IGNORE_INDEX, RenderedExample, render_stream
 from openft.data.pricing import price_per_1k_tokens, training_cost_usd
 from openft.data.stats import TokenStats, TokenTally
 from openft.data.validate import DataIssue, ValidationReport, check_example_count, iter_chat_jsonl
+from openft.runner import throughput
 from openft.settings import BUNDLED_MODEL, OPENAI_ALIASES, Settings
 from openft.trainer.spec import MAX_LENGTH
 
@@ -244,7 +244,7 @@ def build_report(
         typer.echo(f"Measuring this machine's training speed for {target.model} (once; seconds)…", err=True)
     speed = throughput.ensure_measured(settings.data_dir, target.model, target.path, settings.train_threads)
     report["eta"] = {
-        "seconds": round(throughput.eta_seconds(settings.data_dir, target.model, billed), 1),
+        "seconds": round(billed / speed["tokens_per_second"], 1),
         "tokens_per_second": round(speed["tokens_per_second"], 1),
         "source": speed["source"],
     }

@@ -23,11 +23,11 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from openft import ids
-from openft.data.throughput import record_job_throughput
 from openft.runner import queue as job_queue
 from openft.runner.artifacts import push_adapter, push_checkpoint, restore_checkpoint
 from openft.runner.launch import start_trainer, stop_trainer
 from openft.runner.spec import job_dir, resolve, write_spec
+from openft.runner.throughput import record_job_throughput
 from openft.services.files import FileService
 from openft.settings import Settings
 from openft.store.db import Database
