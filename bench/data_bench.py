@@ -3,7 +3,7 @@
 The core is what the CLI does per file before it prices anything: stream and validate every
 line (`openft.data.validate.iter_chat_jsonl`), then render every valid example with the real
 tokenizer and chat template of the bundled model and count its tokens and trained tokens
-(`openft.cli.data.check_file`). The ETA benchmark and the report printing are left out: they do
+(`openft.data.check.check_file`). The ETA benchmark and the report printing are left out: they do
 not grow with the file.
 
 Three peers are timed in the same run, on the same file, so the ratios hold on any machine:
@@ -168,9 +168,10 @@ def naive(tokenizer, raw: bytes) -> tuple[int, int, int]:
 
 def fast(tokenizer, path: Path) -> tuple[int, int, int]:
     """What `openft data check` does per file: (examples, tokens, trained tokens)."""
-    from openft.cli.data import check_file
+    from openft.data.check import check_file
+    from openft.trainer.spec import MAX_LENGTH
 
-    stats = check_file(tokenizer, path).stats
+    stats = check_file(tokenizer, path, MAX_LENGTH).stats
     return stats.examples, stats.tokens, stats.trained_tokens
 
 

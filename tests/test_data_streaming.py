@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from openft.cli.data import check_file
+from openft.data.check import check_file
 from openft.data.labels import IGNORE_INDEX, render_stream
 from openft.data.stats import distribution
 from openft.data.validate import ValidationReport, iter_chat_jsonl, validate_chat_jsonl
@@ -122,7 +122,7 @@ def test_check_file_statistics_equal_one_render_example_per_example(tokenizer, t
     path = tmp_path / "train.jsonl"
     path.write_text("\n".join(lines) + "\n")
 
-    checked = check_file(tokenizer, path, keep=3)
+    checked = check_file(tokenizer, path, MAX_LENGTH, keep=3)
 
     report = validate_chat_jsonl(path.read_bytes())
     expected, expected_lines, failed = [], [], []

@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from openft import ids
-from openft.data.pricing import InferencePrice, inference_price
+from openft.data.pricing import REFERENCE_PRICE_MODEL, InferencePrice, inference_price
 from openft.data.validate import validate_chat_jsonl
 from openft.errors import OpenFTError, not_found
 from openft.eval.arms import (
@@ -38,9 +38,6 @@ from openft.services.models import ModelService
 from openft.store.db import Database
 from openft.store.tables import EvalRow, JobRow
 
-# Prices a fine-tune of a model OpenAI does not sell (SmolLM2…) as if it were this one, flagged
-# `reference`, as `openft data check` does for training.
-REFERENCE_PRICE_MODEL = "gpt-3.5-turbo"
 # A fixed seed on top of temperature 0: equal scores tell equal answers, rerun after rerun.
 SEED = 0
 
