@@ -13,6 +13,7 @@ from openft.models.store import ensure_bundled_model
 from openft.runner import throughput
 from openft.server.app import create_app
 from openft.settings import BUNDLED_MODEL, Settings
+from openft.storage import Storage
 from openft.store.db import Database
 from tests.conftest import in_process_client
 
@@ -56,3 +57,17 @@ def test_errors(client):
     with pytest.raises(openai.NotFoundError) as caught:
         client.get(f"/openft/files/{uploaded.id}/check", cast_to=object, options={"params": {"model": "no-such-model"}})
     assert caught.value.code == "model_not_found"
+
+
+def test_a_file_on_a_remote_storage_is_checked_from_there(tmp_path, data_dir):
+    url = f"memory://openft-test/{tmp_path.name}"  # no local path: read through the storage
+    settings = Settings(data_dir=data_dir, storage_url=url)
+    ensure_bundled_model(settings, Database(settings))
+    client = in_process_client(create_app(settings, run_worker=False))
+    try:
+        uploaded = client.files.create(file=("marv.jsonl", MARV.read_bytes()), purpose="fine-tune")
+        report = client.get(f"/openft/files/{uploaded.id}/check", cast_to=object)
+        assert report["ok"] and report["training"]["stats"]["examples"] == 20
+        assert not (data_dir / "files").exists() and not (data_dir / "cache").exists()
+    finally:
+        Storage(url).delete("")

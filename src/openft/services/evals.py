@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 from sqlalchemy import select
 
@@ -179,9 +178,10 @@ class EvalService:
 
     def _content(self, organization_id: str, file_id: str, param: str) -> bytes:
         try:
-            return Path(self.files.get(organization_id, file_id).path).read_bytes()
+            row = self.files.get(organization_id, file_id)
         except OpenFTError:
             raise not_found("File", file_id, param=param) from None
+        return self.files.read(row)  # from the storage, wherever it is
 
     # -----------------------------------------------------------------------------------------
     # running
