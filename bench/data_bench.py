@@ -3,7 +3,7 @@
 The core is what the CLI does per file before it prices anything: stream and validate every
 line (`openft.data.validate.iter_chat_jsonl`), then render every valid example with the real
 tokenizer and chat template of the bundled model and count its tokens and trained tokens
-(`openft.cli.data.check_file`). The ETA benchmark and the report printing are left out: they do
+(`openft.data.check.check_file`). The ETA benchmark and the report printing are left out: they do
 not grow with the file.
 
 Three peers are timed in the same run, on the same file, so the ratios hold on any machine:
@@ -159,18 +159,19 @@ def naive(tokenizer, raw: bytes) -> tuple[int, int, int]:
     batched path): (examples, tokens, trained tokens)."""
     from openft.data.labels import IGNORE_INDEX, render_example
     from openft.data.validate import validate_chat_jsonl
-    from openft.runner.spec import MAX_TRAINING_TOKENS
+    from openft.trainer.spec import MAX_LENGTH
 
-    rendered = [render_example(tokenizer, e, MAX_TRAINING_TOKENS) for e in validate_chat_jsonl(raw).examples]
+    rendered = [render_example(tokenizer, e, MAX_LENGTH) for e in validate_chat_jsonl(raw).examples]
     trained = sum(label != IGNORE_INDEX for r in rendered for label in r.labels)
     return len(rendered), sum(len(r.input_ids) for r in rendered), trained
 
 
 def fast(tokenizer, path: Path) -> tuple[int, int, int]:
     """What `openft data check` does per file: (examples, tokens, trained tokens)."""
-    from openft.cli.data import check_file
+    from openft.data.check import check_file
+    from openft.trainer.spec import MAX_LENGTH
 
-    stats = check_file(tokenizer, path).stats
+    stats = check_file(tokenizer, path, MAX_LENGTH).stats
     return stats.examples, stats.tokens, stats.trained_tokens
 
 

@@ -37,7 +37,6 @@ REPO = Path(__file__).resolve().parent.parent
 BATCH_SIZE = 8
 MAX_LENGTH = 512
 LEARNING_RATE = 2e-4
-LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"}
 WORDS = (
     "the a of to and in is it you that he was for on are with as his they be at one have this from "
     "or had by hot word but what some we can out other were all there when up use your how said an "
@@ -123,9 +122,10 @@ def random_model(directory: Path, tokenizer_from: Path) -> Path:
 def run_trl(model: Path, train_file: Path, out: Path, epochs: int, device: str) -> dict:
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
+
+    from openft.trainer.spec import Lora, lora_config
 
     rows = [json.loads(line) for line in train_file.read_text().splitlines()]
     dataset = Dataset.from_list([{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in rows])
@@ -157,13 +157,7 @@ def run_trl(model: Path, train_file: Path, out: Path, epochs: int, device: str) 
         args=config,
         train_dataset=dataset,
         processing_class=AutoTokenizer.from_pretrained(model),
-        peft_config=LoraConfig(
-            r=LORA["r"],
-            lora_alpha=LORA["alpha"],
-            lora_dropout=LORA["dropout"],
-            target_modules=LORA["target_modules"],
-            task_type="CAUSAL_LM",
-        ),
+        peft_config=lora_config(Lora()),  # openft's recipe (trainer/spec.py)
         callbacks=[Losses()],
     )
     tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"]) * epochs
@@ -181,6 +175,7 @@ def run_trl(model: Path, train_file: Path, out: Path, epochs: int, device: str) 
 
 def run_openft(model: Path, train_file: Path, out: Path, epochs: int, device: str) -> dict:
     from openft.trainer.sft import train
+    from openft.trainer.spec import TrainSpec
 
     events = []
     times = {}
@@ -191,17 +186,16 @@ def run_openft(model: Path, train_file: Path, out: Path, epochs: int, device: st
         if event["type"] == "metrics":
             times["last_step"] = time.perf_counter()
 
-    spec = {
-        "base_model_path": str(model),
-        "training_file": str(train_file),
-        "output_dir": str(out / "openft"),
-        "n_epochs": epochs,
-        "batch_size": BATCH_SIZE,
-        "learning_rate": LEARNING_RATE,
-        "max_length": MAX_LENGTH,
-        "seed": 42,
-        "lora": LORA,
-    }
+    spec = TrainSpec(
+        base_model_path=str(model),
+        training_file=str(train_file),
+        output_dir=str(out / "openft"),
+        n_epochs=epochs,
+        batch_size=BATCH_SIZE,
+        learning_rate=LEARNING_RATE,
+        max_length=MAX_LENGTH,
+        seed=42,
+    )
     train(spec, emit)
     metrics = [e for e in events if e["type"] == "metrics"]
     losses = [e["train_loss"] for e in metrics[-5:]]

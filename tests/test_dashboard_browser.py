@@ -16,9 +16,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from openft.data import throughput
 from openft.services.keys import KeyService
-from openft.settings import BUNDLED_MODEL, Settings
+from openft.settings import Settings
 from openft.store.db import Database
 from tests.conftest import REPO, LiveServer
 
@@ -59,8 +58,6 @@ def browser():
 @pytest.fixture
 def server(data_dir):
     settings = Settings(data_dir=data_dir)
-    # A known training speed: the upload's data check shows an ETA without benchmarking first.
-    throughput.record_job_throughput(data_dir, BUNDLED_MODEL, tokens=1000, seconds=10.0)
     keys = KeyService(settings, Database(settings))
     acme, globex = keys.create("acme")[0], keys.create("globex")[0]
     server = LiveServer(data_dir)

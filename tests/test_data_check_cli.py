@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from openft.cli.app import app
-from openft.data import throughput
 from openft.data.pricing import training_cost_usd
 from openft.data.stats import distribution, percentile
+from openft.runner import throughput
 from openft.settings import BUNDLED_MODEL
 from tests.conftest import new_data_dir
 from tests.test_data_api import CASES as ERROR_CASES
@@ -284,17 +284,16 @@ def test_percentiles_interpolate_linearly():
 
 
 def test_throughput_cache_prefers_finished_jobs_over_the_benchmark(tmp_path):
-    assert throughput.eta_seconds(tmp_path, "m", 1000) is None
+    assert throughput.cached(tmp_path, "m") is None
     throughput._update(tmp_path, "m", benchmark_tokens_per_second=50.0)
-    assert throughput.eta_seconds(tmp_path, "m", 1000) == 20.0
-    assert throughput.cached(tmp_path, "m")["source"] == "benchmark"
+    entry = throughput.cached(tmp_path, "m")
+    assert (entry["source"], entry["tokens_per_second"]) == ("benchmark", 50.0)
 
     throughput.record_job_throughput(tmp_path, "m", tokens=3000, seconds=10.0)
     throughput.record_job_throughput(tmp_path, "m", tokens=1000, seconds=10.0)
     entry = throughput.cached(tmp_path, "m")
     assert (entry["source"], entry["tokens_per_second"]) == ("jobs", 200.0)  # 4000 tokens / 20 s
     assert entry["benchmark_tokens_per_second"] == 50.0
-    assert throughput.eta_seconds(tmp_path, "m", 1000) == 5.0
     assert throughput.cached(tmp_path, "other") is None
 
 

@@ -8,12 +8,12 @@ import random
 
 import pytest
 
-from openft.cli.data import check_file
+from openft.data.check import check_file
 from openft.data.labels import IGNORE_INDEX, render_stream
 from openft.data.stats import distribution
 from openft.data.validate import ValidationReport, iter_chat_jsonl, validate_chat_jsonl
-from openft.runner.spec import MAX_TRAINING_TOKENS
 from openft.settings import BUNDLED_MODEL
+from openft.trainer.spec import MAX_LENGTH
 from tests.test_labels_batched import reference_render_example, varied_examples
 
 
@@ -122,15 +122,13 @@ def test_check_file_statistics_equal_one_render_example_per_example(tokenizer, t
     path = tmp_path / "train.jsonl"
     path.write_text("\n".join(lines) + "\n")
 
-    checked = check_file(tokenizer, path, keep=3)
+    checked = check_file(tokenizer, path, MAX_LENGTH, keep=3)
 
     report = validate_chat_jsonl(path.read_bytes())
     expected, expected_lines, failed = [], [], []
     for example, line in zip(report.examples, report.example_lines):
         try:
-            expected.append(
-                (reference_render_example(tokenizer, example, MAX_TRAINING_TOKENS), len(example["messages"]))
-            )
+            expected.append((reference_render_example(tokenizer, example, MAX_LENGTH), len(example["messages"])))
             expected_lines.append(line)
         except ValueError:
             failed.append(line)

@@ -16,6 +16,7 @@ from openft.models.store import register_base, register_fine_tune
 from openft.server.app import create_app
 from openft.services.keys import KeyService
 from openft.settings import BUNDLED_MODEL, Settings
+from openft.storage import Storage
 from openft.store.db import Database
 from openft.store.tables import JobRow
 
@@ -62,8 +63,8 @@ class ScriptedEngine:
 
 
 class Server:
-    def __init__(self, root, keys: bool = False):
-        self.settings = Settings(data_dir=root)
+    def __init__(self, root, keys: bool = False, storage_url: str | None = None):
+        self.settings = Settings(data_dir=root, storage_url=storage_url)
         self.db = Database(self.settings)
         register_base(self.db, BUNDLED_MODEL)  # a name only: no weights
         self.keys = KeyService(self.settings, self.db)
@@ -174,6 +175,21 @@ def test_a_training_file_can_be_given_and_json_answers_are_scored(server):
     assert report["shots"] == 3  # all the file has
     assert report["json_task"] is True
     assert all(arm["metrics"]["json_valid"] == 0.0 for arm in report["arms"])
+
+
+def test_the_files_are_read_from_a_remote_storage(tmp_path):
+    url = f"memory://openft-test/{tmp_path.name}"  # no local path: read through the storage
+    server = Server(tmp_path / "data", storage_url=url)
+    try:
+        client = server.client()
+        model, training_id = server.fine_tune(client)
+        held_out = client.files.create(file=("heldout.jsonl", HELD_OUT), purpose="evals")
+        report = create_eval(client, model=model, file=held_out.id, shots=1, max_tokens=16)
+        assert report["training_file"] == training_id and report["system_message"] == SYSTEM["content"]
+        assert [e["reference"] for e in report["examples"]] == [f"{MARK} One.", f"{MARK} Two."]
+        assert not (tmp_path / "data" / "files").exists()
+    finally:
+        Storage(url).delete("")
 
 
 def test_errors_have_openai_shapes(server):

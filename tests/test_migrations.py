@@ -40,7 +40,7 @@ def test_an_empty_database_is_migrated_to_head(db_url, tmp_path):
                 filename="f",
                 purpose="assistants",
                 status="processed",
-                path="files/file-1",
+                location="files/file-1",
             )
         )
     with db.session() as session:
@@ -53,6 +53,22 @@ def test_the_migrations_match_the_tables(db_url):
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
+    engine.dispose()
+
+
+def test_the_files_path_column_becomes_location_with_its_values(db_url):
+    engine = create_engine(db_url)
+    upgrade(engine, "0002")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO files (id, organization_id, bytes, created_at, filename, purpose, status, path) "
+                "VALUES ('file-1', 'org', 1, 1, 'f', 'fine-tune', 'processed', 's3://bucket/files/file-1')"
+            )
+        )
+    upgrade(engine, "0003")
+    with engine.connect() as connection:
+        assert connection.execute(select(FileRow.location)).scalar_one() == "s3://bucket/files/file-1"
     engine.dispose()
 
 
@@ -89,16 +105,10 @@ def test_a_database_made_by_create_all_is_stamped_and_kept(tmp_path):
     upgrade(old, BASELINE)  # the schema create_all made before migrations existed…
     with old.begin() as connection:
         connection.execute(text("DROP TABLE alembic_version"))  # …which had no version table
-        connection.execute(
-            FileRow.__table__.insert().values(
-                id="file-old",
-                organization_id="org",
-                bytes=1,
-                created_at=1,
-                filename="f",
-                purpose="assistants",
-                status="processed",
-                path="p",
+        connection.execute(  # the baseline's columns, not today's tables
+            text(
+                "INSERT INTO files (id, organization_id, bytes, created_at, filename, purpose, status, path) "
+                "VALUES ('file-old', 'org', 1, 1, 'f', 'assistants', 'processed', 'files/file-old')"
             )
         )
     old.dispose()
@@ -106,5 +116,5 @@ def test_a_database_made_by_create_all_is_stamped_and_kept(tmp_path):
     db = Database(Settings(data_dir=tmp_path / "data", db_url=url))
     assert version(db.engine) == HEAD
     with db.session() as session:
-        assert session.scalar(select(FileRow.id)) == "file-old"
+        assert session.execute(select(FileRow.id, FileRow.location)).one() == ("file-old", "files/file-old")
     assert BASELINE <= HEAD

@@ -92,7 +92,7 @@ def test_uploads_go_through_a_remote_storage(tmp_path, data_dir):
         assert stream.read() == TRAINING
     assert client.files.content(created.id).content == TRAINING
     row = FileService(settings, Database(settings)).get(settings.organization_id, created.id)
-    assert row.path == f"memory:///openft-test/{tmp_path.name}/files/{created.id}"
+    assert row.location == f"memory:///openft-test/{tmp_path.name}/files/{created.id}"
     assert not (settings.data_dir / "files").exists()
     assert list((settings.data_dir / "staging").iterdir()) == []  # the staging file was uploaded, then removed
 

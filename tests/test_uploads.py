@@ -87,7 +87,7 @@ def test_an_accepted_upload_is_stored_under_its_id_with_its_sha256(client, setti
     assert stored_files(settings) == [created.id]
     assert (settings.files_dir / created.id).read_bytes() == content
     row = FileService(settings, Database(settings)).get(settings.organization_id, created.id)
-    assert row.path == str(settings.files_dir / created.id)
+    assert row.location == str(settings.files_dir / created.id)
     assert row.sha256 == hashlib.sha256(content).hexdigest()
 
 

@@ -1,49 +1,16 @@
 """`openft data check`: everything about a training file before anything trains.
 
-The file is validated (`openft.data.validate`), then every valid example is rendered with the
-real tokenizer and chat template of the model that will train, through the trainer's own label
-code (`openft.data.labels.render_stream`, the batched `render_example`), so the token counts,
-truncation and `--show` view are what the trainer will see. The file is streamed, in bounded
-memory, and rendered in batches (speed: `bench/README.md`). Then come the resolved
-hyperparameters, the billed tokens, OpenAI's price for them and the ETA on this machine
-(`openft.data.throughput`).
-
-`--json` prints one object; its keys are stable (other tools read it):
-
-    {"ok": bool,                      # false when there is any error: the exit code is then 1
-     "model": str,                    # whose tokenizer and chat template rendered the data
-     "context_tokens": int,           # examples are truncated to this many tokens
-     "training": FILE, "validation": FILE | null,
-     "hyperparameters": {"n_epochs": int, "batch_size": int, "learning_rate_multiplier": float},
-     "billed_tokens": int | null,     # training tokens x n_epochs
-     "cost": {"model": str, "usd_per_1k_tokens": float, "usd": float,
-              "reference": bool} | null,   # reference: --model is not an OpenAI model
-     "eta": {"seconds": float, "tokens_per_second": float,
-             "source": "benchmark" | "jobs"} | null,
-     "shown": [{"line": int, "truncated": bool,
-                "segments": [{"text": str, "trained": bool, "special": bool}]}]}  # --show only
-    FILE = {"file": str,
-            "errors": [ISSUE], "warnings": [ISSUE],  # ISSUE = {"line": int | null, "code": str,
-                                                      #          "message": str}
-            "stats": null | {"examples": int, "messages_per_example": DIST,
-                             "tokens_per_example": DIST, "tokens": int, "trained_tokens": int,
-                             "truncated_lines": [int]}}
-    DIST = {"min", "p5", "median", "mean", "p95", "max"}: numbers
-
-Codes are those of `openft.data.validate`, plus `invalid_n_examples` (fewer than 10 training
-examples, OpenAI's message), `template_error` (the chat template failed on an example) and the
-warning `example_too_long` (longer than the context: truncated, as OpenAI does).
+The check itself is `openft.data.check` (validation, the real tokenizer's statistics,
+hyperparameters, price; its `--json` report is documented there, and its keys are stable). This
+command adds what belongs to a terminal on this host: the flags, the model store (the bundled
+model is imported on first use), this machine's training speed for the ETA
+(`openft.runner.throughput`, benchmarked once), and the printed report.
 """
 
 from __future__ import annotations
 
-import gc
 import itertools
 import json
-from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -54,19 +21,15 @@ from rich.text import Text
 
 from openft.cli.options import DEFAULT_DATA_DIR, DataDir
 from openft.cli.output import duration, fail
-from openft.data import throughput
-from openft.data.hyperparams import resolve_hyperparameters, validate_requested_hyperparameters
-from openft.data.labels import IGNORE_INDEX, RenderedExample, render_stream
-from openft.data.pricing import price_per_1k_tokens, training_cost_usd
-from openft.data.stats import TokenStats, TokenTally
-from openft.data.validate import DataIssue, ValidationReport, check_example_count, iter_chat_jsonl
-from openft.runner.spec import MAX_TRAINING_TOKENS
-from openft.settings import BUNDLED_MODEL, OPENAI_ALIASES, Settings
+from openft.data.check import UnreadableFile, build_report, check_file, resolve_model, shown_examples
+from openft.data.hyperparams import validate_requested_hyperparameters
+from openft.data.validate import check_example_count
+from openft.runner import throughput
+from openft.settings import BUNDLED_MODEL, Settings
+from openft.trainer.spec import MAX_LENGTH
 
 app = typer.Typer(help="Check training data before it trains.", no_args_is_help=True)
 
-# The trainer's max_length (runner/spec.py writes it into every job's spec).
-REFERENCE_PRICE_MODEL = "gpt-3.5-turbo"
 MAX_ISSUES_SHOWN = 50  # per list, in the text view; --json has them all
 TRAINED_BRACKETS = ("[[", "]]")  # marks trained text where the terminal shows no colour
 
@@ -107,19 +70,21 @@ def check(
     if invalid := validate_requested_hyperparameters({k: v for k, v in requested.items() if v is not None}):
         param, message = invalid
         fail(f"{'--epochs' if param.endswith('n_epochs') else '--batch-size'}: {message}")
-    target = resolve_model(settings, model)
-    tokenizer = _load_tokenizer(target.path)
+    target = resolve_model(model, settings.default_base_model)
+    model_path = model_in_store(settings, target.model)
+    tokenizer = _load_tokenizer(model_path)
 
-    training = check_file(tokenizer, file, keep=show)
+    try:
+        training = check_file(tokenizer, file, MAX_LENGTH, keep=show)
+        valid = check_file(tokenizer, validation, MAX_LENGTH) if validation else None
+    except UnreadableFile as e:
+        fail(str(e))
     if problem := check_example_count(training.stats.examples if training.stats else 0):
         training.errors.append(problem)
-    valid = check_file(tokenizer, validation) if validation else None
-    report = build_report(settings, target, training, valid, requested)
+    speed = training_speed(settings, target.model, model_path) if training.stats else None
+    report = build_report(target, training, valid, requested, MAX_LENGTH, speed)
     if show:
-        report["shown"] = [
-            {"line": line, "truncated": r.truncated, "segments": segments(tokenizer, r)}
-            for r, line in zip(training.rendered[:show], training.lines[:show])
-        ]
+        report["shown"] = shown_examples(tokenizer, training)
 
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -129,152 +94,7 @@ def check(
 
 
 # ---------------------------------------------------------------------------------------------
-# checking
-
-
-@dataclass
-class FileCheck:
-    file: Path
-    errors: list[DataIssue]
-    warnings: list[DataIssue]
-    rendered: list[RenderedExample] = field(default_factory=list)  # the first `keep` (check_file)
-    lines: list[int] = field(default_factory=list)  # the file line of each of those
-    stats: TokenStats | None = None
-
-    def to_dict(self) -> dict:
-        return {
-            "file": str(self.file),
-            "errors": [asdict(issue) for issue in self.errors],
-            "warnings": [asdict(issue) for issue in self.warnings],
-            "stats": self.stats.to_dict() if self.stats else None,
-        }
-
-
-def check_file(tokenizer, path: Path, keep: int = 0) -> FileCheck:
-    """Validate `path`, then render each valid example exactly as the trainer will, keeping the
-    first `keep` rendered examples (for --show) and, of the rest, only counts.
-
-    The file is streamed (`iter_chat_jsonl`, `render_stream`): memory stays bounded whatever its
-    size.
-    """
-    report = ValidationReport()
-    result = FileCheck(path, report.errors, [])
-    tally = TokenTally()
-    too_long = []
-    pending: deque[tuple[int, int]] = deque()  # (line, messages) of the examples being rendered
-
-    def examples(handle) -> Iterator[dict]:
-        for line, example in iter_chat_jsonl(handle, report):
-            pending.append((line, len(example["messages"])))
-            yield example
-
-    try:
-        handle = open(path, "rb")
-    except OSError as e:
-        fail(f"Cannot read {path}: {e.strerror}")
-    with handle, _fewer_collections():
-        for rendered in render_stream(tokenizer, examples(handle), MAX_TRAINING_TOKENS):
-            line, messages = pending.popleft()
-            if isinstance(rendered, Exception):
-                detail = f"Line {line}: the chat template cannot render this example: {rendered}"
-                result.errors.append(DataIssue(line, "template_error", detail))
-                continue
-            if rendered.truncated:
-                too_long.append(_too_long(line, rendered))
-            if len(result.rendered) < keep:
-                result.rendered.append(rendered)
-                result.lines.append(line)
-            tally.add(rendered, messages, line)
-    result.errors.sort(key=lambda issue: issue.line or 0)
-    result.warnings = report.warnings + too_long
-    if tally.lengths:
-        result.stats = tally.stats()
-    return result
-
-
-@contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """Rendering allocates millions of short-lived tuples (token offsets); at the default
-    threshold Python's cyclic garbage collector runs every 700 of them, a sixth of the check's
-    time. Cycles are still collected, only less often."""
-    threshold = gc.get_threshold()
-    gc.set_threshold(50_000, *threshold[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-
-
-def _too_long(line: int, rendered: RenderedExample) -> DataIssue:
-    detail = (
-        f"Line {line}: longer than the {MAX_TRAINING_TOKENS}-token context; it will be truncated to its "
-        f"first {MAX_TRAINING_TOKENS} tokens (as OpenAI does). Shorten or split it to silence this warning"
-    )
-    if all(label == IGNORE_INDEX for label in rendered.labels[1:]):
-        detail += "; no trained token is left, so the trainer will skip it"
-    return DataIssue(line, "example_too_long", detail)
-
-
-def build_report(
-    settings: Settings, target: Target, training: FileCheck, valid: FileCheck | None, requested: dict
-) -> dict:
-    n_examples = training.stats.examples if training.stats else 0
-    hyperparameters = resolve_hyperparameters(n_examples, requested)
-    report = {
-        "ok": not training.errors and not (valid and valid.errors),
-        "model": target.model,
-        "context_tokens": MAX_TRAINING_TOKENS,
-        "training": training.to_dict(),
-        "validation": valid.to_dict() if valid else None,
-        "hyperparameters": asdict(hyperparameters),
-        "billed_tokens": None,
-        "cost": None,
-        "eta": None,
-    }
-    if training.stats is None:
-        return report
-    billed = training.stats.tokens * hyperparameters.n_epochs
-    report["billed_tokens"] = billed
-    report["cost"] = {
-        "model": target.price_model,
-        "usd_per_1k_tokens": price_per_1k_tokens(target.price_model),
-        "usd": training_cost_usd(target.price_model, billed),
-        "reference": target.reference_price,
-    }
-    if throughput.cached(settings.data_dir, target.model) is None:
-        typer.echo(f"Measuring this machine's training speed for {target.model} (once; seconds)…", err=True)
-    speed = throughput.ensure_measured(settings.data_dir, target.model, target.path, settings.train_threads)
-    report["eta"] = {
-        "seconds": round(throughput.eta_seconds(settings.data_dir, target.model, billed), 1),
-        "tokens_per_second": round(speed["tokens_per_second"], 1),
-        "source": speed["source"],
-    }
-    return report
-
-
-# ---------------------------------------------------------------------------------------------
-# the model: whose tokenizer renders the data, and whose price applies
-
-
-@dataclass(frozen=True)
-class Target:
-    model: str  # in the model store: its tokenizer, chat template and training speed apply
-    path: Path
-    price_model: str  # the OpenAI model whose price applies
-    reference_price: bool  # `model` is not an OpenAI model: price_model is only a reference
-
-
-def resolve_model(settings: Settings, requested: str | None) -> Target:
-    """What `--model` means here. An OpenAI name (an alias the server accepts, or any priced
-    model, `ft:` fine-tunes of them included) tokenizes with the default base and is priced as
-    itself; any other name tokenizes with itself and is priced as gpt-3.5-turbo, for reference."""
-    name = requested or settings.default_base_model
-    if name in OPENAI_ALIASES or price_per_1k_tokens(name) is not None:
-        base = settings.default_base_model
-        return Target(base, model_in_store(settings, base), name, reference_price=False)
-    if name.startswith("ft:"):  # ft:<base>:<org>:<suffix>:<id> tokenizes as its base
-        name = name.split(":")[1]
-    return Target(name, model_in_store(settings, name), REFERENCE_PRICE_MODEL, reference_price=True)
+# this host: the model store and the training speed
 
 
 def model_in_store(settings: Settings, name: str) -> Path:
@@ -297,6 +117,13 @@ def model_in_store(settings: Settings, name: str) -> Path:
     return path
 
 
+def training_speed(settings: Settings, model: str, model_path: Path) -> dict:
+    """This machine's training speed for `model`, from finished jobs, or benchmarked once."""
+    if throughput.cached(settings.data_dir, model) is None:
+        typer.echo(f"Measuring this machine's training speed for {model} (once; seconds)…", err=True)
+    return throughput.ensure_measured(settings.data_dir, model, model_path, settings.train_threads)
+
+
 def _load_tokenizer(model_dir: Path):
     from transformers import AutoTokenizer
 
@@ -305,18 +132,6 @@ def _load_tokenizer(model_dir: Path):
 
 # ---------------------------------------------------------------------------------------------
 # output
-
-
-def segments(tokenizer, rendered: RenderedExample) -> list[dict]:
-    """The rendered example as runs of tokens that are alike (trained or not, special or not),
-    each decoded from the very token ids the trainer gets."""
-    special = set(tokenizer.all_special_ids)
-    tokens = zip(rendered.input_ids, rendered.labels)
-    runs = itertools.groupby(tokens, key=lambda t: (t[1] != IGNORE_INDEX, t[0] in special))
-    return [
-        {"text": tokenizer.decode([token for token, _ in run]), "trained": trained, "special": is_special}
-        for (trained, is_special), run in runs
-    ]
 
 
 def print_report(console: Console, report: dict) -> None:
@@ -401,7 +216,7 @@ def _print_example(console: Console, i: int, shown: dict) -> None:
         text.append(TRAINED_BRACKETS[1] if trained and plain else "")
     console.print(text, soft_wrap=True)
     if shown["truncated"]:
-        console.print(f"[yellow]… truncated here, at the {MAX_TRAINING_TOKENS}-token context[/]")
+        console.print(f"[yellow]… truncated here, at the {MAX_LENGTH}-token context[/]")
 
 
 def _distribution(d: dict) -> str:

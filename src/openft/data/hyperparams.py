@@ -8,7 +8,7 @@ chosen to behave like the values OpenAI reports on finished jobs:
 - batch_size: about 0.2% of the examples (n // 500), at least 1 and at most 256. Small datasets
   train one example per step; 10,000 examples train 20 per step.
 - learning_rate_multiplier: scales the trainer's base LoRA learning rate, which depends on the
-  base model's size (`runner.spec.base_learning_rate`): 2e-4 below 20B parameters (the bundled
+  base model's size (`trainer.spec.base_learning_rate`): 2e-4 below 20B parameters (the bundled
   model, and QLoRA's rate up to 13B), 1e-4 from 20B on. Under 100 examples the epoch rule shows the model
   only ~100 examples in all (about 100 optimizer steps at batch size 1), too few for the base
   rate to move a fresh adapter much, so we double it to 2.0. From 100

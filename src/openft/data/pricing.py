@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
+# Prices a model OpenAI does not sell (SmolLM2…) as if it were this one, flagged `reference`:
+# the training cost of `openft data check`, the inference costs of an eval.
+REFERENCE_PRICE_MODEL = "gpt-3.5-turbo"
+
 
 def training_cost_usd(model: str, billed_tokens: int) -> float | None:
     """USD for `billed_tokens` (tokens x epochs) of training `model`; None for an unpriced model."""

@@ -24,12 +24,12 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from openft import ids
-from openft.data.throughput import record_job_throughput
 from openft.models.store import register_fine_tune
 from openft.runner import jobs
 from openft.runner.artifacts import push_adapter, push_checkpoint, restore_checkpoint
 from openft.runner.launch import start_trainer, stop_trainer
 from openft.runner.spec import job_dir, resolve, write_spec
+from openft.runner.throughput import record_job_throughput
 from openft.settings import Settings
 from openft.store.db import Database
 from openft.store.events import add_event

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 from sqlalchemy import select
 
 from openft import ids
-from openft.data.pricing import InferencePrice, inference_price
+from openft.data.pricing import REFERENCE_PRICE_MODEL, InferencePrice, inference_price
 from openft.data.validate import validate_chat_jsonl
 from openft.errors import OpenFTError, not_found
 from openft.eval.arms import (
@@ -39,9 +38,6 @@ from openft.store.db import Database
 from openft.store.pages import fetch_page
 from openft.store.tables import EvalRow, JobRow
 
-# Prices a fine-tune of a model OpenAI does not sell (SmolLM2…) as if it were this one, flagged
-# `reference`, as `openft data check` does for training.
-REFERENCE_PRICE_MODEL = "gpt-3.5-turbo"
 # A fixed seed on top of temperature 0: equal scores tell equal answers, rerun after rerun.
 SEED = 0
 
@@ -181,9 +177,10 @@ class EvalService:
 
     def _content(self, organization_id: str, file_id: str, param: str) -> bytes:
         try:
-            return Path(self.files.get(organization_id, file_id).path).read_bytes()
+            row = self.files.get(organization_id, file_id)
         except OpenFTError:
             raise not_found("File", file_id, param=param) from None
+        return self.files.read(row)  # from the storage, wherever it is
 
     # -----------------------------------------------------------------------------------------
     # running

@@ -1,17 +1,23 @@
-"""`GET /v1/openft/files/{id}/check`: `openft data check --json` for an uploaded file, so the
-dashboard shows the same report (token statistics, hyperparameters, OpenAI's price, the ETA
-here) next to an upload. The checking code is the CLI's own (`openft.cli.data`), imported when a
-check runs: it loads a tokenizer, which the server must not do at import time."""
+"""`GET /v1/openft/files/{id}/check`: the report of `openft data check --json` (`openft.data.check`)
+for an uploaded file, so the dashboard shows the same token statistics, hyperparameters and
+OpenAI price next to an upload. The file is read as a stream from the storage, wherever that is.
+
+Its `eta` is null: the speed behind an ETA is measured by a training benchmark, which the API
+process does not run (`openft data check` does, once per host). The tokenizer is loaded on the
+first check of each model, never at import: the server must start without transformers.
+"""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
 
+from openft.data.check import build_report, check_lines, resolve_model
 from openft.data.validate import check_example_count
 from openft.services.files import FileService
 from openft.services.models import ModelService
 from openft.settings import Settings
+from openft.trainer.spec import MAX_LENGTH
 
 
 class FileCheckService:
@@ -23,18 +29,16 @@ class FileCheckService:
         self._lock = threading.Lock()
 
     def check(self, organization_id: str, file_id: str, model: str | None) -> dict:
-        from openft.cli import data as data_check
-
         row = self.files.get(organization_id, file_id)
         model = model or self.settings.default_base_model
         self.models.base_for(model)  # 404 model_not_found unless a job could train it
-        target = data_check.resolve_model(self.settings, model)
-        training = data_check.check_file(self._tokenizer(target.path), Path(row.path))
+        target = resolve_model(model, self.settings.default_base_model)
+        tokenizer = self._tokenizer(self.settings.models_dir / target.model)
+        with self.files.open(row) as lines:
+            training = check_lines(tokenizer, lines, row.id, MAX_LENGTH)  # named by its id, never a path
         if problem := check_example_count(training.stats.examples if training.stats else 0):
             training.errors.append(problem)
-        report = data_check.build_report(self.settings, target, training, None, {})
-        report["training"]["file"] = row.id  # not the path on the server's disk
-        return report
+        return build_report(target, training, None, {}, MAX_LENGTH, speed=None)
 
     def _tokenizer(self, path: Path):
         with self._lock:

@@ -118,7 +118,7 @@ class FileStore:
             purpose=purpose,
             status=status,
             status_details=details,
-            path=self.storage.location(key),
+            location=self.storage.location(key),
             sha256=staged.sha256,
         )
         try:

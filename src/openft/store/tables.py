@@ -25,8 +25,9 @@ class FileRow(Base):
     purpose: Mapped[str] = mapped_column(String)
     status: Mapped[str] = mapped_column(String)
     status_details: Mapped[str | None] = mapped_column(Text, default=None)
-    # Where the storage keeps it (key `files/<id>`: never derived from anything the client sent).
-    path: Mapped[str] = mapped_column(String)
+    # Where the storage keeps it, for people: a path on the data dir's host, or a URL under
+    # OPENFT_STORAGE_URL. Code reads the bytes by key (`services.files.file_key`), never by this.
+    location: Mapped[str] = mapped_column(String)
     sha256: Mapped[str | None] = mapped_column(String, default=None)
 
 

@@ -1,8 +1,9 @@
 """LoRA supervised fine-tuning of a chat model: the one training recipe.
 
-Run as `python -m openft.trainer spec.json`. The trainer knows nothing about HTTP or the
-database: a spec file comes in, files come out, and progress goes to stdout as one JSON object
-per line (everything else, logs and warnings, goes to stderr):
+Run as `python -m openft.trainer spec.json` (a `TrainSpec`, trainer/spec.py, where the recipe's
+numbers are defined). The trainer knows nothing about HTTP or the database: a spec file comes in,
+files come out, and progress goes to stdout as one JSON object per line (everything else, logs
+and warnings, goes to stderr):
 
     {"type": "started", "total_steps": N, "n_examples": E, "n_epochs": K, "batch_size": B, "start_step": s}
     {"type": "metrics", "step": n, "total_steps": N, "epoch": e, "train_loss": x,
@@ -22,8 +23,9 @@ The recipe:
 - Labels come from `openft.data.labels.render_example` (loss on assistant replies with
   weight 1, their end-of-turn token included); examples are truncated to `max_length`.
 - The base model is frozen, its weights in bf16 where the hardware has bf16 matmuls (CUDA, and
-  CPUs with AVX512-BF16 or AMX), else fp32; LoRA adapters (peft, the spec's r / alpha / dropout /
-  target modules) and the optimizer state are fp32 (peft upcasts the adapters, and their inputs).
+  CPUs with AVX512-BF16 or AMX: `hardware.compute_dtype`), else fp32; LoRA adapters (peft, the
+  spec's r / alpha / dropout / target modules) and the optimizer state are fp32 (peft upcasts
+  the adapters, and their inputs).
 - AdamW (betas 0.9/0.999, no weight decay), gradient norm clipped to 1.0. Learning rate: linear
   warmup over the first `warmup_ratio` (10%) of steps, then linear decay towards 0 at the end:
   step s (0-based) of N with W warmup steps gets lr * (s+1)/(W+1) while s < W, then
@@ -49,29 +51,17 @@ import shutil
 import sys
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from openft.data.labels import IGNORE_INDEX, RenderedExample, render_example
-from openft.hardware import cpu_has_native_bf16
+from openft.hardware import compute_dtype
 from openft.trainer.ranks import Ranks
+from openft.trainer.spec import TrainSpec, lora_config
 
-DEFAULTS = {
-    "validation_file": None,
-    "n_epochs": 3,
-    "batch_size": 1,
-    "learning_rate": 2e-4,
-    "seed": 42,
-    "max_length": 2048,
-    "threads": None,  # torch.set_num_threads; None keeps torch's default
-    "base_dtype": "auto",  # the frozen base's weights: "auto" (see base_dtype), "float32" or "bfloat16"
-    "warmup_ratio": 0.1,
-    "eval_every": None,  # steps between valid_loss reports; None: about 10 per run
-    "eval_examples": 32,  # validation examples behind each valid_loss (the full pass uses all)
-    "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
-}
 MAX_GRAD_NORM = 1.0
 GROUP_WINDOW = 32  # batches per length-grouping window
 EAGER_ATTENTION_ELEMENTS = 8 * 256 * 256  # rows x tokens^2 up to which the CPU attends eagerly
@@ -88,7 +78,7 @@ def main(argv: list[str]) -> int:
     try:
         if len(argv) != 1:
             raise ValueError("usage: python -m openft.trainer spec.json")
-        train(json.loads(Path(argv[0]).read_text()), emit)
+        train(TrainSpec.read(Path(argv[0])), emit)
         return 0
     except Exception as exc:
         traceback.print_exc()
@@ -96,60 +86,48 @@ def main(argv: list[str]) -> int:
         return 1
 
 
-def train(spec: dict, emit) -> None:
+def train(spec: TrainSpec, emit) -> None:
     # ---------------------------------------------------------------------------------------
     # config
-    spec = {**DEFAULTS, **spec, "lora": {**DEFAULTS["lora"], **spec.get("lora", {})}}
-    out_dir = Path(spec["output_dir"])
+    out_dir = Path(spec.output_dir)
     ckpt_dir = out_dir / "checkpoints"
-    if spec["threads"]:
-        torch.set_num_threads(spec["threads"])
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
     ranks = Ranks.from_environment()
     device = ranks.device()
     if not ranks.leader:
         emit = _silent  # one event stream per job: the leader's
-    torch.manual_seed(spec["seed"])
+    torch.manual_seed(spec.seed)
 
     # ---------------------------------------------------------------------------------------
     # load: frozen base + LoRA adapters
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
-    from safetensors.torch import load_file
+    from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # stderr is a log file, not a terminal
-    tokenizer = AutoTokenizer.from_pretrained(spec["base_model_path"])
-    model = AutoModelForCausalLM.from_pretrained(spec["base_model_path"], dtype=base_dtype(spec, device)).to(device)
-    lora = spec["lora"]
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            r=lora["r"],
-            lora_alpha=lora["alpha"],
-            lora_dropout=lora["dropout"],
-            target_modules=lora["target_modules"],
-            task_type="CAUSAL_LM",
-        ),
-    )
+    tokenizer = AutoTokenizer.from_pretrained(spec.base_model_path)
+    model = AutoModelForCausalLM.from_pretrained(spec.base_model_path, dtype=base_dtype(spec, device)).to(device)
+    model = get_peft_model(model, lora_config(spec.lora))
     model.config.use_cache = False
     trained = ranks.wrap(model)  # what the loop calls: the model itself, or its DDP wrapper
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     # ---------------------------------------------------------------------------------------
     # data
-    train_set = load_examples(tokenizer, spec["training_file"], spec["max_length"], "training_file")
+    train_set = load_examples(tokenizer, spec.training_file, spec.max_length, "training_file")
     valid_set = []
-    if spec["validation_file"]:
-        valid_set = load_examples(tokenizer, spec["validation_file"], spec["max_length"], "validation_file")
-    n_epochs, batch_size = spec["n_epochs"], spec["batch_size"]
+    if spec.validation_file:
+        valid_set = load_examples(tokenizer, spec.validation_file, spec.max_length, "validation_file")
+    n_epochs, batch_size = spec.n_epochs, spec.batch_size
     steps_per_epoch = math.ceil(len(train_set) / batch_size)
     total_steps = steps_per_epoch * n_epochs
     epoch_tokens = sum(len(ex.input_ids) for ex in train_set)
-    eval_every = spec["eval_every"] or max(1, total_steps // 10)
+    eval_every = spec.eval_every or max(1, total_steps // 10)
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=spec["learning_rate"], betas=(0.9, 0.999), weight_decay=0.0)
-    warmup = round(spec["warmup_ratio"] * total_steps)
+    optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, betas=(0.9, 0.999), weight_decay=0.0)
+    warmup = round(spec.warmup_ratio * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else (total_steps - s) / (total_steps - warmup)
     )
@@ -157,24 +135,9 @@ def train(spec: dict, emit) -> None:
     # ---------------------------------------------------------------------------------------
     # resume from the latest checkpoint, if a previous run left one
     step, start_epoch, tokens = 0, 0, 0
-    latest = latest_checkpoint(ckpt_dir)
-    if latest is not None:
-        state = torch.load(latest / "trainer_state.pt", weights_only=True)
-        if state["total_steps"] != total_steps:
-            raise ValueError(
-                f"Cannot resume from {latest}: it was written for {state['total_steps']} steps, "
-                f"this spec gives {total_steps}. Remove {ckpt_dir} to start over."
-            )
-        adapter_weights = load_file(latest / "adapter" / "adapter_model.safetensors", device=str(device))
-        set_peft_model_state_dict(model, adapter_weights)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if device.type == "cuda" and state["rng"]["cuda"] is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
-        step, start_epoch, tokens = state["step"], state["epoch"], state["tokens"]
+    if (latest := latest_checkpoint(ckpt_dir)) is not None:
+        step, start_epoch, tokens = resume(latest, model, optimizer, scheduler, total_steps, device)
         print(f"resuming from {latest} (step {step}, epoch {start_epoch})", file=sys.stderr)
-
     emit(
         {
             "type": "started",
@@ -191,7 +154,7 @@ def train(spec: dict, emit) -> None:
     lengths = [len(ex.input_ids) for ex in train_set]
     t0, tokens0 = time.perf_counter(), tokens
     for epoch in range(start_epoch, n_epochs):
-        for batch_ids in epoch_batches(lengths, batch_size, spec["seed"], epoch):
+        for batch_ids in epoch_batches(lengths, batch_size, spec.seed, epoch):
             trained.train()
             share, weight = ranks.share(batch_ids)
             input_ids, attention_mask, labels = collate([train_set[i] for i in share], pad_id, device)
@@ -226,7 +189,7 @@ def train(spec: dict, emit) -> None:
             }
             if valid_set and (step % eval_every == 0 or step == total_steps):
                 metrics["valid_loss"], metrics["valid_mean_token_accuracy"] = evaluate(
-                    model, valid_set[: spec["eval_examples"]], batch_size, pad_id, device
+                    model, valid_set[: spec.eval_examples], batch_size, pad_id, device
                 )
             if valid_set and step == total_steps:
                 metrics["full_valid_loss"], metrics["full_valid_mean_token_accuracy"] = evaluate(
@@ -242,26 +205,8 @@ def train(spec: dict, emit) -> None:
         # checkpoint at the end of each epoch: adapter + everything needed to resume
         path = ckpt_dir / f"step-{step}"
         if ranks.leader:
-            tmp = ckpt_dir / f".step-{step}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            model.save_pretrained(tmp / "adapter")
-            torch.save(
-                {
-                    "step": step,
-                    "epoch": epoch + 1,
-                    "tokens": tokens,
-                    "total_steps": total_steps,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": {
-                        "torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                    },
-                },
-                tmp / "trainer_state.pt",
-            )
-            shutil.rmtree(path, ignore_errors=True)
-            tmp.rename(path)  # a checkpoint directory is complete or absent
+            position = {"step": step, "epoch": epoch + 1, "tokens": tokens, "total_steps": total_steps}
+            save_checkpoint(path, model, optimizer, scheduler, position, device)
         ranks.barrier()
         emit(
             {
@@ -274,26 +219,22 @@ def train(spec: dict, emit) -> None:
         )
 
     # ---------------------------------------------------------------------------------------
-    # save
+    # save: the adapter, with the resolved config next to it
     adapter_dir = out_dir / "adapter"
     if ranks.leader:
         model.save_pretrained(adapter_dir)
-        (adapter_dir / "training_config.json").write_text(
-            json.dumps(
-                {
-                    **spec,
-                    "total_steps": total_steps,
-                    "warmup_steps": warmup,
-                    "eval_every": eval_every,
-                    "n_examples": len(train_set),
-                    "schedule": "linear warmup, then linear decay",
-                    "optimizer": "adamw",
-                    "max_grad_norm": MAX_GRAD_NORM,
-                    "processes": ranks.world,
-                },
-                indent=2,
-            )
-        )
+        config = {
+            **asdict(spec),
+            "total_steps": total_steps,
+            "warmup_steps": warmup,
+            "eval_every": eval_every,
+            "n_examples": len(train_set),
+            "schedule": "linear warmup, then linear decay",
+            "optimizer": "adamw",
+            "max_grad_norm": MAX_GRAD_NORM,
+            "processes": ranks.world,
+        }
+        (adapter_dir / "training_config.json").write_text(json.dumps(config, indent=2))
     ranks.close()
     emit({"type": "done", "trained_tokens": epoch_tokens * n_epochs, "adapter_path": str(adapter_dir)})
 
@@ -320,12 +261,10 @@ def use_attention_for(model, shape: torch.Size, device: torch.device) -> None:
         base.set_attn_implementation(wanted)
 
 
-def base_dtype(spec: dict, device: torch.device) -> torch.dtype:
-    """bf16 for the frozen base where the hardware multiplies it natively (CUDA, or see
-    cpu_has_native_bf16), else fp32."""
-    if spec["base_dtype"] != "auto":
-        return getattr(torch, spec["base_dtype"])
-    return torch.bfloat16 if device.type == "cuda" or cpu_has_native_bf16() else torch.float32
+def base_dtype(spec: TrainSpec, device: torch.device) -> torch.dtype:
+    """The frozen base's dtype: the spec's, or by default the hardware's (`hardware.compute_dtype`:
+    bf16 where it multiplies bf16 natively, else fp32)."""
+    return getattr(torch, compute_dtype(device.type) if spec.base_dtype == "auto" else spec.base_dtype)
 
 
 def load_examples(tokenizer, path: str, max_length: int, param: str) -> list[RenderedExample]:
@@ -398,6 +337,45 @@ def evaluate(model, examples: list[RenderedExample], batch_size: int, pad_id: in
         batch_loss_sum, batch_correct, batch_n = batch_loss(model, *batch)
         loss, correct, n = loss + batch_loss_sum.item(), correct + batch_correct.item(), n + batch_n
     return loss / n, correct / n
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, position: dict, device: torch.device) -> None:
+    """The adapter plus `trainer_state.pt` (`position`: step, epoch, tokens, total_steps; and the
+    optimizer, scheduler and RNG states), written aside and renamed: a checkpoint directory is
+    complete or absent."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp / "adapter")
+    rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+    state = {**position, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng}
+    torch.save(state, tmp / "trainer_state.pt")
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
+def resume(
+    checkpoint: Path, model, optimizer, scheduler, total_steps: int, device: torch.device
+) -> tuple[int, int, int]:
+    """Load what `save_checkpoint` wrote into the model, optimizer, scheduler and RNG: the run then
+    goes on exactly where the uninterrupted one was. Returns (step, epoch, tokens) done."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    state = torch.load(checkpoint / "trainer_state.pt", weights_only=True)
+    if state["total_steps"] != total_steps:
+        raise ValueError(
+            f"Cannot resume from {checkpoint}: it was written for {state['total_steps']} steps, "
+            f"this spec gives {total_steps}. Remove {checkpoint.parent} to start over."
+        )
+    set_peft_model_state_dict(
+        model, load_file(checkpoint / "adapter" / "adapter_model.safetensors", device=str(device))
+    )
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if device.type == "cuda" and state["rng"]["cuda"] is not None:
+        torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+    return state["step"], state["epoch"], state["tokens"]
 
 
 def latest_checkpoint(ckpt_dir: Path) -> Path | None:

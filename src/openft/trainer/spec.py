@@ -1,0 +1,84 @@
+"""The trainer's spec: every setting one training run reads, with the recipe's numbers defined once.
+
+The runner resolves a job into a `TrainSpec` and writes it as `spec.json` (`runner/spec.py`);
+`python -m openft.trainer spec.json` reads it back (`trainer/sft.py`) and saves it, resolved,
+next to the adapter as `training_config.json`. A field the file leaves out takes the recipe's
+default below; a key the spec does not know fails the run, naming it. The data check (the
+context it announces) and the training benchmark (the adapters it times) read the same numbers.
+
+No torch here: the runner and the data check import this module, and neither loads torch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# Examples longer than this are truncated (announced by `openft data check`).
+MAX_LENGTH = 2048
+# LoRA learning rate that learning_rate_multiplier=1 means, by the base model's size.
+# Measured on SmolLM2-135M, LoRA r=8, 20 examples x 5 epochs at batch 1: 1e-4..1e-3 all taught a
+# fixed reply style on 8/8 held-out prompts; above ~1e-3 the model parrots training answers, at
+# 1e-4 some replies are only the style. QLoRA's recipe uses the same 2e-4 up to 13B parameters
+# and halves it for 33B and larger. "auto" doubles it below 100 examples (data/hyperparams.py).
+BASE_LEARNING_RATE = 2e-4
+LARGE_MODEL_PARAMETERS = 20e9
+LARGE_MODEL_LEARNING_RATE = 1e-4
+WARMUP_RATIO = 0.1  # of the steps, with a linear rise before the linear decay
+EVAL_EXAMPLES = 32  # validation examples behind each periodic valid_loss (the last step's uses all)
+
+
+def base_learning_rate(parameters: int) -> float:
+    """The learning rate that learning_rate_multiplier=1 means for a base of this many parameters."""
+    return LARGE_MODEL_LEARNING_RATE if parameters >= LARGE_MODEL_PARAMETERS else BASE_LEARNING_RATE
+
+
+@dataclass(frozen=True)
+class Lora:
+    """The adapters trained: rank 8 on every linear layer, scaled by alpha / r = 2, no dropout."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: str | list[str] = "all-linear"
+
+
+def lora_config(lora: Lora):
+    """peft's `LoraConfig` for `lora` (peft is imported here, by the processes that train)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    base_model_path: str  # a model folder: safetensors weights, tokenizer, chat template
+    training_file: str  # chat JSONL, validated upstream
+    output_dir: str  # gets checkpoints/step-N/ and adapter/
+    validation_file: str | None = None
+    n_epochs: int = 3
+    batch_size: int = 1
+    learning_rate: float = BASE_LEARNING_RATE  # the base rate x learning_rate_multiplier
+    seed: int = 42
+    max_length: int = MAX_LENGTH
+    threads: int | None = None  # torch.set_num_threads; None keeps torch's default
+    base_dtype: str = "auto"  # the frozen base's weights: "auto" (hardware.compute_dtype), "float32", "bfloat16"
+    warmup_ratio: float = WARMUP_RATIO
+    eval_every: int | None = None  # steps between valid_loss reports; None: about 10 per run
+    eval_examples: int = EVAL_EXAMPLES
+    lora: Lora = field(default_factory=Lora)
+
+    @classmethod
+    def read(cls, path: Path) -> TrainSpec:
+        fields = json.loads(Path(path).read_text())
+        return cls(**{**fields, "lora": Lora(**fields.get("lora", {}))})
+
+    def write(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=2))
