@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from openft.data.labels import chat_messages
+from openft.data.chat_format import ChatTemplate
 from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams, TokenLogprob
 from openft.inference.sampling import bias, next_token, penalize, token_logprobs
 from openft.inference.stops import find_stop, safe_length
@@ -62,11 +62,7 @@ def stop_token_ids(tokenizer, config) -> set[int]:
 
 
 def encode_prompt(tokenizer, prompt: Prompt) -> list[int]:
-    # The same message normalisation as training, so a fine-tune sees tools as it learned them.
-    messages, tools = chat_messages(tokenizer, prompt.messages, prompt.tools)
-    return tokenizer.apply_chat_template(
-        messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=True
-    )["input_ids"]
+    return ChatTemplate(tokenizer).prompt_ids(prompt.messages, prompt.tools)
 
 
 class Row:

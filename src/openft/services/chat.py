@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 
 from openft import ids
+from openft.data.chat_format import chat_tools, content_text
 from openft.errors import OpenFTError
 from openft.inference.engine import Engine, ModelRef, Prompt, SamplingParams
 from openft.inference.threaded import iterate_in_thread
@@ -143,8 +144,7 @@ class ChatService:
         _reject_unsupported(request)
         served = self.models.resolve(organization_id, request.model)
         model = ModelRef(base_model=served.base_model, adapter_path=served.adapter_path)
-        tools = request.tools or [{"type": "function", "function": f} for f in request.functions or []] or None
-        prompt = Prompt(messages=[_template_message(m) for m in request.messages], tools=tools)
+        prompt = Prompt([_template_message(m) for m in request.messages], chat_tools(request.tools, request.functions))
         counts = iterate_in_thread(
             lambda: iter([(self.engine.count_prompt_tokens(model, prompt), self.engine.context_length(model))])
         )
@@ -163,7 +163,10 @@ class ChatService:
 
 
 def _template_message(message) -> dict:
-    rendered = {"role": "system" if message.role == "developer" else message.role, "content": message.text()}
+    rendered = {
+        "role": "system" if message.role == "developer" else message.role,
+        "content": content_text(message.content),
+    }
     for key in ("name", "tool_calls", "tool_call_id", "function_call"):
         value = getattr(message, key)
         if value is not None:
