@@ -137,8 +137,8 @@ class BatchedEngine:
                 continue
             try:
                 base = self._base(base_name)
-                adapter_dir = request.model.adapter_path and str(
-                    self.storage.fetch(request.model.adapter_path, self.cache_dir)
+                adapter_dir = request.model.adapter_key and str(
+                    self.storage.fetch(request.model.adapter_key, self.cache_dir)
                 )
                 busy = {entry.adapter for entry in running + joining}
                 adapter = base.decoder.adapters.slot(adapter_dir, busy)

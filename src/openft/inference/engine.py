@@ -11,7 +11,7 @@ class ModelRef:
     """A servable model: a base in the model store plus, for a fine-tune, its adapter."""
 
     base_model: str
-    adapter_path: str | None = None  # the adapter's key in the artifact storage (openft/storage.py)
+    adapter_key: str | None = None  # the adapter's key in the artifact storage (openft/storage.py)
 
 
 @dataclass(frozen=True)

@@ -146,17 +146,17 @@ class HFEngine:
     def _next_batch(waiting: deque[Request]) -> list[Request]:
         """The oldest request and the waiting ones that can share its batch (same base model)."""
         first = waiting.popleft()
-        batch, adapters, rest = [first], {first.model.adapter_path}, deque()
+        batch, adapters, rest = [first], {first.model.adapter_key}, deque()
         while waiting:
             request = waiting.popleft()
             fits = (
                 request.model.base_model == first.model.base_model
                 and len(batch) < MAX_BATCH
-                and (request.model.adapter_path in adapters or len(adapters) < MAX_LOADED_ADAPTERS)
+                and (request.model.adapter_key in adapters or len(adapters) < MAX_LOADED_ADAPTERS)
             )
             if fits:
                 batch.append(request)
-                adapters.add(request.model.adapter_path)
+                adapters.add(request.model.adapter_key)
             else:
                 rest.append(request)
         waiting.extend(rest)
@@ -166,9 +166,7 @@ class HFEngine:
         base = self._base(batch[0].model.base_model)
         prompts = [encode_prompt(base.tokenizer, request.prompt) for request in batch]
         rows = [Row(request, base, prompt) for request, prompt in zip(batch, prompts)]
-        adapters = [
-            r.model.adapter_path and str(self.storage.fetch(r.model.adapter_path, self.cache_dir)) for r in batch
-        ]
+        adapters = [r.model.adapter_key and str(self.storage.fetch(r.model.adapter_key, self.cache_dir)) for r in batch]
         width = max(map(len, prompts))
         input_ids = torch.tensor([[base.pad_id] * (width - len(p)) + p for p in prompts], device=base.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=base.device)

@@ -122,16 +122,16 @@ class VLLMEngine:
             return self._tokenizers[base]
 
     def _lora(self, model: ModelRef):
-        if model.adapter_path is None:
+        if model.adapter_key is None:
             return None
         from vllm.lora.request import LoRARequest
 
         with self._lock:
-            if model.adapter_path not in self._adapter_ids:
-                self._adapter_ids[model.adapter_path] = next(self._next_adapter_id)
-            adapter_id = self._adapter_ids[model.adapter_path]
-        local = self.storage.fetch(model.adapter_path, self.cache_dir)
-        return LoRARequest(model.adapter_path, adapter_id, str(local))
+            if model.adapter_key not in self._adapter_ids:
+                self._adapter_ids[model.adapter_key] = next(self._next_adapter_id)
+            adapter_id = self._adapter_ids[model.adapter_key]
+        local = self.storage.fetch(model.adapter_key, self.cache_dir)
+        return LoRARequest(model.adapter_key, adapter_id, str(local))
 
 
 @functools.cache

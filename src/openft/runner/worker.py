@@ -341,5 +341,5 @@ def _register_model(session, settings: Settings, job: JobRow, name: str, adapter
             organization_id=job.organization_id,
         )
         session.add(row)
-    row.adapter_path = adapter_key  # a key in the artifact storage
+    row.adapter_key = adapter_key
     row.job_id = job.id

@@ -142,8 +142,7 @@ class ChatService:
 
     async def _prepare(self, organization_id: str, request: ChatCompletionRequest) -> tuple[ModelRef, Prompt]:
         _reject_unsupported(request)
-        served = self.models.resolve(organization_id, request.model)
-        model = ModelRef(base_model=served.base_model, adapter_path=served.adapter_path)
+        model = self.models.resolve(organization_id, request.model)
         prompt = Prompt([_template_message(m) for m in request.messages], chat_tools(request.tools, request.functions))
         counts = iterate_in_thread(
             lambda: iter([(self.engine.count_prompt_tokens(model, prompt), self.engine.context_length(model))])
