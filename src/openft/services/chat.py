@@ -144,20 +144,18 @@ class ChatService:
         _reject_unsupported(request)
         model = self.models.resolve(organization_id, request.model)
         prompt = Prompt([_template_message(m) for m in request.messages], chat_tools(request.tools, request.functions))
-        counts = iterate_in_thread(
-            lambda: iter([(self.engine.count_prompt_tokens(model, prompt), self.engine.context_length(model))])
-        )
-        async for prompt_tokens, context in counts:
-            requested = request.max_completion_tokens or request.max_tokens or 0
-            if prompt_tokens + requested > context:
-                raise OpenFTError(
-                    400,
-                    f"This model's maximum context length is {context} tokens. However, you requested "
-                    f"{prompt_tokens + requested} tokens ({prompt_tokens} in the messages, {requested} in the "
-                    "completion). Please reduce the length of the messages or completion.",
-                    param="messages",
-                    code="context_length_exceeded",
-                )
+        prompt_tokens = await asyncio.to_thread(self.engine.count_prompt_tokens, model, prompt)
+        context = await asyncio.to_thread(self.engine.context_length, model)
+        requested = request.max_completion_tokens or request.max_tokens or 0
+        if prompt_tokens + requested > context:
+            raise OpenFTError(
+                400,
+                f"This model's maximum context length is {context} tokens. However, you requested "
+                f"{prompt_tokens + requested} tokens ({prompt_tokens} in the messages, {requested} in the "
+                "completion). Please reduce the length of the messages or completion.",
+                param="messages",
+                code="context_length_exceeded",
+            )
         return model, prompt
 
 
