@@ -31,17 +31,21 @@ async def iterate_in_thread(make_iterator: Callable[[], Generator[T, None, None]
     items: asyncio.Queue = asyncio.Queue()
     abandoned = threading.Event()
 
+    def hand_over(item) -> None:
+        if not abandoned.is_set():  # else no one reads it, and the event loop may be gone
+            loop.call_soon_threadsafe(items.put_nowait, item)
+
     def produce() -> None:
         try:
             with closing(make_iterator()) as iterator:  # closing a generation frees its row
                 for item in iterator:
-                    loop.call_soon_threadsafe(items.put_nowait, item)
                     if abandoned.is_set():
                         break
+                    hand_over(item)
         except BaseException as error:  # handed to the consumer, which re-raises it
-            loop.call_soon_threadsafe(items.put_nowait, error)
+            hand_over(error)
         finally:
-            loop.call_soon_threadsafe(items.put_nowait, None)
+            hand_over(None)
 
     threading.Thread(target=produce, name="openft-generate", daemon=True).start()
     try:
