@@ -49,7 +49,7 @@ class BatchedEngine(LocalEngine):
         super().__init__(models_dir, threads, storage, cache_dir)
         self.quantize = quantize
         self._decodable: dict[str, bool] = {}  # base name -> whether the decoder runs it
-        self._fallback: HFEngine | None = None  # the transformers engine, for the bases it does not
+        self._fallback: HFEngine | None = None  # the transformers engine, for bases the decoder cannot run
 
     def context_length(self, model: ModelRef) -> int:
         if fallback := self._fallback_for(model):
