@@ -24,7 +24,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-from openft.hardware import cpu_has_native_bf16
+from openft.hardware import compute_dtype
 from openft.inference.batched import BatchedEngine
 from openft.inference.decoder import LlamaDecoder
 from openft.inference.engine import ModelRef, Prompt, SamplingParams
@@ -153,7 +153,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(2)
-    dtype = torch.bfloat16 if device.type == "cuda" or cpu_has_native_bf16() else torch.float32
+    dtype = getattr(torch, compute_dtype(device.type))  # the engine's
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         path = model_dir(args, data / "models")

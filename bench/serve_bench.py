@@ -60,7 +60,7 @@ def make_adapters(data_dir: Path) -> list[str]:
                     created=int(time.time()),
                     owned_by=settings.organization,
                     base_model=base.name,
-                    adapter_path=key,
+                    adapter_key=key,
                     organization_id=settings.organization_id,
                 )
             )

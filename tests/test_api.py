@@ -37,8 +37,13 @@ def upload(client, content: bytes, name: str = "train.jsonl"):
     return client.files.create(file=(name, content), purpose="fine-tune")
 
 
-def test_server_import_does_not_import_torch():
-    code = "import sys, openft.server.app; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
+def test_server_import_does_not_import_torch(tmp_path):
+    """Nor does creating the app: the engine's torch work starts with the first chat request."""
+    code = (
+        "import sys, openft.inference.vllm; from openft.server.app import create_app; "
+        f"from openft.settings import Settings; create_app(Settings(data_dir={str(tmp_path)!r}), run_worker=False); "
+        "sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

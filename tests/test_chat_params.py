@@ -1,8 +1,11 @@
-"""Chat parameters beyond sampling: tool calls parsed out of replies (a scripted engine, through
-the official client), and logprobs, penalties and logit_bias on the real model."""
+"""Chat parameters beyond sampling: tool calls parsed out of replies and n choices streamed
+together (scripted engines, through the official client), and logprobs, penalties and logit_bias
+on the real model."""
 
 import collections
 import json
+import threading
+import time
 
 import openai
 import pytest
@@ -113,6 +116,96 @@ def test_bad_logprob_and_bias_requests_are_400(client):
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="gpt-3.5-turbo", messages=ASK, logit_bias={"hello": 5})
     assert caught.value.body["param"] == "logit_bias"
+
+
+# ---------------------------------------------------------------------------------------------
+# n choices, streamed
+
+
+class ChoirEngine:
+    """Each generation waits until every one of the n has started, then streams three words
+    marked with its seed: were the choices generated one after another, the first would wait
+    in vain (the barrier breaks after 10 s, and the stream ends in an error)."""
+
+    def __init__(self, n: int):
+        self.barrier = threading.Barrier(n, timeout=10)
+
+    def context_length(self, model):
+        return 8192
+
+    def count_prompt_tokens(self, model, prompt):
+        return 7
+
+    def generate(self, model, prompt, params):
+        self.barrier.wait()
+        for word in ("one", " two", " three"):
+            yield Chunk(f"{word}{params.seed}")
+        yield Chunk("", "stop", 7, 3)
+
+
+def test_n_streamed_choices_are_generated_together(client):
+    client, app = client
+    app.state.chat.engine = ChoirEngine(3)
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-3.5-turbo",
+            messages=ASK,
+            n=3,
+            seed=5,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+
+    choices = [choice for chunk in chunks for choice in chunk.choices]
+    for index in range(3):
+        mine = [choice for choice in choices if choice.index == index]
+        assert mine[0].delta.role == "assistant"
+        seed = 5 + index
+        assert "".join(choice.delta.content or "" for choice in mine) == f"one{seed} two{seed} three{seed}"
+        assert [choice.finish_reason for choice in mine if choice.finish_reason] == ["stop"]
+        assert mine[-1].finish_reason == "stop"
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (7, 9)
+
+
+class OneChoiceFails:
+    """The choice of seed 1 fails after its first chunk; the others stream until they are stopped."""
+
+    def __init__(self):
+        self.stopped = []
+
+    def context_length(self, model):
+        return 8192
+
+    def count_prompt_tokens(self, model, prompt):
+        return 7
+
+    def generate(self, model, prompt, params):
+        if params.seed == 1:
+            yield Chunk("a")
+            raise RuntimeError("the engine broke")
+        try:
+            while True:
+                yield Chunk("b")
+                time.sleep(0.01)
+        finally:
+            self.stopped.append(params.seed)
+
+
+def test_a_failed_choice_ends_the_stream_with_an_error_and_stops_the_others(client):
+    client, app = client
+    app.state.chat.engine = engine = OneChoiceFails()
+    body = {"model": "gpt-3.5-turbo", "messages": ASK, "n": 3, "seed": 0, "stream": True}
+    with client._client.stream("POST", "/v1/chat/completions", json=body) as response:
+        lines = [line for line in response.iter_lines() if line]
+        deadline = time.monotonic() + 10  # (the app's event loop lives as long as the response)
+        while len(engine.stopped) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    assert lines[-1] == "data: [DONE]"
+    error = json.loads(lines[-2].removeprefix("data: "))["error"]
+    assert error["type"] == "server_error" and "the engine broke" in error["message"]
+    assert sorted(engine.stopped) == [0, 2]
 
 
 # ---------------------------------------------------------------------------------------------

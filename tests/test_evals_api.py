@@ -53,10 +53,10 @@ class ScriptedEngine:
         return sum(len(m["content"].split()) for m in prompt.messages)
 
     def generate(self, model, prompt, params):
-        self.calls.append((model.adapter_path, prompt.messages, params))
+        self.calls.append((model.adapter_key, prompt.messages, params))
         question = prompt.messages[-1]["content"]
         number = {"What is 1?": "One.", "What is 2?": "Two."}.get(question, "Hm.")
-        tuned = model.adapter_path and prompt.messages[0]["role"] == "system"
+        tuned = model.adapter_key and prompt.messages[0]["role"] == "system"
         text = f"{MARK} {number}" if tuned else f"The answer is {number.lower()}"
         words = text.split()[: params.max_tokens]
         yield Chunk(" ".join(words), "stop", self.count_prompt_tokens(model, prompt), len(words))

@@ -13,7 +13,8 @@ import random
 
 import pytest
 
-from openft.data.labels import IGNORE_INDEX, _labels, chat_messages, render_example, render_examples, render_stream
+from openft.data.chat_format import ChatTemplate
+from openft.data.labels import IGNORE_INDEX, _labels, render_example, render_examples, render_stream
 from openft.data.pieces import Encoding, _piece
 from openft.settings import BUNDLED_MODEL
 
@@ -44,7 +45,7 @@ def native_tools_tokenizer(model_store):
 
 def reference_render_example(tokenizer, example: dict, max_length: int) -> tuple[list[int], list[int], bool]:
     """`render_example` before batching, verbatim but for the return type."""
-    messages, tools = chat_messages(tokenizer, example["messages"], _example_tools(example))
+    messages, tools = ChatTemplate(tokenizer).messages(example["messages"], _example_tools(example))
     text = _render(tokenizer, messages, tools)
     spans = []
     inserted = len(messages) - len(example["messages"])

@@ -79,9 +79,9 @@ def eval_command(
 
 def _in_process(data_dir: Path, file: Path, train_file: Path | None, params: dict) -> dict:
     from openft.errors import OpenFTError
+    from openft.inference import make_engine
     from openft.models.store import ensure_bundled_model
     from openft.protocol.evals import EvalCreateParams
-    from openft.server.app import LazyEngine
     from openft.services.chat import ChatService
     from openft.services.evals import EvalService, eval_object
     from openft.services.files import FileService
@@ -93,7 +93,7 @@ def _in_process(data_dir: Path, file: Path, train_file: Path | None, params: dic
     db = Database(settings)
     ensure_bundled_model(settings, db)
     files, models = FileService(settings, db), ModelService(settings, db)
-    chat = ChatService(models, LazyEngine(settings), settings.default_max_tokens)
+    chat = ChatService(models, make_engine(settings), settings.default_max_tokens)
     service = EvalService(db, files, models, chat)
     # This process owns the data dir: it acts for the organization that owns the fine-tune.
     organization_id = models.owner(params["model"]) or settings.organization_id

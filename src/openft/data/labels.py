@@ -5,6 +5,10 @@ The trainer calls `render_example`; `openft data check` calls its batched forms
 (`render_example` is `render_examples` of one). So what a user is shown and counted is exactly
 what the model is trained on.
 
+The messages are first normalised as inference normalises them (`chat_format.py`: content parts
+as text, legacy function calling as tools, tools and tool calls written into the text when the
+template ignores them), so a fine-tune is trained on what it will be asked.
+
 How the labels are found. The conversation is rendered to text with the model's own chat
 template, once in full. For each assistant message i that carries loss (weight 1, the default),
 
@@ -24,19 +28,6 @@ must learn to produce it). Labels are the token ids themselves, unshifted, -100 
     text    <|im_start|>assistant\\n  Ah  oy  !  <|im_end|>  \\n
     labels  -100        -100 -100  Ah  oy  !  <|im_end|> -100
 
-Tools and function calling. Legacy `functions` / `function_call` / role `function` become
-`tools` / `tool_calls` / role `tool`, and JSON-string `arguments` become objects (what HF
-templates expect). When the template renders them natively (it is probed with a dummy call),
-they go through the template untouched. When it ignores them (SmolLM2's ChatML template does),
-openft renders them the Hermes/Qwen2.5 way, so they are still seen and trained:
-
-- an assistant's `tool_calls` are appended to its content, one per call, as
-  `<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`;
-- `tools` are appended to the first system message (a system message holding only them is
-  inserted when there is none) as a `# Tools` block listing one JSON schema per line inside
-  `<tools></tools>`.
-
-`chat_messages` does this normalisation alone, so inference can render prompts the same way.
 Examples longer than `max_length` tokens keep their start and are marked `truncated`.
 """
 
@@ -48,21 +39,12 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cached_property
 from operator import le
 
+from openft.data.chat_format import ChatTemplate, chat_tools
 from openft.data.pieces import Encoding, PieceEncoder
 
 IGNORE_INDEX = -100
-
-_PROBE = "openft_probe_fn"
-_TOOLS_PROMPT = (
-    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{tools}\n"
-    "</tools>\n\nFor each function call, return a json object with function name and arguments "
-    "within <tool_call></tool_call> XML tags:\n<tool_call>\n"
-    '{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>'
-)
 
 
 @dataclass
@@ -135,7 +117,7 @@ def _merge(failed: dict[int, Exception], tokenizing: Future) -> Iterator[Rendere
 
 def _render_texts(tokenizer, examples: list[dict]) -> tuple[list[str], list[list[tuple[int, int]]]]:
     """Each example's whole text, and the (start, end) character spans in it that carry loss."""
-    probes = _Probes(tokenizer)
+    template = ChatTemplate(tokenizer)
     batches: dict[tuple[str | None, bool], list[list[dict]]] = {}  # (tools, generation prompt) -> conversations
     tool_sets: dict[str | None, list[dict] | None] = {}
 
@@ -146,7 +128,9 @@ def _render_texts(tokenizer, examples: list[dict]) -> tuple[list[str], list[list
 
     plans = []  # per example: where its whole text will be, and (j, before, upto) for each trained reply
     for example in examples:
-        messages, tools = _chat_messages(example["messages"], _example_tools(example), probes)
+        messages, tools = template.messages(
+            example["messages"], chat_tools(example.get("tools"), example.get("functions"))
+        )
         tools_key = json.dumps(tools) if tools else None
         tool_sets[tools_key] = tools
         whole = to_render(messages, tools_key)
@@ -167,7 +151,7 @@ def _render_texts(tokenizer, examples: list[dict]) -> tuple[list[str], list[list
         plans.append((whole, replies))
 
     rendered = {
-        (tools_key, generation): _render_many(tokenizer, conversations, tool_sets[tools_key], generation)
+        (tools_key, generation): template.render_many(conversations, tool_sets[tools_key], generation)
         for (tools_key, generation), conversations in batches.items()
     }
     texts, all_spans = [], []
@@ -233,136 +217,3 @@ def _labels(encoding: Encoding, spans: list[tuple[int, int]]) -> list[int]:
         if k < len(spans) and start < spans[k][1] and end > spans[k][0]:
             labels[t] = input_ids[t]
     return labels
-
-
-def chat_messages(tokenizer, messages: list[dict], tools: list[dict] | None = None):
-    """Normalise OpenAI chat messages for `tokenizer.apply_chat_template`.
-
-    Returns (messages, tools): messages with str content and no openft keys (`weight`), legacy
-    function calling mapped to tools, and tools / tool_calls folded into the text when the
-    template would drop them. Pass the returned tools on to apply_chat_template.
-    """
-    return _chat_messages(messages, tools, _Probes(tokenizer))
-
-
-def _chat_messages(messages: list[dict], tools: list[dict] | None, probes: _Probes):
-    out = []
-    for m in messages:
-        msg = {"role": "tool" if m["role"] == "function" else m["role"], "content": _text(m.get("content"))}
-        for key in ("name", "tool_call_id"):
-            if m.get(key) is not None:
-                msg[key] = m[key]
-        calls = m.get("tool_calls") or []
-        if m.get("function_call"):
-            calls = [{"type": "function", "function": m["function_call"]}]
-        if calls:
-            msg["tool_calls"] = [_with_object_arguments(call) for call in calls]
-        out.append(msg)
-
-    if any("tool_calls" in m for m in out) and not probes.tool_calls:
-        for m in out:
-            if "tool_calls" in m:
-                blocks = [_tool_call_text(call["function"]) for call in m.pop("tool_calls")]
-                m["content"] = "\n".join(([m["content"]] if m["content"] else []) + blocks)
-    if tools and not probes.tools:
-        block = _TOOLS_PROMPT.format(tools="\n".join(json.dumps(t, ensure_ascii=False) for t in tools))
-        if out and out[0]["role"] == "system":
-            out[0]["content"] = f"{out[0]['content']}\n\n{block}" if out[0]["content"] else block
-        else:
-            out.insert(0, {"role": "system", "content": block})
-        tools = None
-    return out, tools or None
-
-
-def _example_tools(example: dict) -> list[dict] | None:
-    if example.get("tools"):
-        return example["tools"]
-    if example.get("functions"):
-        return [{"type": "function", "function": f} for f in example["functions"]]
-    return None
-
-
-def _render(tokenizer, messages, tools, add_generation_prompt=False) -> str:
-    return tokenizer.apply_chat_template(
-        messages, tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt
-    )
-
-
-def _render_many(tokenizer, conversations: list[list[dict]], tools, add_generation_prompt: bool) -> list[str]:
-    """`_render` of each conversation, half again as fast: the compiled template rendered directly,
-    without what `apply_chat_template` adds around it: normalising message objects to dicts
-    without None values, and rebuilding every input out of plain JSON types (a guard against
-    rich objects). `chat_messages` output is plain JSON-parsed data with no None values already.
-    The oracle test (`tests/test_labels_batched.py`) holds this to `apply_chat_template`."""
-    from transformers.utils.chat_template_utils import _compile_jinja_template
-
-    template = _compile_jinja_template(tokenizer.get_chat_template(None, tools))
-    special_tokens = tokenizer.special_tokens_map
-    return [
-        template.render(
-            messages=messages,
-            tools=tools,
-            documents=None,
-            add_generation_prompt=add_generation_prompt,
-            **special_tokens,
-        )
-        for messages in conversations
-    ]
-
-
-def _text(content) -> str:
-    """Message content as a string: None → "", a list of content parts → their text joined."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content)
-
-
-def _with_object_arguments(call: dict) -> dict:
-    function = dict(call["function"])
-    if isinstance(function.get("arguments"), str):
-        try:
-            function["arguments"] = json.loads(function["arguments"])
-        except json.JSONDecodeError:
-            pass  # kept as the string the user wrote
-    return {**call, "type": call.get("type", "function"), "function": function}
-
-
-def _tool_call_text(function: dict) -> str:
-    call = {"name": function["name"], "arguments": function.get("arguments", {})}
-    return f"<tool_call>\n{json.dumps(call, ensure_ascii=False)}\n</tool_call>"
-
-
-class _Probes:
-    """Whether the template renders tool calls and tools itself: probed once each, when first needed."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-
-    @cached_property
-    def tool_calls(self) -> bool:
-        return _renders_tool_calls(self.tokenizer)
-
-    @cached_property
-    def tools(self) -> bool:
-        return _renders_tools(self.tokenizer)
-
-
-def _renders_tool_calls(tokenizer) -> bool:
-    call = {"id": "call_0", "type": "function", "function": {"name": _PROBE, "arguments": {}}}
-    messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "", "tool_calls": [call]}]
-    return _probe(tokenizer, messages, None)
-
-
-def _renders_tools(tokenizer) -> bool:
-    parameters = {"type": "object", "properties": {}}
-    tool = {"type": "function", "function": {"name": _PROBE, "description": "", "parameters": parameters}}
-    return _probe(tokenizer, [{"role": "user", "content": "x"}], [tool])
-
-
-def _probe(tokenizer, messages, tools) -> bool:
-    try:
-        return _PROBE in _render(tokenizer, messages, tools)
-    except Exception:  # a template that rejects the probe does not render it either
-        return False

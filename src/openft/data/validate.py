@@ -36,6 +36,8 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from openft.data.chat_format import content_text
+
 MIN_EXAMPLES = 10
 ALLOWED_ROLES = ("system", "user", "assistant", "tool", "function")
 ALLOWED_MESSAGE_KEYS = frozenset({"role", "content", "name", "weight", "function_call", "tool_calls", "tool_call_id"})
@@ -480,7 +482,7 @@ def _example_warnings(example: dict) -> Problems:
         warnings.append(("missing_user_message", detail))
     for i, message in enumerate(messages):
         trained = message["role"] == "assistant" and message.get("weight", 1) == 1
-        short = len(_text(message.get("content")).strip()) < SHORT_REPLY_CHARS
+        short = len(content_text(message.get("content")).strip()) < SHORT_REPLY_CHARS
         if trained and short and not _makes_call(message):
             detail = (
                 f"messages[{i}]: the assistant reply is under {SHORT_REPLY_CHARS} characters;"
@@ -505,14 +507,8 @@ def _identical_system_warning(state: _FileState) -> DataIssue | None:
 def _system_prompt(example: dict) -> str | None:
     for message in example["messages"]:
         if message["role"] == "system":
-            return _text(message["content"])
+            return content_text(message["content"])
     return None
-
-
-def _text(content: object) -> str:
-    if isinstance(content, list):
-        return "".join(part["text"] for part in content)
-    return content or ""
 
 
 def _canonical(example: dict) -> bytes:

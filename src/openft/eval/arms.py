@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from openft.data.chat_format import content_text
+
 
 @dataclass(frozen=True)
 class Arm:
@@ -72,7 +74,9 @@ def training_system_message(examples: list[dict]) -> str | None:
     """The system message the training file uses most (the first of equals); None if it has none."""
     found = Counter()
     for example in examples:
-        system = next((_text(m["content"]) for m in example["messages"] if m["role"] in ("system", "developer")), None)
+        system = next(
+            (content_text(m["content"]) for m in example["messages"] if m["role"] in ("system", "developer")), None
+        )
         if system is not None:
             found[system] += 1
     return found.most_common(1)[0][0] if found else None
@@ -103,11 +107,5 @@ def _plain(message: dict) -> dict:
     """The message as a chat request carries it: without the training-only `weight`, text as text."""
     plain = {key: value for key, value in message.items() if key != "weight"}
     if "content" in plain and plain["content"] is not None:
-        plain["content"] = _text(plain["content"])
+        plain["content"] = content_text(plain["content"])
     return plain
-
-
-def _text(content: object) -> str:
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return content or ""

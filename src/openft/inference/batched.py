@@ -1,47 +1,40 @@
 """The default engine: continuous batching on the Llama decoder (decoder.py).
 
-One scheduler thread owns the model. Between two decode steps it admits waiting requests (up to
+One scheduler thread owns the model. Between two decode steps it admits waiting generations (up to
 MAX_BATCH rows, of one base model): they are prefilled together (grouped by prompt length), each
 into its own KV-cache slot, pick their first token and join the next step. Every step decodes
 one token for every running row, each with its own adapter (up to MAX_LOADED_ADAPTERS loaded,
 least recently used evicted), sampling parameters, stop strings and seed. A row that finishes,
-or whose caller went away, leaves at once and its slot goes to the next request.
+or whose caller went away, leaves at once and its slot goes to the next generation.
 
 Bases the decoder does not support (another architecture) are served by the transformers +
 peft engine (hf.py).
 """
 
-import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-from transformers.utils import logging as transformers_logging
+from transformers import AutoConfig, AutoModelForCausalLM
 
-from openft.hardware import cpu_has_native_bf16
-from openft.inference.decoder import LlamaDecoder, unsupported
-from openft.inference.engine import ModelRef, Prompt, SamplingParams
+from openft.inference.decoder import LlamaDecoder, unsupported_reason
+from openft.inference.engine import MAX_BATCH, MAX_LOADED_ADAPTERS, ModelRef, Prompt
 from openft.inference.hf import HFEngine
-from openft.inference.requests import Request, RequestQueue, Row, encode_prompt, stop_token_ids
+from openft.inference.local import LoadedBase, LocalEngine
+from openft.inference.rows import Generation, Row
 from openft.storage import Storage
 
-MAX_BATCH = 16
-MAX_LOADED_ADAPTERS = 8
 
-transformers_logging.disable_progress_bar()
+class DecoderBase(LoadedBase):
+    """A base model in openft's decoder."""
 
-
-class ServedBase:
     def __init__(self, path: Path, quantize: str):
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if self.device.type == "cuda" or cpu_has_native_bf16() else torch.float32
+        super().__init__(path)
+        # Loaded as stored: the decoder converts each weight itself, packing to int4 only the
+        # weights whose stored values are exact 4-bit groups (which a bf16 load would round).
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        self.decoder = LlamaDecoder(model, quantize, dtype, self.device, MAX_LOADED_ADAPTERS)
-        self.context_length = model.config.max_position_embeddings
-        self.stop_ids = stop_token_ids(self.tokenizer, model.config)
+        self.decoder = LlamaDecoder(model, quantize, self.dtype, self.device, MAX_LOADED_ADAPTERS)
 
 
 @dataclass
@@ -51,43 +44,34 @@ class _Running:
     token: int  # the last token picked, fed to the next step
 
 
-class BatchedEngine:
+class BatchedEngine(LocalEngine):
     def __init__(self, models_dir: Path, threads: int, storage: Storage, cache_dir: Path, quantize: str = "auto"):
-        self.models_dir, self.threads, self.storage, self.cache_dir = models_dir, threads, storage, cache_dir
+        super().__init__(models_dir, threads, storage, cache_dir)
         self.quantize = quantize
-        self._bases: dict[str, ServedBase] = {}
         self._decodable: dict[str, bool] = {}  # base name -> whether the decoder runs it
-        self._fallback: HFEngine | None = None
-        self._lock = threading.Lock()  # loading a base
-        self._queue = RequestQueue(self._schedule)
+        self._fallback: HFEngine | None = None  # the transformers engine, for bases the decoder cannot run
 
     def context_length(self, model: ModelRef) -> int:
-        if engine := self._other_engine(model):
-            return engine.context_length(model)
-        return self._base(model.base_model).context_length
+        if fallback := self._fallback_for(model):
+            return fallback.context_length(model)
+        return super().context_length(model)
 
     def count_prompt_tokens(self, model: ModelRef, prompt: Prompt) -> int:
-        if engine := self._other_engine(model):
-            return engine.count_prompt_tokens(model, prompt)
-        return len(encode_prompt(self._base(model.base_model).tokenizer, prompt))
+        if fallback := self._fallback_for(model):
+            return fallback.count_prompt_tokens(model, prompt)
+        return super().count_prompt_tokens(model, prompt)
 
-    def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams):
-        request = Request(model, prompt, params)
-        self.submit(request)
-        return request.stream()
-
-    def submit(self, request: Request) -> None:
-        """Queues a request whose chunks go to its `out` (see process.py)."""
-        if engine := self._other_engine(request.model):
-            engine.submit(request)
+    def submit(self, generation: Generation) -> None:
+        if fallback := self._fallback_for(generation.model):
+            fallback.submit(generation)
         else:
-            self._queue.submit(request)
+            super().submit(generation)
 
-    def _other_engine(self, model: ModelRef) -> HFEngine | None:
-        """The transformers engine, for a base this decoder cannot run."""
+    def _fallback_for(self, model: ModelRef) -> HFEngine | None:
+        """The transformers engine if this decoder cannot run the model's base, else None."""
         name = model.base_model
         if name not in self._decodable:
-            self._decodable[name] = not unsupported(AutoConfig.from_pretrained(self.models_dir / name))
+            self._decodable[name] = unsupported_reason(AutoConfig.from_pretrained(self.models_dir / name)) is None
         if self._decodable[name]:
             return None
         with self._lock:
@@ -95,15 +79,11 @@ class BatchedEngine:
                 self._fallback = HFEngine(self.models_dir, self.threads, self.storage, self.cache_dir)
         return self._fallback
 
-    def _base(self, name: str) -> ServedBase:
-        with self._lock:
-            if name not in self._bases:
-                torch.set_num_threads(self.threads)
-                self._bases[name] = ServedBase(self.models_dir / name, self.quantize)
-            return self._bases[name]
+    def _load(self, path: Path) -> DecoderBase:
+        return DecoderBase(path, self.quantize)
 
     def _schedule(self, incoming) -> None:
-        waiting: deque[Request] = deque()
+        waiting: deque[Generation] = deque()
         running: list[_Running] = []  # row i decodes in KV-cache slot i
         while True:
             if not running and not waiting:
@@ -117,39 +97,37 @@ class BatchedEngine:
                         self._step(running)
                     except BaseException as error:  # every running caller hears of it; serving goes on
                         for entry in running:
-                            entry.row.request.fail(error)
+                            entry.row.generation.fail(error)
                         running.clear()
 
-    def _admit(self, waiting: deque[Request], running: list[_Running]) -> None:
-        """Prefills the waiting requests that can join the running batch (same base, a free row,
+    def _admit(self, waiting: deque[Generation], running: list[_Running]) -> None:
+        """Prefills the waiting generations that can join the running batch (same base, a free row,
         their adapter loadable), in arrival order; each picks its first token."""
         if not waiting:
             return
-        base_name = (running[0].row.request if running else waiting[0]).model.base_model
+        base_name = (running[0].row.generation if running else waiting[0]).model.base_model
         joining: list[_Running] = []
-        deferred: deque[Request] = deque()
+        deferred: deque[Generation] = deque()
         while waiting:
-            request = waiting.popleft()
-            if request.gone.is_set():
+            generation = waiting.popleft()
+            if generation.gone.is_set():
                 continue
-            if request.model.base_model != base_name or len(running) + len(joining) >= MAX_BATCH:
-                deferred.append(request)
+            if generation.model.base_model != base_name or len(running) + len(joining) >= MAX_BATCH:
+                deferred.append(generation)
                 continue
             try:
                 base = self._base(base_name)
-                adapter_dir = request.model.adapter_path and str(
-                    self.storage.fetch(request.model.adapter_path, self.cache_dir)
-                )
+                adapter_dir = self._adapter_dir(generation.model)
                 busy = {entry.adapter for entry in running + joining}
                 adapter = base.decoder.adapters.slot(adapter_dir, busy)
                 if adapter is None:  # every adapter slot is in use by a running row
-                    deferred.append(request)
+                    deferred.append(generation)
                     continue
-                row = Row(request, base, encode_prompt(base.tokenizer, request.prompt))
+                row = Row(generation, base, base.prompt_ids(generation.prompt))
                 if not row.done:
                     joining.append(_Running(row, adapter, token=-1))
             except BaseException as error:
-                request.fail(error)
+                generation.fail(error)
         waiting.extend(deferred)
         for group in _prefill_groups(joining):
             first = len(running)
@@ -161,7 +139,7 @@ class BatchedEngine:
                 )
             except BaseException as error:
                 for entry in group:
-                    entry.row.request.fail(error)
+                    entry.row.generation.fail(error)
                 continue
             for index, entry in enumerate(group):
                 entry.token = entry.row.step(logits[index])
@@ -169,7 +147,7 @@ class BatchedEngine:
             self._drop_finished(running, base.decoder)
 
     def _step(self, running: list[_Running]) -> None:
-        decoder = self._bases[running[0].row.request.model.base_model].decoder
+        decoder = self._bases[running[0].row.generation.model.base_model].decoder
         logits = decoder.decode([entry.token for entry in running], [entry.adapter for entry in running])
         for index, entry in enumerate(running):
             if entry.row.active:

@@ -15,7 +15,7 @@ from openft.inference.lora import AdapterBank
 from openft.inference.weights import linear
 
 
-def unsupported(config) -> str | None:
+def unsupported_reason(config) -> str | None:
     """Why this decoder cannot serve a model with this transformers config, or None if it can."""
     rope = getattr(config, "rope_parameters", None) or {}
     checks = {
@@ -68,9 +68,9 @@ class LlamaDecoder:
                 "down": (intermediate, (hidden,)),
             },
             adapter_capacity,
-            torch.float32 if device.type == "cpu" else dtype,
+            dtype,
             device,
-        )  # (see lora.py)
+        )
         # The KV cache: [layers, slots, kv heads, positions, head dim], grown on demand. It and
         # attention are fp32: in bf16 a row's attention depended on the other rows' lengths.
         self.keys = self.values = torch.empty(len(self.layers), 0, self.kv_heads, 0, self.head_dim, device=device)

@@ -1,9 +1,14 @@
 """What the server needs from an inference engine. The engine knows nothing about HTTP: it turns
 chat messages into streamed text for a base model, optionally with a LoRA adapter."""
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Protocol
+
+# What one engine serves at once, whichever it is: rows decoded together (of one base model), and
+# LoRA adapters loaded per base (least recently used evicted).
+MAX_BATCH = 16
+MAX_LOADED_ADAPTERS = 8
 
 
 @dataclass(frozen=True)
@@ -11,7 +16,7 @@ class ModelRef:
     """A servable model: a base in the model store plus, for a fine-tune, its adapter."""
 
     base_model: str
-    adapter_path: str | None = None  # the adapter's key in the artifact storage (openft/storage.py)
+    adapter_key: str | None = None  # the adapter's key in the artifact storage (openft/storage.py)
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,6 @@ class Engine(Protocol):
 
     def count_prompt_tokens(self, model: ModelRef, prompt: Prompt) -> int: ...
 
-    def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> Iterator[Chunk]:
-        """Yields text chunks; closing the iterator early frees the engine for the next request."""
+    def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> Generator[Chunk, None, None]:
+        """Yields text chunks; closing the generator early frees the engine for the next request."""
         ...

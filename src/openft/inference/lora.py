@@ -7,8 +7,10 @@ own.
 The decoder fuses q/k/v and gate/up into one projection each, so their adapters are fused too:
 A side by side, B block-diagonal. Slot 0 is all zeros (the base model); adapters of lower rank
 are zero-padded to the bank's rank, which changes nothing. The LoRA scale is folded into B.
-The bank is fp32 whatever the base's dtype: these small matmuls took twice as long in bf16 here
-(both adapter figures of bench/decoder_bench.py rose 15-20%).
+
+On a GPU the bank is in the base's dtype. On a CPU it is fp32 whatever the base's dtype: on a
+CPU with native bf16 these small matmuls took twice as long in bf16, and in fp32 both adapter
+figures of the decode loop rose 15-20% (bench/README.md; bench/engine_bench.py measures them).
 """
 
 import json
@@ -42,9 +44,10 @@ class AdapterBank:
         dtype: torch.dtype,
         device: torch.device,
     ):
-        """`shapes`: per projection, its input size and the output size of each of its parts."""
+        """`shapes`: per projection, its input size and the output size of each of its parts;
+        `dtype`: the base model's (on a CPU the bank is fp32, see the module docstring)."""
         self.layers, self.shapes, self.capacity = layers, shapes, capacity
-        self.dtype, self.device = dtype, device
+        self.dtype, self.device = torch.float32 if device.type == "cpu" else dtype, device
         self.rank = 0
         self.a: dict[str, torch.Tensor] = {}  # projection -> [layers, capacity + 1, in, parts x rank]
         self.b: dict[str, torch.Tensor] = {}  # projection -> [layers, capacity + 1, parts x rank, out]

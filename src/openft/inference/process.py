@@ -16,10 +16,12 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from multiprocessing.connection import Connection
 
+from openft.inference import local_engine
 from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams
+from openft.inference.threaded import drain
 from openft.processes import die_with_parent
 from openft.settings import Settings
 
@@ -41,23 +43,18 @@ class ProcessEngine:
     def count_prompt_tokens(self, model: ModelRef, prompt: Prompt) -> int:
         return self._call("count_prompt_tokens", model, prompt)
 
-    def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> Iterator[Chunk]:
+    def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> Generator[Chunk, None, None]:
         call_id, replies = self._send("generate", model, prompt, params)
         return self._stream(call_id, replies)
 
-    def _stream(self, call_id: int, replies: queue.Queue) -> Iterator[Chunk]:
-        ended = False
+    def _stream(self, call_id: int, replies: queue.Queue) -> Generator[Chunk, None, None]:
         try:
-            while (item := replies.get()) is not None:
-                if isinstance(item, BaseException):
-                    ended = True
-                    raise item
-                yield item
-            ended = True
+            yield from drain(replies)
+        except GeneratorExit:  # the caller went away: free its row
+            self._post(("cancel", call_id, ()))
+            raise
         finally:
             self._replies.pop(call_id, None)
-            if not ended:  # the caller went away: free its row
-                self._post(("cancel", call_id, ()))
 
     def _call(self, kind: str, *args):
         call_id, replies = self._send(kind, *args)
@@ -138,38 +135,24 @@ class ProcessEngine:
 
 
 class _Outbox:
-    """A request's `out` in the child: every chunk goes up the pipe, tagged with its call."""
+    """A generation's `out` in the child: every chunk goes up the pipe, tagged with its call."""
 
-    def __init__(self, call_id: int, send, requests: dict):
-        self.call_id, self._send, self._requests = call_id, send, requests
+    def __init__(self, call_id: int, send, generations: dict):
+        self.call_id, self._send, self._generations = call_id, send, generations
 
     def put(self, item) -> None:
         if item is None or isinstance(item, BaseException):
-            self._requests.pop(self.call_id, None)
+            self._generations.pop(self.call_id, None)
         self._send(self.call_id, item)
-
-
-def local_engine(settings: Settings):
-    """The engine itself, in this process (the child runs one)."""
-    from openft.storage import Storage
-
-    args = (settings.models_dir, settings.serve_threads, Storage.for_settings(settings), settings.cache_dir)
-    if settings.engine == "hf":
-        from openft.inference.hf import HFEngine
-
-        return HFEngine(*args)
-    from openft.inference.batched import BatchedEngine
-
-    return BatchedEngine(*args, quantize=settings.serve_quantize)
 
 
 def _serve(settings: Settings, connection: Connection) -> None:
     """The child: an in-process engine, fed from the pipe."""
-    from openft.inference.requests import Request
+    from openft.inference.rows import Generation
 
     engine = local_engine(settings)
     lock = threading.Lock()
-    requests: dict = {}  # call id -> running Request
+    generations: dict = {}  # call id -> running Generation
 
     def send(call_id: int, item) -> None:
         with lock:
@@ -187,12 +170,12 @@ def _serve(settings: Settings, connection: Connection) -> None:
         except EOFError:
             return
         if kind == "generate":
-            request = Request(*args, out=_Outbox(call_id, send, requests))
-            requests[call_id] = request
-            engine.submit(request)
+            generation = Generation(*args, out=_Outbox(call_id, send, generations))
+            generations[call_id] = generation
+            engine.submit(generation)
         elif kind == "cancel":
-            if (request := requests.pop(call_id, None)) is not None:
-                request.gone.set()
+            if (generation := generations.pop(call_id, None)) is not None:
+                generation.gone.set()
         else:  # token counts load the model on first use: not on the loop that reads cancellations
             threading.Thread(target=answer, args=(kind, call_id, args), daemon=True).start()
 

@@ -1,4 +1,4 @@
-"""Tool calls in a generated reply, as openft renders them for training (`data/labels.py`):
+"""Tool calls in a generated reply, as openft renders them for training (`data/chat_format.py`):
 
     <tool_call>
     {"name": "get_weather", "arguments": {"city": "Paris"}}

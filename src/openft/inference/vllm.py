@@ -1,9 +1,11 @@
 """`OPENFT_ENGINE=vllm`: serving on a GPU with vLLM's engine (continuous batching, paged KV
-cache, multi-LoRA kernels), which runs its own engine-core process. Imported only when chosen;
-vLLM is not a dependency (`pip install vllm` on the GPU host).
+cache, multi-LoRA kernels), which runs its own engine-core process. vLLM is not a dependency
+(`pip install vllm` on the GPU host). This module imports neither vLLM nor transformers: the
+server makes its engine when it starts, and a base's vLLM engine and tokenizer load on its
+first request.
 
 Prompts are rendered here with the same chat template and message normalisation as training
-(requests.encode_prompt) and sent as token ids; fine-tunes are LoRARequests on their adapter
+(data/chat_format.py) and sent as token ids; fine-tunes are LoRARequests on their adapter
 directory. vLLM's asyncio API runs on a loop of its own thread, behind the engine protocol's
 blocking iterators.
 """
@@ -15,16 +17,14 @@ import itertools
 import queue
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
-from transformers import AutoConfig, AutoTokenizer
-
-from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams, TokenLogprob
-from openft.inference.requests import encode_prompt
+from openft.data.chat_format import ChatTemplate
+from openft.inference.engine import MAX_LOADED_ADAPTERS, Chunk, ModelRef, Prompt, SamplingParams, TokenLogprob
+from openft.inference.threaded import drain
 from openft.storage import Storage
 
-MAX_LOADED_ADAPTERS = 8
 MAX_LORA_RANK = 64
 
 
@@ -34,7 +34,7 @@ class VLLMEngine:
             raise RuntimeError("OPENFT_ENGINE=vllm needs vLLM on this host: pip install vllm (a GPU machine).")
         self.models_dir, self.storage, self.cache_dir = models_dir, storage, cache_dir
         self._engines: dict[str, object] = {}
-        self._tokenizers: dict[str, object] = {}
+        self._templates: dict[str, ChatTemplate] = {}
         self._adapter_ids: dict[str, int] = {}
         self._next_adapter_id = itertools.count(1)
         self._lock = threading.Lock()
@@ -45,22 +45,19 @@ class VLLMEngine:
         return _context_length(self.models_dir / model.base_model)
 
     def count_prompt_tokens(self, model: ModelRef, prompt: Prompt) -> int:
-        return len(encode_prompt(self._tokenizer(model.base_model), prompt))
+        return len(self._template(model.base_model).prompt_ids(prompt.messages, prompt.tools))
 
-    def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> Iterator[Chunk]:
+    def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> Generator[Chunk, None, None]:
         engine = self._engine(model.base_model)
-        tokenizer = self._tokenizer(model.base_model)
-        ids = encode_prompt(tokenizer, prompt)
+        template = self._template(model.base_model)
+        ids = template.prompt_ids(prompt.messages, prompt.tools)
         request_id = uuid.uuid4().hex
         chunks: queue.Queue = queue.Queue()
         running = asyncio.run_coroutine_threadsafe(
-            self._run(engine, tokenizer, ids, params, self._lora(model), request_id, chunks), self._loop
+            self._run(engine, template.tokenizer, ids, params, self._lora(model), request_id, chunks), self._loop
         )
         try:
-            while (item := chunks.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+            yield from drain(chunks)
         finally:
             if not running.done():  # the caller went away: free its sequence
                 asyncio.run_coroutine_threadsafe(engine.abort(request_id), self._loop)
@@ -115,28 +112,32 @@ class VLLMEngine:
                 )
             return self._engines[base]
 
-    def _tokenizer(self, base: str):
+    def _template(self, base: str) -> ChatTemplate:
+        from transformers import AutoTokenizer
+
         with self._lock:
-            if base not in self._tokenizers:
-                self._tokenizers[base] = AutoTokenizer.from_pretrained(self.models_dir / base)
-            return self._tokenizers[base]
+            if base not in self._templates:
+                self._templates[base] = ChatTemplate(AutoTokenizer.from_pretrained(self.models_dir / base))
+            return self._templates[base]
 
     def _lora(self, model: ModelRef):
-        if model.adapter_path is None:
+        if model.adapter_key is None:
             return None
         from vllm.lora.request import LoRARequest
 
         with self._lock:
-            if model.adapter_path not in self._adapter_ids:
-                self._adapter_ids[model.adapter_path] = next(self._next_adapter_id)
-            adapter_id = self._adapter_ids[model.adapter_path]
-        local = self.storage.fetch(model.adapter_path, self.cache_dir)
-        return LoRARequest(model.adapter_path, adapter_id, str(local))
+            if model.adapter_key not in self._adapter_ids:
+                self._adapter_ids[model.adapter_key] = next(self._next_adapter_id)
+            adapter_id = self._adapter_ids[model.adapter_key]
+        local = self.storage.fetch(model.adapter_key, self.cache_dir)
+        return LoRARequest(model.adapter_key, adapter_id, str(local))
 
 
 @functools.cache
 def _context_length(base_dir: Path) -> int:
     """Read once per base: every chat request asks."""
+    from transformers import AutoConfig
+
     return AutoConfig.from_pretrained(base_dir).max_position_embeddings
 
 

@@ -49,5 +49,5 @@ def register_fine_tune(session: Session, settings: Settings, job: JobRow, name: 
             organization_id=job.organization_id,
         )
         session.add(row)
-    row.adapter_path = adapter_key
+    row.adapter_key = adapter_key
     row.job_id = job.id

@@ -16,11 +16,6 @@ class ChatMessage(BaseModel):
     tool_call_id: str | None = None
     function_call: dict[str, Any] | None = None
 
-    def text(self) -> str:
-        if isinstance(self.content, list):
-            return "".join(part.get("text", "") for part in self.content if part.get("type") == "text")
-        return self.content or ""
-
 
 class StreamOptions(BaseModel):
     include_usage: bool | None = None

@@ -1,5 +1,6 @@
-"""The FastAPI application. Importing this module must not import torch: the inference engine is
-created lazily, on the first request that needs it."""
+"""The FastAPI application. Neither importing this module nor creating the app imports torch:
+the inference engine (`inference.make_engine`) starts on the first chat request (but with
+`memory://` storage, where it runs in this process)."""
 
 import logging
 import threading
@@ -11,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openft.errors import OpenFTError, file_too_large
-from openft.inference.engine import Engine
+from openft.inference import make_engine
 from openft.runner.worker import Worker
 from openft.server import dashboard
 from openft.server.routes import chat, evals, file_checks, files, fine_tuning, models
@@ -23,39 +24,11 @@ from openft.services.fine_tuning import FineTuningService
 from openft.services.keys import KeyService
 from openft.services.models import ModelService
 from openft.settings import Settings
-from openft.storage import Storage
 from openft.store.db import Database
 
 log = logging.getLogger("openft.server")
 # Room for the multipart envelope around an upload of exactly `max_upload_bytes`.
 MULTIPART_OVERHEAD_BYTES = 2**20
-
-
-class LazyEngine:
-    """Defers importing torch and loading weights until a chat request arrives."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self._engine: Engine | None = None
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str):
-        with self._lock:
-            if self._engine is None:
-                self._engine = _make_engine(self.settings)
-        return getattr(self._engine, name)
-
-
-def _make_engine(settings: Settings) -> Engine:
-    if settings.engine == "vllm":  # vLLM runs its own engine process
-        from openft.inference.vllm import VLLMEngine
-
-        return VLLMEngine(settings.models_dir, Storage.for_settings(settings), settings.cache_dir)
-    from openft.inference.process import ProcessEngine, local_engine
-
-    if (settings.storage_url or "").startswith("memory://"):  # fsspec's memory filesystem is this process's
-        return local_engine(settings)
-    return ProcessEngine(settings)
 
 
 def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
@@ -83,7 +56,7 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     app.state.files = file_service
     app.state.models = model_service
     app.state.fine_tuning = FineTuningService(settings, db, file_service, model_service)
-    app.state.chat = ChatService(model_service, LazyEngine(settings), settings.default_max_tokens)
+    app.state.chat = ChatService(model_service, make_engine(settings), settings.default_max_tokens)
     app.state.evals = EvalService(db, file_service, model_service, app.state.chat)
     app.state.file_checks = FileCheckService(settings, file_service, model_service)
     for module in (files, file_checks, fine_tuning, models, chat, evals):

@@ -5,22 +5,22 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from openft.services import keys
 from openft.services.chat import ChatService
 from openft.services.evals import EvalService
 from openft.services.file_checks import FileCheckService
 from openft.services.files import FileService
 from openft.services.fine_tuning import FineTuningService
-from openft.services.keys import Caller
 from openft.services.models import ModelService
 
 # Parses `Authorization: Bearer …` and declares the scheme in /openapi.json; KeyService decides.
 bearer = HTTPBearer(auto_error=False)
 
 
-def organization(
+def authenticate(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> Caller:
-    """The organization the caller acts for. With no keys every caller is the one local
+) -> keys.Caller:
+    """The caller, and the organization it acts for. With no keys every caller is the one local
     organization; once a key exists, the bearer key must be a live one (else 401)."""
     return request.app.state.keys.authenticate(credentials.credentials if credentials else None)
 
@@ -32,7 +32,7 @@ def _service(name: str):
     return from_app_state
 
 
-Organization = Annotated[Caller, Depends(organization)]
+Caller = Annotated[keys.Caller, Depends(authenticate)]
 Files = Annotated[FileService, Depends(_service("files"))]
 Jobs = Annotated[FineTuningService, Depends(_service("fine_tuning"))]
 Models = Annotated[ModelService, Depends(_service("models"))]

@@ -5,10 +5,14 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import replace
+from typing import TypeVar
 
 from openft import ids
+from openft.data.chat_format import chat_tools, content_text
 from openft.errors import OpenFTError
-from openft.inference.engine import Engine, ModelRef, Prompt, SamplingParams
+from openft.inference.engine import Chunk, Engine, ModelRef, Prompt, SamplingParams
 from openft.inference.threaded import iterate_in_thread
 from openft.inference.tool_calls import parse_tool_calls
 from openft.protocol.chat import (
@@ -27,6 +31,7 @@ from openft.protocol.chat import (
 from openft.services.models import ModelService
 
 FINGERPRINT = "fp_openft"
+T = TypeVar("T")
 
 
 class ChatService:
@@ -36,11 +41,13 @@ class ChatService:
         self.default_max_tokens = default_max_tokens
 
     async def complete(self, organization_id: str, request: ChatCompletionRequest) -> ChatCompletion:
-        model, prompt = await self._prepare(organization_id, request)
+        model, prompt, params = await self._prepare(organization_id, request)
         completion_id, created = ids.completion_id(), int(time.time())
         choices, prompt_tokens, completion_tokens = [], 0, 0
         # The n choices are generated at once, so the engine decodes them in one batch.
-        wholes = await asyncio.gather(*(self._whole(model, prompt, request, index) for index in range(request.n or 1)))
+        wholes = await asyncio.gather(
+            *(self._whole(model, prompt, _for_choice(params, index)) for index in range(request.n or 1))
+        )
         for index, (text, logprobs, last) in enumerate(wholes):
             message, finish_reason = _reply(text, last.finish_reason, request)
             choices.append(
@@ -59,10 +66,12 @@ class ChatService:
 
     async def prepare_stream(self, organization_id: str, request: ChatCompletionRequest) -> AsyncIterator[str]:
         """Checks the request now (so errors get an HTTP status), then returns the SSE frames."""
-        model, prompt = await self._prepare(organization_id, request)
-        return self._stream(model, prompt, request)
+        model, prompt, params = await self._prepare(organization_id, request)
+        return self._stream(model, prompt, params, request)
 
-    async def _stream(self, model: ModelRef, prompt: Prompt, request: ChatCompletionRequest) -> AsyncIterator[str]:
+    async def _stream(
+        self, model: ModelRef, prompt: Prompt, params: SamplingParams, request: ChatCompletionRequest
+    ) -> AsyncIterator[str]:
         completion_id, created = ids.completion_id(), int(time.time())
 
         def frame(choices: list[ChunkChoice], usage: Usage | None = None) -> str:
@@ -80,90 +89,137 @@ class ChatService:
                 choice["delta"] = {key: value for key, value in choice["delta"].items() if value is not None}
             return f"data: {json.dumps(data)}\n\n"
 
-        prompt_tokens, completion_tokens = 0, 0
+        lasts: list[Chunk] = []  # each choice's last chunk, with its token counts
+
+        async def choice_frames(index: int) -> AsyncIterator[str]:
+            yield frame([ChunkChoice(index=index, delta=Delta(role="assistant", content=""))])
+            if _may_call_tools(request):
+                # A reply may turn out to be a call: it is sent whole, once it is known.
+                text, logprobs, last = await self._whole(model, prompt, _for_choice(params, index))
+                message, finish_reason = _reply(text, last.finish_reason, request)
+                yield frame([ChunkChoice(index=index, delta=_delta(message), logprobs=_logprobs(request, logprobs))])
+            else:
+                async for chunk in self._generate(model, prompt, _for_choice(params, index)):
+                    if chunk.text or chunk.logprobs:
+                        delta, logprobs = Delta(content=chunk.text), _logprobs(request, chunk.logprobs)
+                        yield frame([ChunkChoice(index=index, delta=delta, logprobs=logprobs)])
+                    last = chunk
+                finish_reason = last.finish_reason
+            yield frame([ChunkChoice(index=index, delta=Delta(), finish_reason=finish_reason)])
+            lasts.append(last)
+
         try:
-            for index in range(request.n or 1):
-                yield frame([ChunkChoice(index=index, delta=Delta(role="assistant", content=""))])
-                if _may_call_tools(request):
-                    # A reply may turn out to be a call: it is sent whole, once it is known.
-                    text, logprobs, last = await self._whole(model, prompt, request, index)
-                    message, finish_reason = _reply(text, last.finish_reason, request)
-                    yield frame(
-                        [ChunkChoice(index=index, delta=_delta(message), logprobs=_logprobs(request, logprobs))]
-                    )
-                else:
-                    async for chunk in self._generate(model, prompt, request, index):
-                        if chunk.text or chunk.logprobs:
-                            yield frame(
-                                [
-                                    ChunkChoice(
-                                        index=index,
-                                        delta=Delta(content=chunk.text),
-                                        logprobs=_logprobs(request, chunk.logprobs),
-                                    )
-                                ]
-                            )
-                        last = chunk
-                    finish_reason = last.finish_reason
-                yield frame([ChunkChoice(index=index, delta=Delta(), finish_reason=finish_reason)])
-                prompt_tokens = last.prompt_tokens
-                completion_tokens += last.completion_tokens
+            # The n choices are generated at once (one batch in the engine); their frames are sent
+            # as they come, each with its choice's index, as OpenAI interleaves them.
+            async with aclosing(_interleave([choice_frames(index) for index in range(request.n or 1)])) as frames:
+                async for data in frames:
+                    yield data
             if request.stream_options and request.stream_options.include_usage:
-                yield frame([], _usage(prompt_tokens, completion_tokens))
+                completion_tokens = sum(last.completion_tokens for last in lasts)
+                yield frame([], _usage(lasts[0].prompt_tokens, completion_tokens))
         except Exception as error:  # headers are sent: the error goes in the stream, as OpenAI does
             body = OpenFTError(500, f"The server had an error while generating: {error}", type="server_error").body()
             yield f"data: {json.dumps(body)}\n\n"
         yield "data: [DONE]\n\n"
 
-    async def _whole(self, model: ModelRef, prompt: Prompt, request: ChatCompletionRequest, index: int):
+    async def _whole(self, model: ModelRef, prompt: Prompt, params: SamplingParams):
         """One whole generation: (text, token logprobs, the last chunk)."""
         parts, logprobs, last = [], [], None
-        async for chunk in self._generate(model, prompt, request, index):
+        async for chunk in self._generate(model, prompt, params):
             parts.append(chunk.text)
             logprobs += chunk.logprobs
             last = chunk
         return "".join(parts), logprobs, last
 
-    def _generate(self, model: ModelRef, prompt: Prompt, request: ChatCompletionRequest, index: int):
-        params = SamplingParams(
-            max_tokens=request.max_completion_tokens or request.max_tokens or self.default_max_tokens,
-            temperature=1.0 if request.temperature is None else request.temperature,
-            top_p=1.0 if request.top_p is None else request.top_p,
-            stop=request.stop_strings(),
-            seed=None if request.seed is None else request.seed + index,
-            presence_penalty=request.presence_penalty or 0.0,
-            frequency_penalty=request.frequency_penalty or 0.0,
-            logit_bias=tuple((int(token), bias) for token, bias in (request.logit_bias or {}).items()),
-            logprobs=bool(request.logprobs),
-            top_logprobs=request.top_logprobs or 0,
-        )
+    def _generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Chunk]:
         return iterate_in_thread(lambda: self.engine.generate(model, prompt, params))
 
-    async def _prepare(self, organization_id: str, request: ChatCompletionRequest) -> tuple[ModelRef, Prompt]:
+    async def _prepare(
+        self, organization_id: str, request: ChatCompletionRequest
+    ) -> tuple[ModelRef, Prompt, SamplingParams]:
         _reject_unsupported(request)
-        served = self.models.resolve(organization_id, request.model)
-        model = ModelRef(base_model=served.base_model, adapter_path=served.adapter_path)
-        tools = request.tools or [{"type": "function", "function": f} for f in request.functions or []] or None
-        prompt = Prompt(messages=[_template_message(m) for m in request.messages], tools=tools)
-        counts = iterate_in_thread(
-            lambda: iter([(self.engine.count_prompt_tokens(model, prompt), self.engine.context_length(model))])
-        )
-        async for prompt_tokens, context in counts:
-            requested = request.max_completion_tokens or request.max_tokens or 0
-            if prompt_tokens + requested > context:
-                raise OpenFTError(
-                    400,
-                    f"This model's maximum context length is {context} tokens. However, you requested "
-                    f"{prompt_tokens + requested} tokens ({prompt_tokens} in the messages, {requested} in the "
-                    "completion). Please reduce the length of the messages or completion.",
-                    param="messages",
-                    code="context_length_exceeded",
-                )
-        return model, prompt
+        model = self.models.resolve(organization_id, request.model)
+        prompt = Prompt([_template_message(m) for m in request.messages], chat_tools(request.tools, request.functions))
+        prompt_tokens = await asyncio.to_thread(self.engine.count_prompt_tokens, model, prompt)
+        context = await asyncio.to_thread(self.engine.context_length, model)
+        # Only a limit the client set counts against the context: without one the reply stops at
+        # the default limit or at the context, whichever comes first.
+        requested = _requested_max_tokens(request) or 0
+        if prompt_tokens + requested > context:
+            raise OpenFTError(
+                400,
+                f"This model's maximum context length is {context} tokens. However, you requested "
+                f"{prompt_tokens + requested} tokens ({prompt_tokens} in the messages, {requested} in the "
+                "completion). Please reduce the length of the messages or completion.",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        return model, prompt, sampling_params(request, self.default_max_tokens)
+
+
+def sampling_params(request: ChatCompletionRequest, default_max_tokens: int) -> SamplingParams:
+    """What the engine is asked for a request: OpenAI's defaults where the request leaves a
+    parameter out, and `default_max_tokens` where it sets no limit. (For choice 0: see
+    `_for_choice`.)"""
+    return SamplingParams(
+        max_tokens=_requested_max_tokens(request) or default_max_tokens,
+        temperature=1.0 if request.temperature is None else request.temperature,
+        top_p=1.0 if request.top_p is None else request.top_p,
+        stop=request.stop_strings(),
+        seed=request.seed,
+        presence_penalty=request.presence_penalty or 0.0,
+        frequency_penalty=request.frequency_penalty or 0.0,
+        logit_bias=tuple((int(token), bias) for token, bias in (request.logit_bias or {}).items()),
+        logprobs=bool(request.logprobs),
+        top_logprobs=request.top_logprobs or 0,
+    )
+
+
+def _requested_max_tokens(request: ChatCompletionRequest) -> int | None:
+    """The limit the client set: `max_completion_tokens`, or the deprecated `max_tokens`."""
+    return request.max_completion_tokens or request.max_tokens
+
+
+def _for_choice(params: SamplingParams, index: int) -> SamplingParams:
+    """Choice `index` samples apart from the others, and reproducibly: its seed is seed + index."""
+    return params if params.seed is None else replace(params, seed=params.seed + index)
+
+
+async def _interleave(streams: list[AsyncIterator[T]]) -> AsyncIterator[T]:
+    """The items of every stream as they come (each stream's in its order). An error in one
+    stream is raised here; closing this iterator, or an error, stops the others."""
+    items: asyncio.Queue = asyncio.Queue()
+
+    async def pump(stream: AsyncIterator[T]) -> None:
+        try:
+            async for item in stream:
+                items.put_nowait(item)
+            items.put_nowait(None)
+        except Exception as error:
+            items.put_nowait(error)
+
+    tasks = [asyncio.create_task(pump(stream)) for stream in streams]
+    try:
+        running = len(tasks)
+        while running:
+            item = await items.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _template_message(message) -> dict:
-    rendered = {"role": "system" if message.role == "developer" else message.role, "content": message.text()}
+    rendered = {
+        "role": "system" if message.role == "developer" else message.role,
+        "content": content_text(message.content),
+    }
     for key in ("name", "tool_calls", "tool_call_id", "function_call"):
         value = getattr(message, key)
         if value is not None:

@@ -6,25 +6,15 @@ organization that trained it, and any other organization is told it does not exi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import or_, select
 
 from openft.errors import OpenFTError, model_not_found
+from openft.inference.engine import ModelRef
 from openft.models.store import SYSTEM_OWNER
 from openft.protocol.models import Model
 from openft.settings import OPENAI_ALIASES, Settings
 from openft.store.db import Database
 from openft.store.tables import ModelRow
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """What a model name means to the inference engine."""
-
-    name: str
-    base_model: str
-    adapter_path: str | None
 
 
 class ModelService:
@@ -36,7 +26,7 @@ class ModelService:
         """The base model that trains when a job asks for `requested`; 404 if there is none."""
         name = self.settings.default_base_model if requested in OPENAI_ALIASES else requested
         row = self._row(name)
-        if row is None or row.adapter_path is not None:
+        if row is None or row.adapter_key is not None:
             raise model_not_found(requested)
         return row.base_model
 
@@ -59,9 +49,10 @@ class ModelService:
             raise model_not_found(name)
         return row
 
-    def resolve(self, organization_id: str, name: str) -> ServedModel:
+    def resolve(self, organization_id: str, name: str) -> ModelRef:
+        """What model `name` means to the inference engine."""
         row = self.get(organization_id, name)
-        return ServedModel(name=name, base_model=row.base_model, adapter_path=row.adapter_path)
+        return ModelRef(base_model=row.base_model, adapter_key=row.adapter_key)
 
     def owner(self, name: str) -> str | None:
         """The organization that owns fine-tune `name`; None for base models and unknown names.
@@ -101,5 +92,5 @@ def model_object(row: ModelRow) -> Model:
         created=row.created,
         owned_by=row.owned_by,
         root=row.base_model,
-        parent=row.base_model if row.adapter_path else None,
+        parent=row.base_model if row.adapter_key else None,
     )

@@ -98,7 +98,8 @@ class ModelRow(Base):
     created: Mapped[int] = mapped_column(Integer)
     owned_by: Mapped[str] = mapped_column(String)
     base_model: Mapped[str] = mapped_column(String)
-    adapter_path: Mapped[str | None] = mapped_column(String, default=None)
+    # The adapter's key in the artifact storage (storage.py); the column keeps its first name.
+    adapter_key: Mapped[str | None] = mapped_column("adapter_path", String, default=None)
     job_id: Mapped[str | None] = mapped_column(String, default=None)
     # The fine-tune's owner; None for base models, which every organization sees.
     organization_id: Mapped[str | None] = mapped_column(String, default=None, index=True)

@@ -2,21 +2,21 @@ from fastapi import APIRouter, Query, Request
 
 from openft.protocol.common import page
 from openft.protocol.fine_tuning import FineTuningJob, JobCreateParams
-from openft.server.deps import Jobs, Organization
+from openft.server.deps import Caller, Jobs
 from openft.services.fine_tuning import checkpoint_object, event_object, job_object
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
 
 @router.post("")
-def create(caller: Organization, jobs: Jobs, body: JobCreateParams) -> FineTuningJob:
+def create(caller: Caller, jobs: Jobs, body: JobCreateParams) -> FineTuningJob:
     return job_object(jobs.create(caller, body))
 
 
 @router.get("")
 def list_jobs(
     request: Request,
-    caller: Organization,
+    caller: Caller,
     jobs: Jobs,
     limit: int = Query(20, ge=1, le=100),
     after: str | None = None,
@@ -32,28 +32,28 @@ def list_jobs(
 
 
 @router.get("/{job_id}")
-def retrieve(caller: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
+def retrieve(caller: Caller, jobs: Jobs, job_id: str) -> FineTuningJob:
     return job_object(jobs.get(caller.organization_id, job_id))
 
 
 @router.post("/{job_id}/cancel")
-def cancel(caller: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
+def cancel(caller: Caller, jobs: Jobs, job_id: str) -> FineTuningJob:
     return job_object(jobs.cancel(caller.organization_id, job_id))
 
 
 @router.post("/{job_id}/pause")
-def pause(caller: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
+def pause(caller: Caller, jobs: Jobs, job_id: str) -> FineTuningJob:
     return job_object(jobs.pause(caller.organization_id, job_id))
 
 
 @router.post("/{job_id}/resume")
-def resume(caller: Organization, jobs: Jobs, job_id: str) -> FineTuningJob:
+def resume(caller: Caller, jobs: Jobs, job_id: str) -> FineTuningJob:
     return job_object(jobs.resume(caller.organization_id, job_id))
 
 
 @router.get("/{job_id}/events")
 def events(
-    caller: Organization,
+    caller: Caller,
     jobs: Jobs,
     job_id: str,
     limit: int = Query(20, ge=1, le=1000),
@@ -65,7 +65,7 @@ def events(
 
 @router.get("/{job_id}/checkpoints")
 def checkpoints(
-    caller: Organization,
+    caller: Caller,
     jobs: Jobs,
     job_id: str,
     limit: int = Query(10, ge=1, le=100),

@@ -1,21 +1,28 @@
-"""What every engine does with a chat request around the forward passes: queue it for the
-engine's scheduler thread, and decode one row of a batch (sampling, stop strings, streaming)."""
+"""A generation in an in-process engine (batched.py, hf.py): where its chunks go, and its row in
+a batch: sampling, stop strings and streaming, one token at a time around the engine's forward
+passes."""
+
+from __future__ import annotations
 
 import queue
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 import torch
 
-from openft.data.labels import chat_messages
 from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams, TokenLogprob
 from openft.inference.sampling import bias, next_token, penalize, token_logprobs
 from openft.inference.stops import find_stop, safe_length
+from openft.inference.threaded import drain
+
+if TYPE_CHECKING:
+    from openft.inference.local import LoadedBase
 
 
-class Request:
-    """A generation for the scheduler. Its chunks go to `out` (any object with `put`: by
+class Generation:
+    """One generation asked of an engine. Its chunks go to `out` (any object with `put`: by
     default a queue its caller reads with `stream`), then None at the end, or an exception."""
 
     def __init__(self, model: ModelRef, prompt: Prompt, params: SamplingParams, out=None):
@@ -26,56 +33,19 @@ class Request:
     def fail(self, error: BaseException) -> None:
         self.out.put(error)
 
-    def stream(self) -> Iterator[Chunk]:
+    def stream(self) -> Generator[Chunk, None, None]:
         try:
-            while (item := self.out.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+            yield from drain(self.out)
         finally:
             self.gone.set()
 
 
-class RequestQueue:
-    """Requests handed to one scheduler thread, started with the first request."""
-
-    def __init__(self, schedule: Callable[["queue.Queue[Request]"], None]):
-        self._schedule = schedule
-        self._incoming: queue.Queue[Request] = queue.Queue()
-        self._scheduler: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, request: Request) -> None:
-        with self._lock:
-            if self._scheduler is None:
-                self._scheduler = threading.Thread(
-                    target=self._schedule, args=(self._incoming,), name="openft-decode", daemon=True
-                )
-                self._scheduler.start()
-        self._incoming.put(request)
-
-
-def stop_token_ids(tokenizer, config) -> set[int]:
-    """The tokens that end a reply: the tokenizer's end of sequence and the model config's."""
-    eos = config.eos_token_id
-    return {tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])}
-
-
-def encode_prompt(tokenizer, prompt: Prompt) -> list[int]:
-    # The same message normalisation as training, so a fine-tune sees tools as it learned them.
-    messages, tools = chat_messages(tokenizer, prompt.messages, prompt.tools)
-    return tokenizer.apply_chat_template(
-        messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=True
-    )["input_ids"]
-
-
 class Row:
-    """One request's decoding inside a batch: its tokens, what it has streamed, when it ends.
-    `base` is the engine's loaded model: its tokenizer, stop ids, context length and device."""
+    """One generation's decoding inside a batch: its tokens, what it has streamed, when it ends."""
 
-    def __init__(self, request: Request, base, prompt_ids: list[int]):
-        params = request.params
-        self.request, self.params, self.base = request, params, base
+    def __init__(self, generation: Generation, base: LoadedBase, prompt_ids: list[int]):
+        params = generation.params
+        self.generation, self.params, self.base = generation, params, base
         self.prompt_ids = prompt_ids
         budget = base.context_length - len(prompt_ids)
         self.max_tokens = budget if params.max_tokens is None else min(params.max_tokens, budget)
@@ -134,21 +104,21 @@ class Row:
                 logprobs=_take(self.logprobs),
             )
         )
-        self.request.out.put(None)
+        self.generation.out.put(None)
         self.done = True
 
     def send(self, chunk: Chunk) -> None:
-        self.request.out.put(chunk)
+        self.generation.out.put(chunk)
 
     def close(self) -> None:
         """Ends the caller's stream if the row left early (its caller went away)."""
         if not self.done:
-            self.request.out.put(None)
+            self.generation.out.put(None)
             self.done = True
 
     @property
     def active(self) -> bool:
-        return not self.done and not self.request.gone.is_set()
+        return not self.done and not self.generation.gone.is_set()
 
 
 def _token_logprob(tokenizer, logits: torch.Tensor, token: int, top: int) -> TokenLogprob:

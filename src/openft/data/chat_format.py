@@ -1,0 +1,159 @@
+"""OpenAI chat messages → what a Hugging Face chat template takes: the one normalisation that
+training (labels.py) and inference (`ChatTemplate.prompt_ids`) share, so a fine-tune is asked
+exactly as it was taught.
+
+Content given as a list of parts becomes its text (`content_text`), and openft's keys (`weight`)
+are left out. Legacy `functions` / `function_call` / role `function` become `tools` /
+`tool_calls` / role `tool` (`chat_tools`), and JSON-string `arguments` become objects (what HF
+templates expect). When the template renders tools and tool calls natively (it is probed with a
+dummy call, once per `ChatTemplate`), they go through the template untouched. When it ignores
+them (SmolLM2's ChatML template does), openft renders them the Hermes/Qwen2.5 way, so they are
+still seen and trained:
+
+- an assistant's `tool_calls` are appended to its content, one per call, as
+  `<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`;
+- `tools` are appended to the first system message (a system message holding only them is
+  inserted when there is none) as a `# Tools` block listing one JSON schema per line inside
+  `<tools></tools>`.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+
+_PROBE = "openft_probe_fn"
+_TOOLS_PROMPT = (
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{tools}\n"
+    "</tools>\n\nFor each function call, return a json object with function name and arguments "
+    "within <tool_call></tool_call> XML tags:\n<tool_call>\n"
+    '{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>'
+)
+
+
+def content_text(content) -> str:
+    """A message's content as text: a string as it is, None as "", a list of content parts as
+    its text parts joined (other parts, an image for one, are not read)."""
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if part.get("type") == "text")
+    return content or ""
+
+
+def chat_tools(tools: list[dict] | None, functions: list[dict] | None) -> list[dict] | None:
+    """The tools a chat offers: its `tools`, else its legacy `functions` as tools; None if neither."""
+    if tools:
+        return tools
+    if functions:
+        return [{"type": "function", "function": function} for function in functions]
+    return None
+
+
+class ChatTemplate:
+    """A tokenizer's chat template as openft renders with it. Whether the template renders tool
+    calls and tools itself is probed once each, when first needed."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def messages(self, messages: list[dict], tools: list[dict] | None = None) -> tuple[list[dict], list[dict] | None]:
+        """Normalise OpenAI chat messages for `apply_chat_template` (see the module docstring).
+
+        Returns (messages, tools): messages with str content and no openft keys, legacy function
+        calling mapped to tools, and tools / tool_calls folded into the text when the template
+        would drop them. Pass the returned tools on to the template.
+        """
+        out = []
+        for m in messages:
+            msg = {"role": "tool" if m["role"] == "function" else m["role"], "content": content_text(m.get("content"))}
+            for key in ("name", "tool_call_id"):
+                if m.get(key) is not None:
+                    msg[key] = m[key]
+            calls = m.get("tool_calls") or []
+            if m.get("function_call"):
+                calls = [{"type": "function", "function": m["function_call"]}]
+            if calls:
+                msg["tool_calls"] = [_with_object_arguments(call) for call in calls]
+            out.append(msg)
+
+        if any("tool_calls" in m for m in out) and not self.renders_tool_calls:
+            for m in out:
+                if "tool_calls" in m:
+                    blocks = [_tool_call_text(call["function"]) for call in m.pop("tool_calls")]
+                    m["content"] = "\n".join(([m["content"]] if m["content"] else []) + blocks)
+        if tools and not self.renders_tools:
+            block = _TOOLS_PROMPT.format(tools="\n".join(json.dumps(t, ensure_ascii=False) for t in tools))
+            if out and out[0]["role"] == "system":
+                out[0]["content"] = f"{out[0]['content']}\n\n{block}" if out[0]["content"] else block
+            else:
+                out.insert(0, {"role": "system", "content": block})
+            tools = None
+        return out, tools or None
+
+    def prompt_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+        """The token ids a model is prompted with to answer `messages`: normalised as in
+        training, then rendered with the generation prompt (the assistant's role header)."""
+        messages, tools = self.messages(messages, tools)
+        return self.tokenizer.apply_chat_template(
+            messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=True
+        )["input_ids"]
+
+    def render(self, messages: list[dict], tools: list[dict] | None, add_generation_prompt: bool = False) -> str:
+        return self.tokenizer.apply_chat_template(
+            messages, tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    def render_many(self, conversations: list[list[dict]], tools, add_generation_prompt: bool) -> list[str]:
+        """`render` of each conversation, half again as fast: the compiled template rendered
+        directly, without what `apply_chat_template` adds around it: normalising message objects
+        to dicts without None values, and rebuilding every input out of plain JSON types (a guard
+        against rich objects). `messages` output is plain JSON-parsed data with no None values
+        already. The oracle test (`tests/test_labels_batched.py`) holds this to
+        `apply_chat_template`."""
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+
+        template = _compile_jinja_template(self.tokenizer.get_chat_template(None, tools))
+        special_tokens = self.tokenizer.special_tokens_map
+        return [
+            template.render(
+                messages=messages,
+                tools=tools,
+                documents=None,
+                add_generation_prompt=add_generation_prompt,
+                **special_tokens,
+            )
+            for messages in conversations
+        ]
+
+    @cached_property
+    def renders_tool_calls(self) -> bool:
+        call = {"id": "call_0", "type": "function", "function": {"name": _PROBE, "arguments": {}}}
+        messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "", "tool_calls": [call]}]
+        return self._probe(messages, None)
+
+    @cached_property
+    def renders_tools(self) -> bool:
+        parameters = {"type": "object", "properties": {}}
+        tool = {"type": "function", "function": {"name": _PROBE, "description": "", "parameters": parameters}}
+        return self._probe([{"role": "user", "content": "x"}], [tool])
+
+    def _probe(self, messages: list[dict], tools: list[dict] | None) -> bool:
+        try:
+            return _PROBE in self.render(messages, tools)
+        except Exception:  # a template that rejects the probe does not render it either
+            return False
+
+
+def _with_object_arguments(call: dict) -> dict:
+    function = dict(call["function"])
+    if isinstance(function.get("arguments"), str):
+        try:
+            function["arguments"] = json.loads(function["arguments"])
+        except json.JSONDecodeError:
+            pass  # kept as the string the user wrote
+    return {**call, "type": call.get("type", "function"), "function": function}
+
+
+def _tool_call_text(function: dict) -> str:
+    call = {"name": function["name"], "arguments": function.get("arguments", {})}
+    return f"<tool_call>\n{json.dumps(call, ensure_ascii=False)}\n</tool_call>"
