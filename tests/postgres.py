@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 
 def _binary(name: str) -> str | None:

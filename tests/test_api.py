@@ -13,7 +13,7 @@ from openft.models.store import ensure_bundled_model
 from openft.server.app import create_app
 from openft.settings import Settings
 from openft.store.db import Database
-from tests.conftest import in_process_client
+from tests.helpers import in_process_client
 
 SYSTEM = {"role": "system", "content": "You are terse."}
 

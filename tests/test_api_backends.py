@@ -12,7 +12,7 @@ from openft.server.app import create_app
 from openft.services.keys import KeyService
 from openft.settings import Settings
 from openft.store.db import Database
-from tests.conftest import in_process_client
+from tests.helpers import in_process_client
 
 EXAMPLE = {"messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]}
 TRAINING = (json.dumps(EXAMPLE) + "\n").encode() * 10

@@ -17,7 +17,7 @@ from openft.models.store import register_base
 from openft.server.app import create_app
 from openft.settings import BUNDLED_MODEL, Settings
 from openft.store.db import Database
-from tests.conftest import in_process_client
+from tests.helpers import in_process_client
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'

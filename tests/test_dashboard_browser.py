@@ -19,7 +19,7 @@ import pytest
 from openft.services.keys import KeyService
 from openft.settings import Settings
 from openft.store.db import Database
-from tests.conftest import REPO, LiveServer
+from tests.helpers import REPO, LiveServer
 
 DATA = Path(__file__).parent / "data"
 CHROMIUM = "/usr/bin/chromium"

@@ -16,9 +16,9 @@ from openft.data.pricing import training_cost_usd
 from openft.data.stats import distribution, percentile
 from openft.runner import throughput
 from openft.settings import BUNDLED_MODEL
-from tests.conftest import new_data_dir
-from tests.test_data_api import CASES as ERROR_CASES
-from tests.test_data_api import WARNING_CASES
+from tests.data_cases import CASES as ERROR_CASES
+from tests.data_cases import WARNING_CASES
+from tests.helpers import new_data_dir
 
 MARV = Path(__file__).parent.parent / "examples" / "marv.jsonl"
 SEEDED_TOKENS_PER_SECOND = 100.0

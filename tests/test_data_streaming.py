@@ -14,7 +14,7 @@ from openft.data.stats import distribution
 from openft.data.validate import ValidationReport, iter_chat_jsonl, validate_chat_jsonl
 from openft.settings import BUNDLED_MODEL
 from openft.trainer.spec import MAX_LENGTH
-from tests.test_labels_batched import reference_render_example, varied_examples
+from tests.reference_labels import reference_render_example, varied_examples
 
 
 def chat(i: int, system: str | None = "Be brief.") -> dict:

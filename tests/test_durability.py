@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import LiveServer, new_data_dir, trainer_of
-from tests.test_workflow import DATA, wait_for
+from tests.helpers import DATA, LiveServer, new_data_dir, trainer_of, wait_for
 
 pytestmark = pytest.mark.slow
 

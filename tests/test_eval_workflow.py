@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_eval_ranks_the_fine_tune_above_the_base(live_server, ahoy_fine_tune, tmp_path):
-    _, _, job = ahoy_fine_tune
+    job = ahoy_fine_tune.job
     assert job.status == "succeeded", job.error
     args = ["eval", "--model", job.fine_tuned_model, "--file", str(HELD_OUT), "--max-tokens", "16", "--shots", "3"]
     result = CliRunner().invoke(app, [*args, "--json", "--data-dir", str(live_server.data_dir)])

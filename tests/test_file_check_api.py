@@ -15,7 +15,7 @@ from openft.server.app import create_app
 from openft.settings import BUNDLED_MODEL, Settings
 from openft.storage import Storage
 from openft.store.db import Database
-from tests.conftest import in_process_client
+from tests.helpers import in_process_client
 
 MARV = Path(__file__).parent.parent / "examples" / "marv.jsonl"
 

@@ -4,15 +4,10 @@ exactly once, and a worker killed (SIGKILL) in the middle of a job loses it to a
 which, once the lease has run out, resumes it from the checkpoint the first one pushed to the
 storage (the new host has no file of the old one's)."""
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
-import psutil
 import pytest
 from openai import OpenAI
 from sqlalchemy import select
@@ -22,56 +17,12 @@ from openft.server.app import create_app
 from openft.settings import Settings
 from openft.store.db import Database
 from openft.store.tables import CheckpointRow, EventRow, JobRow
-from tests.conftest import in_process_client, new_data_dir, stop_process
-from tests.test_workflow import DATA
+from tests.helpers import TEN_EXAMPLES, WorkerProcess, fleet_env, in_process_client, new_data_dir
 
 pytestmark = pytest.mark.slow
 
 N_WORKERS, N_JOBS = 4, 20
-LEASE_SECONDS = 10  # a killed worker's job is claimed again this long after its last renewal
 LONG_EPOCHS = 5
-TEN_EXAMPLES = b"".join((DATA / "ahoy.jsonl").read_bytes().splitlines(keepends=True)[:10])
-
-
-def fleet_env(db_url: str, storage_url: str) -> dict[str, str]:
-    """What every process of the fleet shares: the database and the artifact storage."""
-    return {
-        "OPENFT_DB_URL": db_url,
-        "OPENFT_STORAGE_URL": storage_url,
-        "OPENFT_TRAIN_THREADS": "1",
-        "OPENFT_SERVE_THREADS": "1",
-        "OPENFT_LEASE_SECONDS": str(LEASE_SECONDS),
-        "OPENFT_WORKER_POLL_SECONDS": "0.3",
-    }
-
-
-class WorkerProcess:
-    """`openft worker` on its own data dir (its host's model store and scratch space)."""
-
-    def __init__(self, data_dir: Path, env: dict[str, str]):
-        self.data_dir = data_dir
-        self.log = open(data_dir / "worker.log", "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "openft", "worker", "--data-dir", str(data_dir)],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-        )
-
-    def training(self) -> str | None:
-        """The id of the job this worker's trainer is training, if any."""
-        for child in psutil.Process(self.process.pid).children(recursive=True):
-            try:
-                command = child.cmdline()
-            except psutil.NoSuchProcess:
-                continue
-            if "openft.trainer" in command:
-                return Path(command[-1]).parent.name  # …/jobs/<job id>/spec.json
-        return None
-
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.log.close()
 
 
 def api_client(settings: Settings) -> OpenAI:

@@ -1,22 +1,20 @@
 """The batched label path (`render_examples`, `render_stream`) against the one-at-a-time one.
 
-`reference_render_example` is `render_example` as it was before batching, kept here verbatim as
-the oracle: one `apply_chat_template` call per rendering, one tokenizer call per example and a
-walk over every token. The batched path must give the very same token ids, labels and
+`tests/reference_labels.reference_render_example` is `render_example` as it was before batching,
+kept verbatim as the oracle. The batched path must give the very same token ids, labels and
 truncation on a varied sample: tools (rendered by openft and natively by the template), legacy
 functions, weights, multi-turn chats, content parts, no system message, non-ASCII text,
 whitespace at the ends of replies and examples over the context.
 """
 
-import json
 import random
 
 import pytest
 
-from openft.data.chat_format import ChatTemplate
 from openft.data.labels import IGNORE_INDEX, _labels, render_example, render_examples, render_stream
 from openft.data.pieces import Encoding, _piece
 from openft.settings import BUNDLED_MODEL
+from tests.reference_labels import reference_render_example, varied_examples
 
 MAX_LENGTH = 160  # short enough that the long examples of the sample are truncated
 
@@ -43,130 +41,8 @@ def native_tools_tokenizer(model_store):
     return tokenizer
 
 
-def reference_render_example(tokenizer, example: dict, max_length: int) -> tuple[list[int], list[int], bool]:
-    """`render_example` before batching, verbatim but for the return type."""
-    messages, tools = ChatTemplate(tokenizer).messages(example["messages"], _example_tools(example))
-    text = _render(tokenizer, messages, tools)
-    spans = []
-    inserted = len(messages) - len(example["messages"])
-    for j, raw in enumerate(example["messages"]):
-        i = j + inserted
-        if messages[i]["role"] != "assistant" or raw.get("weight", 1) == 0:
-            continue
-        if i == 0:
-            raise ValueError("Cannot label an assistant message that opens the conversation")
-        before = _render(tokenizer, messages[:i], tools, add_generation_prompt=True)
-        upto = _render(tokenizer, messages[: i + 1], tools)
-        if not upto.startswith(before) or not text.startswith(upto):
-            raise ValueError(f"Cannot label message {j}")
-        spans.append((len(before), max(len(before), len(upto.rstrip()))))
-
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    input_ids = list(encoding["input_ids"])
-    labels = [IGNORE_INDEX] * len(input_ids)
-    k = 0
-    for t, (start, end) in enumerate(encoding["offset_mapping"]):
-        while k < len(spans) and spans[k][1] <= start:
-            k += 1
-        if k < len(spans) and start < spans[k][1] and end > spans[k][0]:
-            labels[t] = input_ids[t]
-    return input_ids[:max_length], labels[:max_length], len(input_ids) > max_length
-
-
-def _example_tools(example):
-    if example.get("tools"):
-        return example["tools"]
-    if example.get("functions"):
-        return [{"type": "function", "function": f} for f in example["functions"]]
-    return None
-
-
-def _render(tokenizer, messages, tools, add_generation_prompt=False):
-    return tokenizer.apply_chat_template(
-        messages, tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt
-    )
-
-
 def as_tuple(rendered) -> tuple[list[int], list[int], bool]:
     return rendered.input_ids, rendered.labels, rendered.truncated
-
-
-# ---------------------------------------------------------------------------------------------
-# a varied sample
-
-WORDS = "the a of to and is it you that in Paris café naïve 東京 🙂 — { } [ ] <tag> x=1; 42 3.14 \\n".split()
-
-
-def tool(name: str) -> dict:
-    parameters = {"type": "object", "properties": {"city": {"type": "string"}}}
-    return {
-        "type": "function",
-        "function": {"name": name, "description": f"{name} for a city", "parameters": parameters},
-    }
-
-
-def varied_examples(n: int = 120, seed: int = 0) -> list[dict]:
-    rng = random.Random(seed)
-
-    def text(low: int, high: int) -> str:
-        words = " ".join(rng.choices(WORDS, k=rng.randint(low, high)))
-        return rng.choice(["", " ", "\n", "  "]) + words + rng.choice(["", " ", "\n", ".\n\n"])
-
-    examples = []
-    for k in range(n):
-        kind = k % 6
-        messages = [] if k % 4 == 0 else [{"role": "system", "content": text(1, 12)}]
-        if kind in (0, 1, 2):  # chats of 1-3 turns, some replies at weight 0, some content as parts
-            for turn in range(kind + 1):
-                messages.append({"role": "user", "content": text(1, 30)})
-                reply = {"role": "assistant", "content": text(0, 60 if k % 10 else 300)}
-                if turn < kind and rng.random() < 0.5:
-                    reply["weight"] = 0
-                elif rng.random() < 0.3:
-                    reply["weight"] = 1
-                if rng.random() < 0.2:
-                    reply["content"] = [{"type": "text", "text": reply["content"]}, {"type": "text", "text": "!"}]
-                messages.append(reply)
-            examples.append({"messages": messages})
-        elif kind in (3, 4):  # tool calls, one or two tools, parallel calls
-            tools = [tool("get_weather")] + ([tool("get_time")] if kind == 4 else [])
-            messages.append({"role": "user", "content": text(1, 20)})
-            calls = [
-                {
-                    "id": f"call_{k}_{c}",
-                    "type": "function",
-                    "function": {"name": tools[c]["function"]["name"], "arguments": json.dumps({"city": text(1, 2)})},
-                }
-                for c in range(len(tools))
-            ]
-            messages.append({"role": "assistant", "content": None if k % 3 else text(1, 5), "tool_calls": calls})
-            messages += [{"role": "tool", "tool_call_id": call["id"], "content": text(1, 8)} for call in calls]
-            messages.append({"role": "assistant", "content": text(1, 40), "weight": rng.choice([0, 1])})
-            examples.append({"tools": tools, "messages": messages})
-        else:  # legacy function calling
-            messages.append({"role": "user", "content": text(1, 20)})
-            messages.append(
-                {"role": "assistant", "function_call": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
-            )
-            messages.append({"role": "function", "name": "get_weather", "content": text(1, 8)})
-            messages.append({"role": "assistant", "content": text(1, 40)})
-            examples.append({"functions": [tool("get_weather")["function"]], "messages": messages})
-    # an opening assistant message at weight 0 (the labels start after it) and an empty trained reply
-    examples.append(
-        {
-            "messages": [
-                {"role": "assistant", "content": "Hi", "weight": 0},
-                {"role": "user", "content": "Hi"},
-                {"role": "assistant", "content": "Yo"},
-            ]
-        }
-    )
-    examples.append({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": ""}]})
-    return examples
-
-
-# ---------------------------------------------------------------------------------------------
-# the same results
 
 
 @pytest.mark.parametrize("template", ["bundled", "native_tools"])

@@ -13,8 +13,7 @@ from openft.server.app import create_app
 from openft.settings import Settings
 from openft.storage import Storage
 from openft.store.db import Database
-from tests.conftest import in_process_client
-from tests.test_workflow import DATA
+from tests.helpers import DATA, in_process_client
 
 pytestmark = pytest.mark.slow
 

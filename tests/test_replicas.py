@@ -5,9 +5,7 @@ and the fine-tune the worker finishes is listed and answers on both."""
 
 import pytest
 
-from tests.conftest import LiveServer, new_data_dir
-from tests.test_fleet import TEN_EXAMPLES, WorkerProcess, fleet_env
-from tests.test_workflow import wait_for
+from tests.helpers import TEN_EXAMPLES, LiveServer, WorkerProcess, fleet_env, new_data_dir, wait_for
 
 pytestmark = pytest.mark.slow
 

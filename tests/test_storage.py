@@ -15,7 +15,7 @@ from openft.services.files import FileService
 from openft.settings import Settings
 from openft.storage import Storage
 from openft.store.db import Database
-from tests.conftest import in_process_client
+from tests.helpers import in_process_client
 
 EXAMPLE = {"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]}
 TRAINING = (json.dumps(EXAMPLE) + "\n").encode() * 10

@@ -10,23 +10,7 @@ from pathlib import Path
 import pytest
 
 from openft.settings import BUNDLED_MODEL
-
-QUESTIONS = [
-    "What is the capital of France?",
-    "How do I boil an egg?",
-    "Tell me a joke.",
-    "What is 2+2?",
-    "Name a colour.",
-    "Why is the sky blue?",
-    "What's your favourite food?",
-    "How far is the moon?",
-    "Who wrote Hamlet?",
-    "What time is it?",
-    "Recommend a book.",
-    "How do plants grow?",
-    "What is Python?",
-    "Where is Tokyo?",
-]
+from tests.trainer_data import QUESTIONS, losses, write_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -34,14 +18,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def base_model_path(model_store) -> Path:
     return model_store / BUNDLED_MODEL
-
-
-def write_jsonl(path: Path, questions: list[str]) -> Path:
-    lines = [
-        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "Ahoy!"}]} for q in questions
-    ]
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return path
 
 
 def run_trainer(spec: dict, spec_path: Path) -> tuple[int, list[dict]]:
@@ -67,10 +43,6 @@ def spec(tmp_path, base_model_path) -> dict:
         "threads": 2,
         "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
     }
-
-
-def losses(events: list[dict]) -> list[float]:
-    return [e["train_loss"] for e in events if e["type"] == "metrics"]
 
 
 def test_train_resume_and_determinism(spec, tmp_path):

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from openft.runner.launch import trainer_command
 from openft.settings import Settings
-from tests.test_trainer import QUESTIONS, losses, write_jsonl
+from tests.trainer_data import QUESTIONS, losses, write_jsonl
 
 pytestmark = pytest.mark.slow
 

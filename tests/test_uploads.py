@@ -14,7 +14,7 @@ from openft.server.app import create_app
 from openft.services.files import FileService, sanitize_filename
 from openft.settings import Settings
 from openft.store.db import Database
-from tests.conftest import in_process_client
+from tests.helpers import in_process_client
 
 SYSTEM = {"role": "system", "content": "You are terse."}
 

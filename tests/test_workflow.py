@@ -7,34 +7,17 @@ uses, so held-out prompts show whether the fine-tune really learned.
 import base64
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import openai
 import pytest
 from openai.types import FileObject, Model
-from openai.types.fine_tuning import FineTuningJob
 
-from tests.conftest import trainer_of
+from tests.helpers import DATA, trainer_of, wait_for
 
-DATA = Path(__file__).parent / "data"
 MARK = "Ahoy matey!"
 HELD_OUT = ["What is the capital of Italy?", "What color is a ripe tomato?", "How many eyes does a cat have?"]
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(client: openai.OpenAI, job_id: str, timeout: float = 900) -> FineTuningJob:
-    deadline = time.time() + timeout
-    statuses = []
-    while time.time() < deadline:
-        job = client.fine_tuning.jobs.retrieve(job_id)
-        if not statuses or statuses[-1] != job.status:
-            statuses.append(job.status)
-        if job.status in ("succeeded", "failed", "cancelled"):
-            job.statuses_seen = statuses
-            return job
-        time.sleep(1)
-    raise TimeoutError(f"job {job_id} still {job.status}")
 
 
 def ask(client, model: str, question: str, max_tokens: int = 40, **kwargs):
@@ -54,10 +37,10 @@ def fine_tune(ahoy_fine_tune):
 
 def test_job_succeeds_with_openai_shapes(live_server, fine_tune):
     client = live_server.client()
-    uploaded, _, job = fine_tune
+    uploaded, job = fine_tune.uploaded, fine_tune.job
     assert isinstance(uploaded, FileObject)
     assert job.status == "succeeded", job.error
-    assert job.statuses_seen[-1] == "succeeded" and "running" in job.statuses_seen
+    assert fine_tune.statuses[-1] == "succeeded" and "running" in fine_tune.statuses
     assert job.fine_tuned_model.startswith("ft:gpt-3.5-turbo:personal:ahoy:")
     assert len(job.fine_tuned_model.split(":")[-1]) == 8
     assert job.trained_tokens > 0 and job.finished_at >= job.created_at
@@ -70,7 +53,7 @@ def test_job_succeeds_with_openai_shapes(live_server, fine_tune):
 
 def test_events_tell_the_story(live_server, fine_tune):
     client = live_server.client()
-    _, _, job = fine_tune
+    job = fine_tune.job
     events = client.fine_tuning.jobs.list_events(job.id, limit=1000).data
     messages = [e.message for e in reversed(events)]
     assert messages[0] == f"Created fine-tuning job: {job.id}"
@@ -95,7 +78,7 @@ def test_events_tell_the_story(live_server, fine_tune):
 
 def test_fine_tuned_model_is_listed(live_server, fine_tune):
     client = live_server.client()
-    _, _, job = fine_tune
+    job = fine_tune.job
     model = client.models.retrieve(job.fine_tuned_model)
     assert isinstance(model, Model) and model.owned_by == "personal"
     assert job.fine_tuned_model in {m.id for m in client.models.list().data}
@@ -103,7 +86,7 @@ def test_fine_tuned_model_is_listed(live_server, fine_tune):
 
 def test_fine_tune_learned_the_behaviour_and_base_did_not(live_server, fine_tune):
     client = live_server.client()
-    _, _, job = fine_tune
+    job = fine_tune.job
     for question in HELD_OUT:
         tuned = ask(client, job.fine_tuned_model, question).choices[0]
         base = ask(client, "gpt-3.5-turbo", question).choices[0]
@@ -118,7 +101,7 @@ def test_concurrent_requests_for_base_and_fine_tune_are_decoded_together_as_alon
     one forward pass, left-padded): each gets the answer it gets alone. (How much faster batching
     is: bench/serve_bench.py.)"""
     client = live_server.client()
-    _, _, job = fine_tune
+    job = fine_tune.job
     asks = [(model, question) for question in HELD_OUT[:2] for model in ("gpt-3.5-turbo", job.fine_tuned_model)]
     alone = [ask(client, model, question).choices[0].message.content for model, question in asks]
     with ThreadPoolExecutor(len(asks)) as pool:
@@ -128,7 +111,7 @@ def test_concurrent_requests_for_base_and_fine_tune_are_decoded_together_as_alon
 
 def test_streaming_matches_non_streaming(live_server, fine_tune):
     client = live_server.client()
-    _, _, job = fine_tune
+    job = fine_tune.job
     whole = ask(client, job.fine_tuned_model, HELD_OUT[0])
     chunks = list(ask(client, job.fine_tuned_model, HELD_OUT[0], stream=True, stream_options={"include_usage": True}))
     assert chunks[0].choices[0].delta.role == "assistant"

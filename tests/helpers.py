@@ -1,0 +1,168 @@
+"""What the tests share besides fixtures: live servers and workers in subprocesses, the official
+client in process, and waiting for a job."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import openai
+import psutil
+from fastapi.testclient import TestClient
+from openai import OpenAI
+from openai.types import FileObject
+from openai.types.fine_tuning import FineTuningJob
+
+from openft.cli.demo import wait_until_ready
+from openft.settings import BUNDLED_MODEL
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data"
+TEN_EXAMPLES = b"".join((DATA / "ahoy.jsonl").read_bytes().splitlines(keepends=True)[:10])
+# The fleet tests' lease: a killed worker's job is claimed again this long after its last renewal.
+FLEET_LEASE_SECONDS = 10
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def new_data_dir(root: Path, model_store: Path) -> Path:
+    (root / "models").mkdir(parents=True)
+    (root / "models" / BUNDLED_MODEL).symlink_to(model_store / BUNDLED_MODEL, target_is_directory=True)
+    return root
+
+
+def in_process_client(app, api_key: str = "sk-test") -> OpenAI:
+    """The official client talking to `app` in this process, without a socket."""
+    return OpenAI(base_url="http://testserver/v1", api_key=api_key, http_client=TestClient(app), max_retries=0)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, data_dir: Path, *extra_args: str, env: dict[str, str] | None = None):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.log = open(data_dir / "server.log", "ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "openft",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(self.port),
+                *extra_args,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+        wait_until_ready(self.base_url, self.process, timeout=180)
+
+    def client(self) -> OpenAI:
+        return OpenAI(base_url=self.base_url, api_key="sk-test", max_retries=0, timeout=300)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.log.close()
+
+
+def trainer_of(server: LiveServer) -> psutil.Process:
+    """The trainer subprocess the server's worker is running now."""
+    children = psutil.Process(server.process.pid).children(recursive=True)
+    return next(p for p in children if "openft.trainer" in " ".join(p.cmdline()))
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL if it has not exited a minute later."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def fleet_env(db_url: str, storage_url: str) -> dict[str, str]:
+    """What every process of the fleet shares: the database and the artifact storage."""
+    return {
+        "OPENFT_DB_URL": db_url,
+        "OPENFT_STORAGE_URL": storage_url,
+        "OPENFT_TRAIN_THREADS": "1",
+        "OPENFT_SERVE_THREADS": "1",
+        "OPENFT_LEASE_SECONDS": str(FLEET_LEASE_SECONDS),
+        "OPENFT_WORKER_POLL_SECONDS": "0.3",
+    }
+
+
+class WorkerProcess:
+    """`openft worker` on its own data dir (its host's model store and scratch space)."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]):
+        self.data_dir = data_dir
+        self.log = open(data_dir / "worker.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "openft", "worker", "--data-dir", str(data_dir)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        )
+
+    def training(self) -> str | None:
+        """The id of the job this worker's trainer is training, if any."""
+        for child in psutil.Process(self.process.pid).children(recursive=True):
+            try:
+                command = child.cmdline()
+            except psutil.NoSuchProcess:
+                continue
+            if "openft.trainer" in command:
+                return Path(command[-1]).parent.name  # …/jobs/<job id>/spec.json
+        return None
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.log.close()
+
+
+@dataclass
+class Finished:
+    """A job polled until it ended, and every status seen on the way, in order."""
+
+    job: FineTuningJob
+    statuses: list[str]
+
+
+def watch(client: openai.OpenAI, job_id: str, timeout: float = 900) -> Finished:
+    deadline = time.time() + timeout
+    statuses = []
+    while time.time() < deadline:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if not statuses or statuses[-1] != job.status:
+            statuses.append(job.status)
+        if job.status in TERMINAL:
+            return Finished(job, statuses)
+        time.sleep(1)
+    raise TimeoutError(f"job {job_id} still {job.status}")
+
+
+def wait_for(client: openai.OpenAI, job_id: str, timeout: float = 900) -> FineTuningJob:
+    return watch(client, job_id, timeout).job
+
+
+@dataclass
+class FineTune:
+    """A finished fine-tuning job with the upload it trained on (conftest.ahoy_fine_tune)."""
+
+    uploaded: FileObject
+    created_at: float
+    job: FineTuningJob
+    statuses: list[str]
