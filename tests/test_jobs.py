@@ -99,7 +99,7 @@ def test_a_job_that_ends_holds_no_lease(db_url, tmp_path):
     for row in rows:
         assert (row.lease_owner, row.lease_expires_at, row.estimated_finish) == (None, None, None)
         assert row.finished_at is not None
-    assert (rows[0].fine_tuned_model, rows[0].result_files, model.adapter_path) == (
+    assert (rows[0].fine_tuned_model, rows[0].result_files, model.adapter_key) == (
         "ft:m",
         ["file-results"],
         "adapters/x",
