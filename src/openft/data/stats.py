@@ -61,7 +61,7 @@ class TokenTally:
 
     def stats(self) -> TokenStats:
         if not self.lengths:
-            raise ValueError("token_stats needs at least one example")
+            raise ValueError("no example to describe")
         return TokenStats(
             examples=self.lengths.total(),
             messages_per_example=histogram_distribution(self.message_counts),
@@ -70,14 +70,6 @@ class TokenTally:
             trained_tokens=self.trained_tokens,
             truncated_lines=self.truncated_lines,
         )
-
-
-def token_stats(rendered: list[RenderedExample], message_counts: list[int], lines: list[int]) -> TokenStats:
-    """Statistics of examples `rendered` from `lines` of a file, with `message_counts` messages."""
-    tally = TokenTally()
-    for example, messages, line in zip(rendered, message_counts, lines, strict=True):
-        tally.add(example, messages, line)
-    return tally.stats()
 
 
 def distribution(values: Iterable[float]) -> Distribution:

@@ -15,11 +15,11 @@ class ListPage(BaseModel, Generic[T]):
     last_id: str | None = None
 
 
-def page(items: list, has_more: bool) -> dict:
-    return {
-        "object": "list",
-        "data": items,
-        "has_more": has_more,
-        "first_id": items[0].id if items else None,
-        "last_id": items[-1].id if items else None,
-    }
+def page(items: list[T], has_more: bool) -> ListPage[T]:
+    """A page of `items` (each with an `id`), named by its first and last ids as OpenAI's lists are."""
+    return ListPage(
+        data=items,
+        has_more=has_more,
+        first_id=items[0].id if items else None,
+        last_id=items[-1].id if items else None,
+    )

@@ -1,6 +1,6 @@
 from fastapi import APIRouter, Query
 
-from openft.protocol.common import page
+from openft.protocol.common import ListPage, page
 from openft.protocol.evals import Eval, EvalCreateParams
 from openft.server.deps import Caller, Evals
 from openft.services.evals import eval_object
@@ -15,7 +15,9 @@ async def create(caller: Caller, evals: Evals, body: EvalCreateParams) -> Eval:
 
 
 @router.get("")
-def list_evals(caller: Caller, evals: Evals, limit: int = Query(20, ge=1, le=100), after: str | None = None) -> dict:
+def list_evals(
+    caller: Caller, evals: Evals, limit: int = Query(20, ge=1, le=100), after: str | None = None
+) -> ListPage[Eval]:
     rows, has_more = evals.list(caller.organization_id, limit, after)
     return page([eval_object(row) for row in rows], has_more)
 

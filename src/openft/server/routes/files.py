@@ -3,7 +3,7 @@ from typing import Literal
 from fastapi import APIRouter, Form, Query, UploadFile
 from fastapi.responses import Response
 
-from openft.protocol.common import page
+from openft.protocol.common import ListPage, page
 from openft.protocol.files import FileDeleted, FileObject
 from openft.server.deps import Caller, Files
 from openft.services.files import file_object
@@ -25,7 +25,7 @@ def list_files(
     limit: int = Query(10000, ge=1, le=10000),
     order: Literal["asc", "desc"] = "desc",
     after: str | None = None,
-) -> dict:
+) -> ListPage[FileObject]:
     rows, has_more = files.list(caller.organization_id, purpose, limit, order, after)
     return page([file_object(row) for row in rows], has_more)
 

@@ -1,7 +1,12 @@
 from fastapi import APIRouter, Query, Request
 
-from openft.protocol.common import page
-from openft.protocol.fine_tuning import FineTuningJob, JobCreateParams
+from openft.protocol.common import ListPage, page
+from openft.protocol.fine_tuning import (
+    FineTuningJob,
+    FineTuningJobCheckpoint,
+    FineTuningJobEvent,
+    JobCreateParams,
+)
 from openft.server.deps import Caller, Jobs
 from openft.services.fine_tuning import checkpoint_object, event_object, job_object
 
@@ -20,7 +25,7 @@ def list_jobs(
     jobs: Jobs,
     limit: int = Query(20, ge=1, le=100),
     after: str | None = None,
-) -> dict:
+) -> ListPage[FineTuningJob]:
     """`metadata[key]=value` query parameters keep only jobs with that metadata."""
     metadata = {
         key[len("metadata[") : -1]: value
@@ -58,7 +63,7 @@ def events(
     job_id: str,
     limit: int = Query(20, ge=1, le=1000),
     after: str | None = None,
-) -> dict:
+) -> ListPage[FineTuningJobEvent]:
     rows, has_more = jobs.events(caller.organization_id, job_id, limit, after)
     return page([event_object(row) for row in rows], has_more)
 
@@ -70,6 +75,6 @@ def checkpoints(
     job_id: str,
     limit: int = Query(10, ge=1, le=100),
     after: str | None = None,
-) -> dict:
+) -> ListPage[FineTuningJobCheckpoint]:
     rows, has_more = jobs.checkpoints(caller.organization_id, job_id, limit, after)
     return page([checkpoint_object(row) for row in rows], has_more)
