@@ -20,7 +20,7 @@ import httpx
 import psutil
 
 from openft.cli.demo import background_server
-from openft.models.bundled import import_bundled
+from openft.models.store import import_bundled
 
 REPO = Path(__file__).resolve().parent.parent
 CHATS, UPLOADS, READS = 50, 20, 40

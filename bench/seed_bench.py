@@ -16,7 +16,7 @@ from pathlib import Path
 from openai import OpenAI
 
 from openft.cli.demo import background_server
-from openft.models.bundled import import_bundled, model_path
+from openft.models.store import import_bundled
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPT = [{"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}]
@@ -93,7 +93,7 @@ def main() -> None:
     with background_server(args.data_dir, args.port, quiet=True) as (base_url, _):
         client = OpenAI(base_url=base_url, api_key="sk-bench")
         figures = train(client) | chat(client)
-    figures["generate_tokens_per_s"] = generate_peer(model_path(args.data_dir / "models"))
+    figures["generate_tokens_per_s"] = generate_peer(import_bundled(args.data_dir / "models"))
     figures["api_over_generate"] = figures["api_tokens_per_s"] / figures["generate_tokens_per_s"]
     for name, value in figures.items():
         print(f"{name:24} {value:10.2f}")

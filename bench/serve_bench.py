@@ -33,7 +33,7 @@ from openai import AsyncOpenAI
 from engine_bench import PROMPTS
 from engine_bench import make_adapters as make_random_adapters
 from openft.cli.demo import background_server
-from openft.models.bundled import import_bundled, model_path
+from openft.models.store import import_bundled
 
 ADAPTERS = 8
 
@@ -47,7 +47,7 @@ def make_adapters(data_dir: Path) -> list[str]:
 
     settings = Settings(data_dir=data_dir)
     storage, db = Storage.for_settings(settings), Database(settings)
-    base = model_path(settings.models_dir)
+    base = import_bundled(settings.models_dir)
     names = []
     with tempfile.TemporaryDirectory() as scratch:
         keys = make_random_adapters(base, storage, Path(scratch), ADAPTERS, std=0.002)
@@ -153,7 +153,7 @@ def main() -> None:
             os.environ["OPENFT_ENGINE"] = engine
             with background_server(data_dir, args.port, quiet=True) as (base_url, _):
                 api[engine] = asyncio.run(api_figures(base_url, adapters, args.tokens))
-        peer = generate_figures(model_path(data_dir / "models"), args.tokens)
+        peer = generate_figures(import_bundled(data_dir / "models"), args.tokens)
     for engine, figures_by_label in api.items():
         for label, figures in figures_by_label.items():
             print(

@@ -81,12 +81,9 @@ def write_data(directory: Path, n_train: int, n_heldout: int = 32, seed: int = 0
 
 
 def bundled_model(data_dir: Path) -> Path:
-    from openft.models.bundled import import_bundled, model_path
+    from openft.models.store import import_bundled
 
-    models_dir = data_dir / "models"
-    if not model_path(models_dir).exists():
-        import_bundled(models_dir)
-    return model_path(models_dir)
+    return import_bundled(data_dir / "models")
 
 
 def random_model(directory: Path, tokenizer_from: Path) -> Path:

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from openft.models.bundled import import_bundled
+from openft.models.store import import_bundled
+from openft.settings import BUNDLED_MODEL
 from tests.helpers import DATA, FineTune, LiveServer, new_data_dir, watch
+from tests.tiny_models import FAMILIES, build
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +24,13 @@ def model_store(tmp_path_factory) -> Path:
     models_dir = tmp_path_factory.mktemp("model-store")
     import_bundled(models_dir)
     return models_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, model_store) -> dict[str, Path]:
+    """The random-weight models of tests/tiny_models.py, one folder per family, built once."""
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {name: build(name, model_store / BUNDLED_MODEL, root / name) for name in FAMILIES}
 
 
 @pytest.fixture

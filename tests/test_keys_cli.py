@@ -24,7 +24,7 @@ def no_server(monkeypatch):
     """Record uvicorn.run calls instead of serving; fail if the model import is reached."""
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
-    monkeypatch.setattr(openft.models.store, "ensure_bundled_model", lambda settings, db: None)
+    monkeypatch.setattr(openft.models.store, "prepare_bases", lambda settings, db: None)
     return calls
 
 
@@ -64,7 +64,7 @@ def test_errors_are_one_line_and_exit_non_zero(data_dir):
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "myhost.example"])
 def test_serve_refuses_a_non_loopback_host_without_keys(data_dir, no_server, host, monkeypatch):
-    monkeypatch.setattr(openft.models.store, "ensure_bundled_model", pytest.fail)
+    monkeypatch.setattr(openft.models.store, "prepare_bases", pytest.fail)
     result = runner.invoke(app, ["serve", "--host", host, "--data-dir", str(data_dir)])
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: refusing to listen on {host} without API keys")

@@ -82,7 +82,7 @@ class Family:
     bos: str | None
     eos: str
     special: tuple[str, ...] = ()
-    stop: tuple[str, ...] = ()  # more end-of-turn tokens (the generation config's eos list)
+    stop: tuple[str, ...] = ()  # more end-of-turn tokens: only in the generation config's eos list, as in the real ones
     bos_added: bool = False  # the tokenizer itself prepends BOS when asked to add special tokens
     config: dict = field(default_factory=dict)
 
@@ -148,11 +148,13 @@ def build(family_name: str, tokenizer_source: Path, target: Path, seed: int = 0)
         vocab_size=len(tokenizer),
         tie_word_embeddings=True,
         bos_token_id=ids(family.bos)[0] if family.bos else None,
-        eos_token_id=ids(family.eos, *family.stop) if family.stop else ids(family.eos)[0],
+        eos_token_id=ids(family.eos)[0],
         **family.config,
     )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
+    if family.stop:
+        model.generation_config.eos_token_id = ids(family.eos, *family.stop)
     shutil.rmtree(target, ignore_errors=True)
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)

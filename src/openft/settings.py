@@ -7,7 +7,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_MODEL = "SmolLM2-135M-Instruct"
 
-# Names that OpenAI users already have in their code; each resolves to `default_base_model`.
+# Names that OpenAI users already have in their code; each resolves to `default_base_model`
+# unless `model_aliases` or an alias stored by `openft models add --alias` says otherwise.
 OPENAI_ALIASES = (
     "gpt-3.5-turbo",
     "gpt-3.5-turbo-0613",
@@ -26,7 +27,11 @@ class Settings(BaseSettings):
     # Where uploads, adapters and checkpoints live: any fsspec URL (`s3://bucket/openft`,
     # `file:///mnt/shared/openft`); unset, the data dir itself. See openft/storage.py.
     storage_url: str | None = None
+    # A registered base (`openft models list`); the OpenAI names resolve to it.
     default_base_model: str = BUNDLED_MODEL
+    # Alias → registered base, as JSON ('{"gpt-4o-mini": "Qwen2.5-7B-Instruct"}'): wins over
+    # aliases stored by `openft models add --alias` and over default_base_model.
+    model_aliases: dict[str, str] = {}
     # Shown in `ft:<base>:<org>:<suffix>:<id>`; OpenAI personal accounts show "personal".
     organization: str = "personal"
     organization_id: str = "org-openft"

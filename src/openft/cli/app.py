@@ -10,12 +10,12 @@ import typer
 from openft.cli import data as data_commands
 from openft.cli import evals as eval_commands
 from openft.cli import keys as key_commands
+from openft.cli import models as model_commands
 from openft.cli.options import DEFAULT_DATA_DIR, DataDir
 from openft.settings import Settings
 
 app = typer.Typer(help="openft: a self-hosted, OpenAI-compatible fine-tuning service.", no_args_is_help=True)
-models_app = typer.Typer(help="Manage the model store.", no_args_is_help=True)
-app.add_typer(models_app, name="models")
+app.add_typer(model_commands.app, name="models")
 app.add_typer(data_commands.app, name="data")
 app.add_typer(key_commands.app, name="keys")
 app.command("eval")(eval_commands.eval_command)
@@ -52,7 +52,8 @@ def serve(
 ) -> None:
     """Serve the OpenAI-compatible API (and run the job worker).
 
-    On a fresh data dir the bundled SmolLM2-135M-Instruct is imported first (once).
+    On a fresh data dir the bundled SmolLM2-135M-Instruct is imported first (once), unless
+    OPENFT_DEFAULT_BASE_MODEL names another base (which `openft models add` must have added).
 
     Without API keys anyone who reaches the port can use the server, so it listens only on
     loopback until `openft keys create` has made a key (or --insecure is given).
@@ -82,10 +83,9 @@ def serve(
 
     import uvicorn
 
-    from openft.models.store import ensure_bundled_model
     from openft.server.app import create_app
 
-    ensure_bundled_model(settings, Database(settings))
+    _prepare_bases(settings, Database(settings))
     uvicorn.run(create_app(settings, run_worker=not no_worker), host=host, port=port, log_level="warning")
 
 
@@ -99,34 +99,17 @@ def worker(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """
     import threading
 
-    from openft.models.store import ensure_bundled_model
     from openft.runner.worker import Worker
     from openft.store.db import Database
 
     settings = settings_for(data_dir)
     db = Database(settings)
-    ensure_bundled_model(settings, db)
+    _prepare_bases(settings, db)
     stop = threading.Event()
     try:
         Worker(settings, db).run_forever(stop)
     except KeyboardInterrupt:
         stop.set()
-
-
-@models_app.command("import")
-def import_model(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
-    """Import the bundled SmolLM2-135M-Instruct into the model store (GGUF → safetensors).
-
-    Example usage:
-
-        openft models import --data-dir ./.openft
-    """
-    from openft.models.store import ensure_bundled_model
-    from openft.store.db import Database
-
-    settings = settings_for(data_dir)
-    ensure_bundled_model(settings, Database(settings))
-    typer.echo(f"Model store ready: {settings.models_dir.resolve()}")
 
 
 @app.command()
@@ -144,6 +127,19 @@ def demo(
     from openft.cli.demo import run_demo
 
     raise typer.Exit(run_demo(data_dir, port))
+
+
+def _prepare_bases(settings: Settings, db) -> None:
+    """The bases the settings name are ready before serving or training: the bundled one added
+    on first start, each other one registered already (or a one-line error)."""
+    from openft.models import store
+    from openft.models.errors import ModelStoreError
+
+    try:
+        store.prepare_bases(settings, db)
+    except ModelStoreError as e:
+        typer.echo(f"Error: {e}", err=True)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:

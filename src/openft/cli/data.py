@@ -2,9 +2,9 @@
 
 The check itself is `openft.data.check` (validation, the real tokenizer's statistics,
 hyperparameters, price; its `--json` report is documented there, and its keys are stable). This
-command adds what belongs to a terminal on this host: the flags, the model store (the bundled
-model is imported on first use), this machine's training speed for the ETA
-(`openft.runner.throughput`, benchmarked once), and the printed report.
+command adds what belongs to a terminal on this host: the flags, the model store (the base of
+the model named; the bundled model is imported on first use), this machine's training speed for
+the ETA (`openft.runner.throughput`, benchmarked once), and the printed report.
 """
 
 from __future__ import annotations
@@ -70,8 +70,9 @@ def check(
     if invalid := validate_requested_hyperparameters({k: v for k, v in requested.items() if v is not None}):
         param, message = invalid
         fail(f"{'--epochs' if param.endswith('n_epochs') else '--batch-size'}: {message}")
-    target = resolve_model(model, settings.default_base_model)
-    model_path = model_in_store(settings, target.model)
+    name = model or settings.default_base_model
+    target = resolve_model(name, base_in_store(settings, name))
+    model_path = settings.models_dir / target.model
     tokenizer = _load_tokenizer(model_path)
 
     try:
@@ -97,24 +98,32 @@ def check(
 # this host: the model store and the training speed
 
 
-def model_in_store(settings: Settings, name: str) -> Path:
-    """The model's folder, importing the bundled model first if this data dir has never had it."""
-    from openft.models.bundled import BundledModelMissing, is_imported
-
-    path = settings.models_dir / name
-    if is_imported(settings.models_dir, name):
-        return path
-    if name != BUNDLED_MODEL:
-        fail(f"Model {name!r} is not in the model store ({path}); pass --model {BUNDLED_MODEL} or a model there")
+def base_in_store(settings: Settings, requested: str) -> str:
+    """The base `requested` trains on (itself, an alias's base, a fine-tune's), in this host's
+    model store; the bundled model is added first if this data dir has never had it."""
+    from openft.errors import OpenFTError
+    from openft.models.errors import ModelStoreError
+    from openft.models.facts import read_facts
     from openft.models.store import ensure_bundled_model
+    from openft.services.models import ModelService
     from openft.store.db import Database
 
-    typer.echo(f"Importing the bundled {name} into {settings.models_dir} (once)…", err=True)
-    try:
-        ensure_bundled_model(settings, Database(settings))
-    except BundledModelMissing as e:
-        fail(str(e))
-    return path
+    db = Database(settings)
+    if settings.default_base_model == BUNDLED_MODEL:
+        if read_facts(settings.models_dir / BUNDLED_MODEL) is None:
+            typer.echo(f"Importing the bundled {BUNDLED_MODEL} into {settings.models_dir} (once)…", err=True)
+        try:
+            ensure_bundled_model(settings, db)
+        except ModelStoreError as e:
+            fail(str(e))
+    models = ModelService(settings, db)
+    try:  # this process owns the data dir: it may check with any organization's fine-tune
+        base = models.resolve(models.owner(requested) or settings.organization_id, requested).base_model
+    except OpenFTError:
+        fail(f"Model {requested!r} is not in the model store: see `openft models list`, or `openft models add` it")
+    if read_facts(settings.models_dir / base) is None:
+        fail(f"Model {base!r} is registered but not on this host: add it here too with `openft models add`")
+    return base
 
 
 def training_speed(settings: Settings, model: str, model_path: Path) -> dict:

@@ -80,7 +80,8 @@ def eval_command(
 def _in_process(data_dir: Path, file: Path, train_file: Path | None, params: dict) -> dict:
     from openft.errors import OpenFTError
     from openft.inference import make_engine
-    from openft.models.store import ensure_bundled_model
+    from openft.models.errors import ModelStoreError
+    from openft.models.store import prepare_bases
     from openft.protocol.evals import EvalCreateParams
     from openft.services.chat import ChatService
     from openft.services.evals import EvalService, eval_object
@@ -91,7 +92,10 @@ def _in_process(data_dir: Path, file: Path, train_file: Path | None, params: dic
 
     settings = Settings(data_dir=data_dir)
     db = Database(settings)
-    ensure_bundled_model(settings, db)
+    try:
+        prepare_bases(settings, db)
+    except ModelStoreError as error:
+        fail(str(error))
     files, models = FileService(settings, db), ModelService(settings, db)
     chat = ChatService(models, make_engine(settings), settings.default_max_tokens)
     service = EvalService(db, files, models, chat)

@@ -15,11 +15,18 @@ still seen and trained:
 - `tools` are appended to the first system message (a system message holding only them is
   inserted when there is none) as a `# Tools` block listing one JSON schema per line inside
   `<tools></tools>`.
+
+Two more shapes of template are probed once each. One with no system role (Gemma's raises
+"System role not supported", others drop it) gets each system message folded into the next user
+turn, the system text first and a blank line after it, as Gemma 2/3's own templates do. One that
+ends a conversation rendered without the generation prompt with a token of its own (Phi-3's EOS)
+has that suffix named (`conversation_end`), so that labels.py knows it belongs to no turn.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from functools import cached_property
 
 _PROBE = "openft_probe_fn"
@@ -60,8 +67,10 @@ class ChatTemplate:
         """Normalise OpenAI chat messages for `apply_chat_template` (see the module docstring).
 
         Returns (messages, tools): messages with str content and no openft keys, legacy function
-        calling mapped to tools, and tools / tool_calls folded into the text when the template
-        would drop them. Pass the returned tools on to the template.
+        calling mapped to tools, tools / tool_calls folded into the text when the template
+        would drop them, and system messages folded into the next user turn when the template
+        takes none. Assistant messages map one to one, in order. Pass the returned tools on to
+        the template.
         """
         out = []
         for m in messages:
@@ -88,6 +97,8 @@ class ChatTemplate:
             else:
                 out.insert(0, {"role": "system", "content": block})
             tools = None
+        if any(m["role"] == "system" for m in out) and not self.renders_system:
+            out = _fold_system(out)
         return out, tools or None
 
     def prompt_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
@@ -126,6 +137,32 @@ class ChatTemplate:
         ]
 
     @cached_property
+    def renders_system(self) -> bool:
+        return self._probe([{"role": "system", "content": _PROBE}, {"role": "user", "content": "x"}], None)
+
+    @cached_property
+    def conversation_end(self) -> str:
+        """What the template writes after the last turn of a conversation rendered without the
+        generation prompt and that no turn owns (Phi-3's EOS): the tokens a one-turn conversation
+        has beyond those it shares with the same turn plus the generation prompt, if a two-turn
+        one ends with them too. "" for most templates."""
+        user = {"role": "user", "content": "x"}
+        try:
+            whole = self.render([user], None)
+            prompted = self.render([user], None, add_generation_prompt=True)
+            two_turns = self.render([user, {"role": "assistant", "content": "y"}], None)
+        except Exception:  # a template that rejects the probe shows its error on real data instead
+            return ""
+        # Compared by tokens: by characters, `<|end|>` and `<|assistant|>` would share `<|`.
+        ids = [
+            self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True) for text in (whole, prompted)
+        ]
+        shared = len(os.path.commonprefix([ids[0]["input_ids"], ids[1]["input_ids"]]))
+        offsets = ids[0]["offset_mapping"]
+        end = whole[offsets[shared][0] :] if shared < len(offsets) else ""
+        return end if two_turns.endswith(end) else ""
+
+    @cached_property
     def renders_tool_calls(self) -> bool:
         call = {"id": "call_0", "type": "function", "function": {"name": _PROBE, "arguments": {}}}
         messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "", "tool_calls": [call]}]
@@ -142,6 +179,25 @@ class ChatTemplate:
             return _PROBE in self.render(messages, tools)
         except Exception:  # a template that rejects the probe does not render it either
             return False
+
+
+def _fold_system(messages: list[dict]) -> list[dict]:
+    """Each system message's text put at the start of the next user turn, a blank line between
+    (a user turn of its own when no user turn follows)."""
+    out, pending = [], []
+    for m in messages:
+        if m["role"] == "system":
+            pending += [m["content"]] if m["content"] else []
+            continue
+        if pending and m["role"] == "user":
+            m = {**m, "content": "\n\n".join([*pending, m["content"]])}
+        elif pending:
+            out.append({"role": "user", "content": "\n\n".join(pending)})
+        pending = []
+        out.append(m)
+    if pending:
+        out.append({"role": "user", "content": "\n\n".join(pending)})
+    return out
 
 
 def _with_object_arguments(call: dict) -> dict:

@@ -223,15 +223,11 @@ class Target:
     reference_price: bool  # `model` is not an OpenAI model: price_model is only a reference
 
 
-def resolve_model(requested: str | None, default_base: str) -> Target:
-    """What a requested model name means to the check. An OpenAI name (an alias the server
-    accepts, or any priced model, `ft:` fine-tunes of them included) tokenizes with the default
-    base and is priced as itself; any other name tokenizes with itself (`ft:` fine-tunes with
-    their base) and is priced as gpt-3.5-turbo, for reference. Whether the model is in the store
-    is the caller's to make sure."""
-    name = requested or default_base
-    if name in OPENAI_ALIASES or price_per_1k_tokens(name) is not None:
-        return Target(default_base, name, reference_price=False)
-    if name.startswith("ft:"):  # ft:<base>:<org>:<suffix>:<id> tokenizes as its base
-        name = name.split(":")[1]
-    return Target(name, REFERENCE_PRICE_MODEL, reference_price=True)
+def resolve_model(requested: str, base: str) -> Target:
+    """What a requested model name means to the check: `base`, the model it trains on (which the
+    caller resolved: an alias's base, a fine-tune's), tokenizes. An OpenAI name (an alias the
+    server accepts, or any priced model, `ft:` fine-tunes of them included) is priced as itself;
+    any other name as gpt-3.5-turbo, for reference."""
+    if requested in OPENAI_ALIASES or price_per_1k_tokens(requested) is not None:
+        return Target(base, requested, reference_price=False)
+    return Target(base, REFERENCE_PRICE_MODEL, reference_price=True)

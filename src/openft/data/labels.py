@@ -47,6 +47,11 @@ from openft.data.pieces import Encoding, PieceEncoder
 IGNORE_INDEX = -100
 
 
+class TurnsRewritten(ValueError):
+    """The chat template renders a conversation otherwise than as its earlier turns followed by
+    the new one (Mistral v0.3's moves the system message into the last user turn)."""
+
+
 @dataclass
 class RenderedExample:
     input_ids: list[int]
@@ -134,11 +139,14 @@ def _render_texts(tokenizer, examples: list[dict]) -> tuple[list[str], list[list
         tools_key = json.dumps(tools) if tools else None
         tool_sets[tools_key] = tools
         whole = to_render(messages, tools_key)
-        inserted = len(messages) - len(example["messages"])  # a tools-only system message, or 0
+        # Normalising maps assistant messages one to one (system ones may be inserted or folded).
+        assistants = iter([i for i, m in enumerate(messages) if m["role"] == "assistant"])
         replies = []
         for j, raw in enumerate(example["messages"]):
-            i = j + inserted
-            if messages[i]["role"] != "assistant" or raw.get("weight", 1) == 0:
+            if raw["role"] != "assistant":
+                continue
+            i = next(assistants)
+            if raw.get("weight", 1) == 0:
                 continue
             if i == 0:
                 raise ValueError(
@@ -161,8 +169,9 @@ def _render_texts(tokenizer, examples: list[dict]) -> tuple[list[str], list[list
         for j, (b_tools, b_generation, b), upto_at in replies:
             before = rendered[b_tools, b_generation][b]
             upto = text if upto_at is None else rendered[upto_at[0], upto_at[1]][upto_at[2]]
+            upto = upto.removesuffix(template.conversation_end)  # the end of a conversation is no turn's
             if not upto.startswith(before) or not text.startswith(upto):
-                raise ValueError(
+                raise TurnsRewritten(
                     f"Cannot label message {j}: the chat template does not render the "
                     "conversation as a sequence of prefixes (rendering messages[:i] with "
                     "add_generation_prompt=True must be a prefix of rendering messages[:i+1], and "
@@ -217,3 +226,39 @@ def _labels(encoding: Encoding, spans: list[tuple[int, int]]) -> list[int]:
         if k < len(spans) and start < spans[k][1] and end > spans[k][0]:
             labels[t] = input_ids[t]
     return labels
+
+
+# ---------------------------------------------------------------------------------------------
+# can this template be labelled? (asked once, when a model is added)
+
+PROBE_CHAT = {
+    "messages": [
+        {"role": "system", "content": "You answer in one word."},
+        {"role": "user", "content": "Name a colour."},
+        {"role": "assistant", "content": "Blue."},
+        {"role": "user", "content": "Another one?"},
+        {"role": "assistant", "content": "Green."},
+    ]
+}
+
+
+def probe_template(tokenizer) -> list[str]:
+    """Label a system message and two turns with the tokenizer's chat template, as training
+    would. Raises (ValueError, or the template's own error) when it cannot be labelled, or when
+    the labels would train anything but the two replies; returns warnings: the prompt that
+    inference sends is not tokenized as the same text is in training (a generation prompt that
+    ends where the tokenizer would merge it with the reply, like a trailing space)."""
+    rendered = render_example(tokenizer, PROBE_CHAT, max_length=1024)
+    trained = tokenizer.decode([i for i, label in zip(rendered.input_ids, rendered.labels) if label != IGNORE_INDEX])
+    for message in PROBE_CHAT["messages"]:
+        if (message["content"] in trained) != (message["role"] == "assistant"):
+            what = "does not train" if message["role"] == "assistant" else "trains"
+            raise ValueError(f"the labels {what} the {message['role']} message {message['content']!r}")
+    prompt = ChatTemplate(tokenizer).prompt_ids(PROBE_CHAT["messages"][:-1])
+    if rendered.input_ids[: len(prompt)] != prompt:
+        tail = tokenizer.convert_ids_to_tokens(prompt[-2:])
+        return [
+            f"the prompt at inference ends in tokens {tail} that training splits differently, where the "
+            "generation prompt meets the reply: answers may start less well than training shows"
+        ]
+    return []

@@ -14,7 +14,7 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 from transformers.utils import logging as transformers_logging
 
 from openft.data.chat_format import ChatTemplate
@@ -38,12 +38,19 @@ class LoadedBase:
         self.dtype = getattr(torch, compute_dtype(self.device.type))
         config = AutoConfig.from_pretrained(path)
         self.context_length = config.max_position_embeddings
-        # The tokenizer's end of sequence and the model config's.
-        eos = config.eos_token_id
-        self.stop_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])}
+        # The tokenizer's end of sequence, the model config's and the generation config's: a
+        # chat model's end of turn is often only in the last (Gemma's <end_of_turn>, Phi-3's <|end|>).
+        self.stop_ids = {self.tokenizer.eos_token_id, *_ids(config.eos_token_id)}
+        if (path / "generation_config.json").is_file():
+            self.stop_ids |= set(_ids(GenerationConfig.from_pretrained(path).eos_token_id))
+        self.stop_ids.discard(None)
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
         return self.chat_template.prompt_ids(prompt.messages, prompt.tools)
+
+
+def _ids(eos: int | list[int] | None) -> list[int]:
+    return eos if isinstance(eos, list) else [eos]
 
 
 class Scheduler:

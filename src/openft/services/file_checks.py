@@ -31,8 +31,7 @@ class FileCheckService:
     def check(self, organization_id: str, file_id: str, model: str | None) -> dict:
         row = self.files.get(organization_id, file_id)
         model = model or self.settings.default_base_model
-        self.models.base_for(model)  # 404 model_not_found unless a job could train it
-        target = resolve_model(model, self.settings.default_base_model)
+        target = resolve_model(model, self.models.base_for(model))  # 404 model_not_found unless a job could train it
         tokenizer = self._tokenizer(self.settings.models_dir / target.model)
         with self.files.open(row) as lines:
             training = check_lines(tokenizer, lines, row.id, MAX_LENGTH)  # named by its id, never a path

@@ -1,4 +1,5 @@
-"""Model names: base models in the store, OpenAI aliases that point at the default base, and
+"""Model names: base models in the store, aliases that point at one (the OpenAI names, by
+default at the default base; which base each means is configuration: models/store.py), and
 fine-tunes (LoRA adapters) registered by finished jobs.
 
 Base models and aliases are everyone's; a fine-tune (and each of its checkpoints) belongs to the
@@ -10,9 +11,9 @@ from sqlalchemy import or_, select
 
 from openft.errors import OpenFTError, model_not_found
 from openft.inference.engine import ModelRef
-from openft.models.store import SYSTEM_OWNER
+from openft.models.store import SYSTEM_OWNER, alias_targets
 from openft.protocol.models import Model
-from openft.settings import OPENAI_ALIASES, Settings
+from openft.settings import Settings
 from openft.store.db import Database
 from openft.store.tables import ModelRow
 
@@ -24,27 +25,30 @@ class ModelService:
 
     def base_for(self, requested: str) -> str:
         """The base model that trains when a job asks for `requested`; 404 if there is none."""
-        name = self.settings.default_base_model if requested in OPENAI_ALIASES else requested
-        row = self._row(name)
+        with self.db.session() as session:
+            name = alias_targets(self.settings, session).get(requested, requested)
+            row = session.scalar(select(ModelRow).where(ModelRow.id == name))
         if row is None or row.adapter_key is not None:
             raise model_not_found(requested)
         return row.base_model
 
     def list(self, organization_id: str) -> list[ModelRow]:
+        """Every base and the caller's fine-tunes, then every alias of a registered base."""
         with self.db.session() as session:
             rows = list(session.scalars(_visible_to(organization_id).order_by(ModelRow.seq)))
-        default = next((row for row in rows if row.id == self.settings.default_base_model), None)
-        if default:
-            rows += [self._alias_row(alias, default) for alias in OPENAI_ALIASES]
-        return rows
+            aliases = alias_targets(self.settings, session)
+        bases = {row.id: row for row in rows if row.id == row.base_model}
+        models = [row for row in rows if row.id == row.base_model or row.adapter_key is not None]
+        return models + [self._alias_row(alias, bases[base]) for alias, base in aliases.items() if base in bases]
 
     def get(self, organization_id: str, name: str) -> ModelRow:
-        if name in OPENAI_ALIASES:
-            default = self._row(self.settings.default_base_model)
-            if default:
-                return self._alias_row(name, default)
         with self.db.session() as session:
-            row = session.scalar(_visible_to(organization_id).where(ModelRow.id == name))
+            base = alias_targets(self.settings, session).get(name)
+            if base is not None:
+                row = session.scalar(select(ModelRow).where(ModelRow.id == base))
+                row = row and self._alias_row(name, row)
+            else:
+                row = session.scalar(_visible_to(organization_id).where(ModelRow.id == name))
         if row is None:
             raise model_not_found(name)
         return row

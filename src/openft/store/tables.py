@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from openft.protocol.fine_tuning import JobStatus
@@ -89,7 +89,8 @@ class CheckpointRow(Base):
 
 
 class ModelRow(Base):
-    """A servable model: a base in the model store, or a LoRA adapter on one."""
+    """A servable model: a base in the model store (`id == base_model`), an alias of one (another
+    name for `base_model`, no adapter), or a LoRA adapter on one."""
 
     __tablename__ = "models"
 
@@ -103,6 +104,15 @@ class ModelRow(Base):
     job_id: Mapped[str | None] = mapped_column(String, default=None)
     # The fine-tune's owner; None for base models, which every organization sees.
     organization_id: Mapped[str | None] = mapped_column(String, default=None, index=True)
+    # A base's facts, checked when it was added (models/checks.py); null on aliases and fine-tunes.
+    source: Mapped[str | None] = mapped_column(String, default=None)  # a folder, a .gguf file or a hub id
+    architecture: Mapped[str | None] = mapped_column(String, default=None)  # "LlamaForCausalLM"
+    parameters: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    context_length: Mapped[int | None] = mapped_column(Integer, default=None)
+    dtype: Mapped[str | None] = mapped_column(String, default=None)  # of the stored weights
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)  # the folder on disk
+    digest: Mapped[str | None] = mapped_column(String, default=None)  # sha256 of the weights
+    trust_remote_code: Mapped[bool | None] = mapped_column(Boolean, default=None)
 
 
 class OrganizationRow(Base):
