@@ -2,6 +2,7 @@
 client in process, and waiting for a job."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -45,7 +46,7 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, data_dir: Path, *extra_args: str, env: dict[str, str] | None = None):
+    def __init__(self, data_dir: Path, *extra_args: str, env: dict[str, str] | None = None, ready_timeout=180):
         self.data_dir = data_dir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
@@ -66,7 +67,7 @@ class LiveServer:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
-        wait_until_ready(self.base_url, self.process, timeout=180)
+        wait_until_ready(self.base_url, self.process, timeout=ready_timeout)
 
     def client(self) -> OpenAI:
         return OpenAI(base_url=self.base_url, api_key="sk-test", max_retries=0, timeout=300)
@@ -166,3 +167,31 @@ class FineTune:
     created_at: float
     job: FineTuningJob
     statuses: list[str]
+
+
+def run_openft(*args, env: dict) -> subprocess.CompletedProcess:
+    """`openft ARGS` in a subprocess, with `env` added to this one's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "openft", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=600,
+    )
+
+
+def hub_cache(root: Path, repo_id: str, folder: Path) -> Path:
+    """`folder` laid out as huggingface_hub's cache holds a downloaded repository: blobs named by
+    content, a snapshot of symlinks to them, and refs/main naming the snapshot."""
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for n, path in enumerate(sorted(folder.iterdir())):
+        blob = repo / "blobs" / f"blob{n:04d}"
+        shutil.copyfile(path, blob)
+        (snapshot / path.name).symlink_to(os.path.relpath(blob, snapshot))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return repo

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from openft.models.errors import ModelStoreError
@@ -35,6 +36,7 @@ def download(repo_id: str, trust_remote_code: bool) -> Path:
     )
 
     patterns = FILES + (["*.py"] if trust_remote_code else [])
+    console = Console(stderr=True)
     try:
         with Progress(
             TextColumn("{task.description}"),
@@ -42,7 +44,9 @@ def download(repo_id: str, trust_remote_code: bool) -> Path:
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
+            console=console,
             transient=True,
+            disable=not console.is_terminal,  # a log file gets the outcome, not the bars
         ) as progress:
             _RichBar.progress = progress
             folder = snapshot_download(repo_id, allow_patterns=patterns, ignore_patterns=NOT_FILES, tqdm_class=_RichBar)

@@ -1,0 +1,142 @@
+"""Bring your own model, end to end: six architectures with six chat-template shapes
+(tests/tiny_models.py) added to the shared live server's data dir (one from a hub id through an
+offline Hugging Face cache; Mistral v0.3's template refused, then added with a fixed one),
+checked with `openft data check --model`, fine-tuned a few steps through the API with the
+official client (one through an alias), and chatted with, streamed and not. Each base stops at
+its own end of turn, which for Gemma and Phi-3 only their generation config names.
+
+And the fleet of docs/deploy.md started at once on a fresh data dir: `openft serve --no-worker`
+and two `openft worker`s each add the bundled model on first start, once between them."""
+
+import json
+
+import pytest
+from transformers import AutoTokenizer
+from typer.testing import CliRunner
+
+from openft.cli.app import app
+from openft.runner import throughput
+from tests.helpers import TEN_EXAMPLES, LiveServer, WorkerProcess, hub_cache, run_openft, watch
+from tests.tiny_models import MISTRAL_FIXED
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+# the name each family is added as, and the name its job asks for
+JOBS = {
+    "llama": ("llama", "support-llama"),  # through the alias it was added with
+    "mistral": ("mistral", "mistral"),
+    "qwen2": ("qwen2", "qwen2"),
+    "qwen3": ("tiny-qwen3", "tiny-qwen3"),  # from the hub id openft-tests/tiny-qwen3
+    "gemma": ("gemma", "gemma"),
+    "phi3": ("phi3", "phi3"),
+}
+END_OF_TURN = {
+    "llama": "<|eot_id|>",
+    "mistral": "</s>",
+    "qwen2": "<|im_end|>",
+    "qwen3": "<|im_end|>",
+    "gemma": "<end_of_turn>",
+    "phi3": "<|end|>",
+}
+QUESTION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is the treasure?"}]
+
+
+def openft(data_dir, *args):
+    return runner.invoke(app, [*map(str, args), "--data-dir", str(data_dir)])
+
+
+def test_six_families_are_added_checked_fine_tuned_and_served(live_server, tiny_models, tmp_path):
+    data_dir = live_server.data_dir
+    # ---- add
+    assert openft(data_dir, "models", "add", tiny_models["llama"], "--alias", "support-llama").exit_code == 0
+    for family in ("qwen2", "gemma", "phi3"):
+        added = openft(data_dir, "models", "add", tiny_models[family])
+        assert added.exit_code == 0, added.output
+    refused = openft(data_dir, "models", "add", tiny_models["mistral"])
+    assert refused.exit_code == 1 and "rewrites earlier turns" in refused.stderr
+    (tmp_path / "mistral.jinja").write_text(MISTRAL_FIXED)
+    fixed = openft(data_dir, "models", "add", tiny_models["mistral"], "--chat-template", tmp_path / "mistral.jinja")
+    assert fixed.exit_code == 0, fixed.output
+    hub_cache(tmp_path / "hf", "openft-tests/tiny-qwen3", tiny_models["qwen3"])
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf")}
+    hub = run_openft("models", "add", "openft-tests/tiny-qwen3", "--data-dir", data_dir, env=env)
+    assert hub.returncode == 0, hub.stderr
+
+    # ---- check: the data check renders the file with each model's own template
+    training = tmp_path / "ten.jsonl"
+    training.write_bytes(TEN_EXAMPLES)
+    for family, (name, requested) in JOBS.items():
+        throughput.record_job_throughput(data_dir, name, tokens=1000, seconds=10.0)  # no benchmark here
+        checked = openft(data_dir, "data", "check", training, "--model", requested, "--json", "--show", "1")
+        report = json.loads(checked.stdout)
+        assert checked.exit_code == 0 and report["ok"] and report["model"] == name, checked.output
+        trained = "".join(s["text"] for s in report["shown"][0]["segments"] if s["trained"])
+        assert trained.endswith(END_OF_TURN[family]) and "Ahoy" in trained
+
+    # ---- fine-tune, all queued at once
+    client = live_server.client()
+    uploaded = client.files.create(file=("ten.jsonl", TEN_EXAMPLES), purpose="fine-tune")
+    jobs = {
+        family: client.fine_tuning.jobs.create(
+            training_file=uploaded.id, model=requested, hyperparameters={"n_epochs": 1, "batch_size": 5}, seed=3
+        )
+        for family, (_, requested) in JOBS.items()
+    }
+    finished = {family: watch(client, job.id).job for family, job in jobs.items()}
+    for family, job in finished.items():
+        assert job.status == "succeeded", (family, job.error)
+        assert job.fine_tuned_model.startswith(f"ft:{JOBS[family][1]}:personal::")
+        assert job.trained_tokens > 0
+
+    # ---- chat: streamed and not, the same answer; each stops at its own end of turn
+    for family, job in finished.items():
+        model = job.fine_tuned_model
+        whole = client.chat.completions.create(model=model, messages=QUESTION, max_tokens=6, temperature=0)
+        stream = client.chat.completions.create(
+            model=model, messages=QUESTION, max_tokens=6, temperature=0, stream=True
+        )
+        chunks = list(stream)
+        assert (
+            "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
+        )
+        assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == [
+            whole.choices[0].finish_reason
+        ]
+
+        end = AutoTokenizer.from_pretrained(tiny_models[family]).convert_tokens_to_ids(END_OF_TURN[family])
+        for name in (model, JOBS[family][0]):  # the fine-tune and its base
+            stopped = client.chat.completions.create(
+                model=name, messages=QUESTION, max_tokens=6, temperature=0, logit_bias={str(end): 100}
+            )
+            assert (stopped.choices[0].finish_reason, stopped.choices[0].message.content) == ("stop", ""), family
+
+
+def test_the_fleet_starts_together_on_a_fresh_data_dir(tmp_path):
+    """Today's crash: each process removed the others' half-imported model folder."""
+    data_dir = tmp_path / "fresh"
+    data_dir.mkdir()
+    env = {"OPENFT_WORKER_POLL_SECONDS": "0.3", "OPENFT_TRAIN_THREADS": "1", "OPENFT_SERVE_THREADS": "1"}
+    workers = [WorkerProcess(data_dir, env) for _ in range(2)]  # started, not waited for
+    # started with them; it answers once the bundled model is in (a GGUF conversion on a busy CPU)
+    server = LiveServer(data_dir, "--no-worker", env=env, ready_timeout=600)
+    try:
+        client = server.client()
+        uploaded = client.files.create(file=("ten.jsonl", TEN_EXAMPLES), purpose="fine-tune")
+        job = client.fine_tuning.jobs.create(
+            training_file=uploaded.id, model="gpt-3.5-turbo", hyperparameters={"n_epochs": 1, "batch_size": 10}
+        )
+        assert watch(client, job.id).job.status == "succeeded"
+
+        assert all(worker.process.poll() is None for worker in workers)
+        assert [model.id for model in client.models.list().data].count("SmolLM2-135M-Instruct") == 1
+        assert sorted(path.name for path in (data_dir / "models").iterdir() if not path.name.startswith(".")) == [
+            "SmolLM2-135M-Instruct"
+        ]
+        assert not list((data_dir / "models").glob(".staging/*"))
+    finally:
+        server.stop()
+        for worker in workers:
+            worker.stop()
+    for log in ("server.log", "worker.log"):
+        assert "Traceback" not in (data_dir / log).read_text(), log
