@@ -5,7 +5,10 @@ The hub-id and remote-code adds run in a subprocess (`helpers.run_openft`): hugg
 transformers read their cache locations (HF_HUB_CACHE, HF_HOME) once, at import."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from openft.services.models import ModelService
 from openft.settings import BUNDLED_MODEL, Settings
 from openft.store.db import Database
 from openft.store.tables import JobRow, ModelRow
-from tests.helpers import hub_cache, in_process_client, new_data_dir, run_openft
+from tests.helpers import TEN_EXAMPLES, hub_cache, in_process_client, new_data_dir, run_openft
 from tests.tiny_models import MISTRAL_FIXED
 
 runner = CliRunner()
@@ -214,17 +217,22 @@ def test_an_alias_cannot_name_two_models(store, tiny_models):
 # remote code and the hub, in subprocesses
 
 
-def test_remote_code_is_an_explicit_opt_in(store, tiny_models, tmp_path):
-    source = tmp_path / "toy"
-    shutil.copytree(tiny_models["llama"], source)
-    needs_remote_code(source)
-    (source / "configuration_toy.py").write_text(
+def remote_code_model(tiny_models, folder: Path) -> Path:
+    """The tiny Llama as a model of its own code: a config and a model class in Python files."""
+    shutil.copytree(tiny_models["llama"], folder)
+    needs_remote_code(folder)
+    (folder / "configuration_toy.py").write_text(
         'from transformers import LlamaConfig\n\n\nclass ToyConfig(LlamaConfig):\n    model_type = "openft_toy"\n'
     )
-    (source / "modeling_toy.py").write_text(
+    (folder / "modeling_toy.py").write_text(
         "from transformers import LlamaForCausalLM\n\nfrom .configuration_toy import ToyConfig\n\n\n"
         "class ToyLM(LlamaForCausalLM):\n    config_class = ToyConfig\n"
     )
+    return folder
+
+
+def test_remote_code_is_an_explicit_opt_in(store, tiny_models, tmp_path):
+    source = remote_code_model(tiny_models, tmp_path / "toy")
     assert models(store, "add", source).exit_code == 1
 
     result = run_openft(
@@ -235,6 +243,42 @@ def test_remote_code_is_an_explicit_opt_in(store, tiny_models, tmp_path):
     assert result.stdout.startswith("toy added: ToyLM,")
     assert rows(store)["toy"].trust_remote_code is True
     assert {"configuration_toy.py", "modeling_toy.py"} <= {path.name for path in (store / "models" / "toy").iterdir()}
+
+
+TRAIN_AND_LOAD = """
+import sys
+from pathlib import Path
+from openft.inference.hf import PeftBase
+from openft.trainer.sft import train
+from openft.trainer.spec import TrainSpec
+
+model, data, out = map(Path, sys.argv[1:])
+print(type(PeftBase(model).model).__name__)
+events = []
+train(TrainSpec(str(model), str(data), str(out), n_epochs=1, batch_size=5, threads=1), events.append)
+print(events[-1]["type"])
+"""
+
+
+@pytest.mark.slow
+def test_a_remote_code_model_trains_and_loads_for_serving(store, tiny_models, tmp_path):
+    """The trainer and the engines read the opt-in next to the weights (`openft.json`)."""
+    source = remote_code_model(tiny_models, tmp_path / "toy")
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf")}
+    added = run_openft("models", "add", source, "--trust-remote-code", "--data-dir", store, env=env)
+    assert added.returncode == 0, added.stderr
+    (tmp_path / "ten.jsonl").write_bytes(TEN_EXAMPLES)
+
+    result = subprocess.run(
+        [sys.executable, "-c", TRAIN_AND_LOAD, store / "models" / "toy", tmp_path / "ten.jsonl", tmp_path / "out"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["ToyLM", "done"]
 
 
 def test_a_hub_id_is_added_from_the_local_cache_offline(store, tiny_models, tmp_path):

@@ -136,7 +136,9 @@ def training_speed(settings: Settings, model: str, model_path: Path) -> dict:
 def _load_tokenizer(model_dir: Path):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(model_dir)
+    from openft.models.facts import trusts_remote_code
+
+    return AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trusts_remote_code(model_dir))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from openft.inference.engine import MAX_BATCH, MAX_LOADED_ADAPTERS, ModelRef, Pr
 from openft.inference.hf import HFEngine
 from openft.inference.local import LoadedBase, LocalEngine
 from openft.inference.rows import Generation, Row
+from openft.models.facts import trusts_remote_code
 from openft.storage import Storage
 
 
@@ -71,7 +72,9 @@ class BatchedEngine(LocalEngine):
         """The transformers engine if this decoder cannot run the model's base, else None."""
         name = model.base_model
         if name not in self._decodable:
-            self._decodable[name] = unsupported_reason(AutoConfig.from_pretrained(self.models_dir / name)) is None
+            path = self.models_dir / name
+            config = AutoConfig.from_pretrained(path, trust_remote_code=trusts_remote_code(path))
+            self._decodable[name] = unsupported_reason(config) is None
         if self._decodable[name]:
             return None
         with self._lock:

@@ -38,7 +38,8 @@ class PeftBase(LoadedBase):
 
     def __init__(self, path: Path):
         super().__init__(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype, trust_remote_code=self.remote_code)
+        self.model = self.model.to(self.device).eval()
         self.peft: PeftModel | None = None
         self.adapters: OrderedDict[str, str] = OrderedDict()  # adapter dir -> adapter name
         self.adapters_loaded = 0

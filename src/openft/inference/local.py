@@ -21,6 +21,7 @@ from openft.data.chat_format import ChatTemplate
 from openft.hardware import compute_dtype
 from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams
 from openft.inference.rows import Generation
+from openft.models.facts import trusts_remote_code
 from openft.storage import Storage
 
 # The server's console is for requests, not for weight-loading progress bars.
@@ -32,11 +33,12 @@ class LoadedBase:
     context length and the tokens that end a reply. Each engine adds its model."""
 
     def __init__(self, path: Path):
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.remote_code = trusts_remote_code(path)  # added with --trust-remote-code
+        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.remote_code)
         self.chat_template = ChatTemplate(self.tokenizer)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = getattr(torch, compute_dtype(self.device.type))
-        config = AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=self.remote_code)
         self.context_length = config.max_position_embeddings
         # The tokenizer's end of sequence, the model config's and the generation config's: a
         # chat model's end of turn is often only in the last (Gemma's <end_of_turn>, Phi-3's <|end|>).

@@ -23,6 +23,7 @@ from pathlib import Path
 from openft.data.chat_format import ChatTemplate
 from openft.inference.engine import MAX_LOADED_ADAPTERS, Chunk, ModelRef, Prompt, SamplingParams, TokenLogprob
 from openft.inference.threaded import drain
+from openft.models.facts import trusts_remote_code
 from openft.storage import Storage
 
 MAX_LORA_RANK = 64
@@ -104,6 +105,7 @@ class VLLMEngine:
                 self._engines[base] = AsyncLLMEngine.from_engine_args(
                     AsyncEngineArgs(
                         model=str(self.models_dir / base),
+                        trust_remote_code=trusts_remote_code(self.models_dir / base),
                         dtype="bfloat16",
                         enable_lora=True,
                         max_loras=MAX_LOADED_ADAPTERS,
@@ -117,7 +119,9 @@ class VLLMEngine:
 
         with self._lock:
             if base not in self._templates:
-                self._templates[base] = ChatTemplate(AutoTokenizer.from_pretrained(self.models_dir / base))
+                path = self.models_dir / base
+                tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trusts_remote_code(path))
+                self._templates[base] = ChatTemplate(tokenizer)
             return self._templates[base]
 
     def _lora(self, model: ModelRef):
@@ -138,7 +142,7 @@ def _context_length(base_dir: Path) -> int:
     """Read once per base: every chat request asks."""
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(base_dir).max_position_embeddings
+    return AutoConfig.from_pretrained(base_dir, trust_remote_code=trusts_remote_code(base_dir)).max_position_embeddings
 
 
 def _logprobs(tokenizer, completion, params: SamplingParams) -> list[TokenLogprob]:

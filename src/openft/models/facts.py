@@ -42,3 +42,10 @@ def write_facts(folder: Path, facts: ModelFacts) -> None:
     partial = folder / f".{FACTS_FILE}.part"
     partial.write_text(json.dumps(asdict(facts), indent=2))
     os.replace(partial, folder / FACTS_FILE)
+
+
+def trusts_remote_code(folder: Path) -> bool:
+    """Whether the model in `folder` was added with --trust-remote-code: what every loader of it
+    (the trainer, the engines, the data check) passes to transformers as `trust_remote_code`."""
+    facts = read_facts(folder)
+    return bool(facts and facts.trust_remote_code)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from openft.data.check import build_report, check_lines, resolve_model
 from openft.data.validate import check_example_count
+from openft.models.facts import trusts_remote_code
 from openft.services.files import FileService
 from openft.services.models import ModelService
 from openft.settings import Settings
@@ -44,5 +45,5 @@ class FileCheckService:
             if path not in self._tokenizers:
                 from transformers import AutoTokenizer
 
-                self._tokenizers[path] = AutoTokenizer.from_pretrained(path)
+                self._tokenizers[path] = AutoTokenizer.from_pretrained(path, trust_remote_code=trusts_remote_code(path))
             return self._tokenizers[path]

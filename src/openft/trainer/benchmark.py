@@ -17,6 +17,7 @@ import torch
 
 from openft.data.labels import IGNORE_INDEX
 from openft.hardware import compute_dtype
+from openft.models.facts import trusts_remote_code
 from openft.trainer.sft import MAX_GRAD_NORM, batch_loss, use_attention_for
 from openft.trainer.spec import Lora, lora_config
 
@@ -39,7 +40,9 @@ def measure_tokens_per_second(model_path: Path, threads: int | None) -> float:
     hf_logging.disable_progress_bar()  # a CLI report, not a download: no "Loading weights" bar
     with warnings.catch_warnings():  # peft's deprecation notices are not the user's concern here
         warnings.simplefilter("ignore", FutureWarning)
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device)
+        model = AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=dtype, trust_remote_code=trusts_remote_code(model_path)
+        ).to(device)
         model = get_peft_model(model, lora_config(Lora()))
     model.config.use_cache = False
     model.train()

@@ -59,6 +59,7 @@ import torch.nn.functional as F
 
 from openft.data.labels import IGNORE_INDEX, RenderedExample, render_example
 from openft.hardware import compute_dtype
+from openft.models.facts import trusts_remote_code
 from openft.trainer.ranks import Ranks
 from openft.trainer.spec import TrainSpec, lora_config
 
@@ -106,8 +107,11 @@ def train(spec: TrainSpec, emit) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # stderr is a log file, not a terminal
-    tokenizer = AutoTokenizer.from_pretrained(spec.base_model_path)
-    model = AutoModelForCausalLM.from_pretrained(spec.base_model_path, dtype=base_dtype(spec, device)).to(device)
+    remote_code = trusts_remote_code(Path(spec.base_model_path))  # added with --trust-remote-code
+    tokenizer = AutoTokenizer.from_pretrained(spec.base_model_path, trust_remote_code=remote_code)
+    model = AutoModelForCausalLM.from_pretrained(
+        spec.base_model_path, dtype=base_dtype(spec, device), trust_remote_code=remote_code
+    ).to(device)
     model = get_peft_model(model, lora_config(spec.lora))
     model.config.use_cache = False
     trained = ranks.wrap(model)  # what the loop calls: the model itself, or its DDP wrapper
