@@ -194,12 +194,15 @@ def test_a_bad_source_fails_in_one_line_and_stores_nothing(store, tiny_models, t
 
 def test_sources_that_are_nothing_fail_in_one_line(store, tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
+    (tmp_path / "broken.gguf").write_bytes(b"GGUF" + bytes(range(256)) * 4)
     for source, message in (
         (tmp_path / "missing-folder" / "x" / "y", "is not a folder, a .gguf file or a Hugging Face hub id"),
         (tmp_path / "notes.txt", "is neither a model folder nor a .gguf file"),
+        (tmp_path / "broken.gguf", "broken.gguf does not convert from GGUF: "),
     ):
         result = models(store, "add", source)
-        assert result.exit_code == 1 and message in result.stderr and result.stderr.count("\n") == 1
+        assert result.exit_code == 1 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert not (store / "models" / "broken").exists() and not list((store / "models").glob(".staging/*"))
     bad_name = models(store, "add", tmp_path, "--name", "ft:x")
     assert bad_name.exit_code == 1 and "'ft:x' cannot be a model name" in bad_name.stderr
 

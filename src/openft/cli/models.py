@@ -67,6 +67,8 @@ def add(
         added = add_model(settings, db, source, name, tuple(alias or ()), trust_remote_code, template)
     except ModelStoreError as e:
         fail(str(e))
+    except OSError as e:  # a full disk, a folder it may not read: nothing was kept
+        fail(f"Adding {source} failed: {e}")
     for warning in added.warnings:
         typer.echo(f"Warning: {warning}", err=True)
     facts = added.facts

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from functools import cached_property
 
 _PROBE = "openft_probe_fn"
@@ -37,6 +38,9 @@ _TOOLS_PROMPT = (
     "within <tool_call></tool_call> XML tags:\n<tool_call>\n"
     '{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>'
 )
+
+
+_TEMPLATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> its ChatTemplate
 
 
 def content_text(content) -> str:
@@ -57,11 +61,21 @@ def chat_tools(tools: list[dict] | None, functions: list[dict] | None) -> list[d
 
 
 class ChatTemplate:
-    """A tokenizer's chat template as openft renders with it. Whether the template renders tool
-    calls and tools itself is probed once each, when first needed."""
+    """A tokenizer's chat template as openft renders with it. What the template does itself (tool
+    calls, tools, a system role, an end of conversation) is probed once each, when first needed."""
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
+        self.source = tokenizer.chat_template
+
+    @classmethod
+    def of(cls, tokenizer) -> ChatTemplate:
+        """The tokenizer's ChatTemplate, probed once while the tokenizer and its template last (the
+        trainer labels one example at a time)."""
+        template = _TEMPLATES.get(tokenizer)
+        if template is None or template.source != tokenizer.chat_template:
+            template = _TEMPLATES[tokenizer] = cls(tokenizer)
+        return template
 
     def messages(self, messages: list[dict], tools: list[dict] | None = None) -> tuple[list[dict], list[dict] | None]:
         """Normalise OpenAI chat messages for `apply_chat_template` (see the module docstring).

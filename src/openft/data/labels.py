@@ -122,7 +122,7 @@ def _merge(failed: dict[int, Exception], tokenizing: Future) -> Iterator[Rendere
 
 def _render_texts(tokenizer, examples: list[dict]) -> tuple[list[str], list[list[tuple[int, int]]]]:
     """Each example's whole text, and the (start, end) character spans in it that carry loss."""
-    template = ChatTemplate(tokenizer)
+    template = ChatTemplate.of(tokenizer)
     batches: dict[tuple[str | None, bool], list[list[dict]]] = {}  # (tools, generation prompt) -> conversations
     tool_sets: dict[str | None, list[dict] | None] = {}
 
@@ -254,7 +254,7 @@ def probe_template(tokenizer) -> list[str]:
         if (message["content"] in trained) != (message["role"] == "assistant"):
             what = "does not train" if message["role"] == "assistant" else "trains"
             raise ValueError(f"the labels {what} the {message['role']} message {message['content']!r}")
-    prompt = ChatTemplate(tokenizer).prompt_ids(PROBE_CHAT["messages"][:-1])
+    prompt = ChatTemplate.of(tokenizer).prompt_ids(PROBE_CHAT["messages"][:-1])
     if rendered.input_ids[: len(prompt)] != prompt:
         tail = tokenizer.convert_ids_to_tokens(prompt[-2:])
         return [

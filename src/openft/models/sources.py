@@ -60,7 +60,11 @@ def parse_source(text: str) -> Source:
 def stage(source: Source, staging: Path, name: str, trust_remote_code: bool, chat_template: str | None) -> None:
     """Write the model's files into `staging`, a folder that does not exist yet."""
     if source.kind == "gguf":
-        convert_gguf(Path(source.location), staging)
+        try:
+            convert_gguf(Path(source.location), staging)
+        except Exception as e:  # transformers' GGUF reader: an architecture it lacks, a damaged file
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelStoreError(f"{source.location} does not convert from GGUF: {first_line}") from e
     else:
         hub_files = source.kind == "hub"
         folder = hub.download(source.location, trust_remote_code) if hub_files else Path(source.location)

@@ -87,26 +87,17 @@ def add(
 
 
 def ensure_bundled_model(settings: Settings, db: Database) -> None:
-    """Add the bundled SmolLM2-135M-Instruct (its GGUF, converted once), as `add` would.
-
-    A data dir imported before models had facts has the folder without them: it is checked
-    where it is."""
-    target = settings.models_dir / BUNDLED_MODEL
+    """Add the bundled SmolLM2-135M-Instruct (its GGUF, converted once), as `add` would."""
     with _locked(settings.models_dir, BUNDLED_MODEL):
-        facts = read_facts(target)
-        if facts is None and target.exists():
-            facts, _ = check_model(target, BUNDLED_MODEL, str(bundled_gguf()), trust_remote_code=False)
-            write_facts(target, facts)
-        source = facts.source if facts else str(bundled_gguf())
-        _add_locked(settings, db, Source("gguf", source), BUNDLED_MODEL, (), False, None)
+        facts = _bundled_folder(settings.models_dir)
+        _add_locked(settings, db, Source("gguf", facts.source), BUNDLED_MODEL, (), False, None)
 
 
 def import_bundled(models_dir: Path) -> Path:
     """The bundled model's folder in `models_dir`, converted from its GGUF if it is not there
     (the store's files only: no database)."""
     with _locked(models_dir, BUNDLED_MODEL):
-        if read_facts(models_dir / BUNDLED_MODEL) is None:
-            _install(models_dir, Source("gguf", str(bundled_gguf())), BUNDLED_MODEL, False, None)
+        _bundled_folder(models_dir)
     return models_dir / BUNDLED_MODEL
 
 
@@ -262,6 +253,19 @@ def _add_locked(
             _remove_folder(settings.models_dir, name)
         raise
     return Added(name, facts, already and not installed_here, warnings)
+
+
+def _bundled_folder(models_dir: Path) -> ModelFacts:
+    """The bundled model's facts, its folder converted first if need be. A data dir imported
+    before models had facts has the folder without them: it is checked where it is."""
+    target = models_dir / BUNDLED_MODEL
+    if (facts := read_facts(target)) is not None:
+        return facts
+    if target.exists():
+        facts, _ = check_model(target, BUNDLED_MODEL, str(bundled_gguf()), trust_remote_code=False)
+        write_facts(target, facts)
+        return facts
+    return _install(models_dir, Source("gguf", str(bundled_gguf())), BUNDLED_MODEL, False, None)[0]
 
 
 def _install(
