@@ -369,3 +369,17 @@ def test_serve_and_worker_refuse_a_default_base_that_is_not_registered(tmp_path,
     monkeypatch.setattr(openft.models.store, "ensure_bundled_model", pytest.fail)  # not the default: not imported
     assert runner.invoke(app, ["serve", "--data-dir", str(data_dir)], env=env).exit_code == 0
     assert len(served) == 1
+
+
+def test_a_bundled_model_imported_before_facts_existed_is_adopted_where_it_is(tmp_path, model_store):
+    bundled = model_store / BUNDLED_MODEL
+    old = tmp_path / "data" / "models" / BUNDLED_MODEL
+    old.mkdir(parents=True)
+    for path in bundled.iterdir():
+        if path.name != "openft.json":
+            os.link(path, old / path.name)  # the same files, without a copy
+
+    assert models(tmp_path / "data", "import").exit_code == 0
+
+    assert read_facts(old) == read_facts(bundled)
+    assert rows(tmp_path / "data")[BUNDLED_MODEL].digest == read_facts(bundled).digest
