@@ -92,8 +92,10 @@ class HFEngine(LocalEngine):
         waiting: deque[Generation] = deque()
         while True:
             if not waiting:
+                self._use_cores(False)
                 waiting.append(incoming.get())
                 time.sleep(GATHER_SECONDS)
+            self._use_cores(True)
             while not incoming.empty():
                 waiting.append(incoming.get_nowait())
             batch = self._next_batch(waiting)

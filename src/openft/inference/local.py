@@ -17,6 +17,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
+from openft.cores import CoreShare
 from openft.data.chat_format import ChatTemplate
 from openft.hardware import compute_dtype
 from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams
@@ -69,8 +70,13 @@ class LocalEngine:
     """The engine protocol around a scheduler: an engine says how it loads a base (`_load`) and
     how its scheduler thread decodes the generations it takes from `incoming` (`_schedule`)."""
 
-    def __init__(self, models_dir: Path, threads: int, storage: Storage, cache_dir: Path):
+    def __init__(
+        self, models_dir: Path, threads: int | None, storage: Storage, cache_dir: Path, cores_dir: Path | None = None
+    ):
         self.models_dir, self.threads, self.storage, self.cache_dir = models_dir, threads, storage, cache_dir
+        self.cores_dir = cores_dir
+        # This engine's share of the host's cores, beside the training jobs busy there (openft/cores.py).
+        self.cores = CoreShare(cores_dir, "engine", threads)
         self._bases: dict[str, LoadedBase] = {}
         self._lock = threading.Lock()  # loading a base
         self._scheduler = Scheduler(self._schedule)
@@ -93,9 +99,16 @@ class LocalEngine:
     def _base(self, name: str) -> LoadedBase:
         with self._lock:
             if name not in self._bases:
-                torch.set_num_threads(self.threads)
+                torch.set_num_threads(self.cores.threads())
                 self._bases[name] = self._load(self.models_dir / name)
             return self._bases[name]
+
+    def _use_cores(self, busy: bool) -> None:
+        """Called by the scheduler thread between two steps: say whether this engine is decoding,
+        and decode on its share of the cores (changed only on the thread that runs the torch ops)."""
+        self.cores.busy(busy)
+        if (threads := self.cores.threads()) != torch.get_num_threads():
+            torch.set_num_threads(threads)
 
     def _adapter_dir(self, model: ModelRef) -> str | None:
         """The fine-tune's adapter on this host (fetched into the cache dir the first time)."""
