@@ -95,8 +95,7 @@ class BatchedEngine(LocalEngine):
         running: list[_Running] = []  # row i decodes in KV-cache slot i
         while True:
             if not running and not waiting:
-                self._use_cores(False)
-                waiting.append(incoming.get())
+                waiting.append(self._next(incoming))
             self._use_cores(True)
             while not incoming.empty():
                 waiting.append(incoming.get_nowait())

@@ -92,8 +92,7 @@ class HFEngine(LocalEngine):
         waiting: deque[Generation] = deque()
         while True:
             if not waiting:
-                self._use_cores(False)
-                waiting.append(incoming.get())
+                waiting.append(self._next(incoming))
                 time.sleep(GATHER_SECONDS)
             self._use_cores(True)
             while not incoming.empty():

@@ -24,6 +24,8 @@ from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams
 from openft.inference.rows import Generation
 from openft.storage import Storage
 
+IDLE_SECONDS = 1.0  # an idle engine keeps its share of the cores this long (openft/cores.py)
+
 # The server's console is for requests, not for weight-loading progress bars.
 transformers_logging.disable_progress_bar()
 
@@ -102,6 +104,15 @@ class LocalEngine:
                 torch.set_num_threads(self.cores.threads())
                 self._bases[name] = self._load(self.models_dir / name)
             return self._bases[name]
+
+    def _next(self, incoming: queue.Queue[Generation]) -> Generation:
+        """The next generation, waited for by an idle scheduler. The cores are given back only
+        after IDLE_SECONDS without one: back-to-back requests keep them."""
+        try:
+            return incoming.get(timeout=IDLE_SECONDS)
+        except queue.Empty:
+            self._use_cores(False)
+            return incoming.get()
 
     def _use_cores(self, busy: bool) -> None:
         """Called by the scheduler thread between two steps: say whether this engine is decoding,
