@@ -75,6 +75,7 @@ def test_good_file_exits_0_with_token_stats_cost_and_eta(model_data_dir):
         "billed tokens",
         "gpt-3.5-turbo's $0.008 / 1K tokens",
         "tokens/s",
+        "LoRA on cpu: ~",
         "OK",
     ):
         assert expected in result.output
@@ -95,6 +96,7 @@ def test_json_report_shape(model_data_dir):
         "billed_tokens",
         "cost",
         "eta",
+        "plan",
     }
     assert report["ok"] is True and report["model"] == BUNDLED_MODEL and report["validation"] is None
     training = report["training"]
@@ -118,6 +120,12 @@ def test_json_report_shape(model_data_dir):
     }
     assert report["eta"]["source"] == "jobs"
     assert report["eta"]["seconds"] == pytest.approx(report["billed_tokens"] / SEEDED_TOKENS_PER_SECOND, abs=0.1)
+    # the memory plan on this host: a 135M model fits any machine that runs these tests, in LoRA
+    plan = report["plan"]
+    assert (plan["device"], plan["method"], plan["fits"], plan["problem"]) == ("cpu", "lora", True, None)
+    assert plan["batch"][0] == 1 and max(stats["tokens_per_example"].values()) <= plan["batch"][1] <= 2048
+    assert plan["estimate"] == sum(plan["parts"].values()) <= plan["budget"]
+    assert plan["description"].startswith(("bf16 LoRA on cpu: ~", "fp32 LoRA on cpu: ~"))
 
 
 def test_seed_example_100k_tokens_for_3_epochs_costs_2_40(model_data_dir, tmp_path):

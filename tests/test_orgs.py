@@ -162,6 +162,23 @@ def test_org_a_cannot_see_use_or_delete_org_b_models(two_orgs):
     assert {model, checkpoint} <= {m.id for m in b.models.list().data}
 
 
+def test_a_job_goes_on_from_a_fine_tune_only_of_its_own_org(server, two_orgs):
+    a, b, file, _, model = two_orgs
+    own = a.files.create(file=("a.jsonl", jsonl(10)), purpose="fine-tune")
+    for name in (model, model + ":ckpt-step-10"):
+        with pytest.raises(openai.NotFoundError) as caught:
+            a.fine_tuning.jobs.create(model=name, training_file=own.id)
+        assert caught.value.code == "model_not_found"
+    for name, adapter in ((model, "/nonexistent/adapter"), (model + ":ckpt-step-10", "/nonexistent/adapter-10")):
+        again = b.fine_tuning.jobs.create(model=name, training_file=file.id, suffix="again")
+        assert again.model == name  # echoed as asked
+        with server.db.session() as session:
+            row = session.scalar(select(JobRow).where(JobRow.id == again.id))
+        # named after the root base as the client first named it, and starting from the adapter
+        assert row.planned_model_name.startswith("ft:gpt-3.5-turbo:globex:again:")
+        assert (row.base_model, row.initial_adapter_key) == (BUNDLED_MODEL, adapter)
+
+
 def test_owner_deletes_its_fine_tune_but_no_one_deletes_a_base_model(two_orgs):
     a, b, _, _, model = two_orgs
     deleted = b.models.delete(model)

@@ -42,8 +42,16 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 512 * 2**20
     # A fine-tuning file with a longer line gets 400 naming the line.
     max_line_bytes: int = 2**20
-    # CPU threads for training and for serving; they share the machine.
-    train_threads: int = 2
+    # CPU threads of a training job and of the inference engine. Unset, each uses the cores the
+    # process may use, shared with the others busy on this host at the time (openft/cores.py).
+    train_threads: int | None = None
+    serve_threads: int | None = None
+    # QLoRA (4-bit NF4 base, bitsandbytes, CUDA) for every job, not only when the bf16 weights do
+    # not fit; a job's `qlora` hyperparameter overrides it (trainer/plan.py).
+    train_qlora: bool = False
+    # At most this many GiB of memory (RAM, or a GPU's) that a worker advertises and plans its jobs
+    # into; unset, all of it. For a worker on a shared host.
+    worker_memory_gib: float | None = None
     # GPUs one training job uses; above 1 the trainer runs under torchrun (runner/launch.py).
     train_gpus: int = 1
     # A Ray cluster to submit trainers to with `ray job submit` (its dashboard address,
@@ -51,7 +59,6 @@ class Settings(BaseSettings):
     # (e.g. '{"pip": ["openft"]}'). See docs/deploy.md.
     ray_address: str | None = None
     ray_runtime_env: str | None = None
-    serve_threads: int = 2
     # The inference engine: "openft" (continuous batching on openft's Llama decoder, falling
     # back to "hf" for other architectures), "hf" (transformers + peft) or "vllm" (GPU).
     engine: Literal["openft", "hf", "vllm"] = "openft"
@@ -79,6 +86,11 @@ class Settings(BaseSettings):
     def jobs_dir(self) -> Path:
         """This host's scratch space for the jobs its worker runs (spec, trainer log, outputs)."""
         return self.data_dir / "jobs"
+
+    @property
+    def cores_dir(self) -> Path:
+        """Where this host's training and serving processes say they are busy (openft/cores.py)."""
+        return self.data_dir / "cores"
 
     @property
     def cache_dir(self) -> Path:

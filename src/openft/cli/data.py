@@ -26,6 +26,7 @@ from openft.data.hyperparams import validate_requested_hyperparameters
 from openft.data.validate import check_example_count
 from openft.runner import throughput
 from openft.settings import BUNDLED_MODEL, Settings
+from openft.trainer.plan import GiB
 from openft.trainer.spec import MAX_LENGTH
 
 app = typer.Typer(help="Check training data before it trains.", no_args_is_help=True)
@@ -54,7 +55,8 @@ def check(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Check a fine-tuning file: errors with line numbers, token statistics from the model's own
-    tokenizer and chat template, auto hyperparameters, OpenAI's price and the local ETA.
+    tokenizer and chat template, auto hyperparameters, OpenAI's price, the local ETA, and the
+    memory plan on this host (bf16 LoRA, gradient checkpointing or QLoRA, and its estimate).
 
     Exits 1 when the file has any error (fewer than 10 examples included), 0 otherwise.
 
@@ -84,6 +86,7 @@ def check(
         training.errors.append(problem)
     speed = training_speed(settings, target.model, model_path) if training.stats else None
     report = build_report(target, training, valid, requested, MAX_LENGTH, speed)
+    report["plan"] = memory_plan(settings, target.model, file, report) if training.stats else None
     if show:
         report["shown"] = shown_examples(tokenizer, training)
 
@@ -131,6 +134,22 @@ def training_speed(settings: Settings, model: str, model_path: Path) -> dict:
     if throughput.cached(settings.data_dir, model) is None:
         typer.echo(f"Measuring this machine's training speed for {model} (once; seconds)…", err=True)
     return throughput.ensure_measured(settings.data_dir, model, model_path, settings.train_threads)
+
+
+def memory_plan(settings: Settings, model: str, file: Path, report: dict) -> dict:
+    """The memory plan a job on this file would train with on this host's device (the one its
+    worker would advertise): what `openft.runner.planning` plans, with the same token bound."""
+    from openft.runner.planning import LongestLine, job_plan
+    from openft.runner.workers import this_device
+
+    with open(file, "rb") as lines:
+        measured = LongestLine(lines)
+        for _ in measured:
+            pass
+    device = this_device(settings)
+    n_examples = report["training"]["stats"]["examples"]
+    planned = job_plan(settings, model, n_examples, measured.example_tokens, report["hyperparameters"], device)
+    return {**planned.to_dict(), "fits": planned.fits, "description": planned.describe(), "device_name": device.name}
 
 
 def _load_tokenizer(model_dir: Path):
@@ -210,6 +229,13 @@ def _print_costs(console: Console, report: dict) -> None:
         f"~{duration(eta['seconds'])} at {eta['tokens_per_second']:,.0f} tokens/s "
         f"({'measured from finished jobs' if eta['source'] == 'jobs' else 'benchmark; finished jobs refine it'})",
     )
+    if plan := report.get("plan"):
+        parts = ", ".join(f"{name} {n / GiB:.2f}" for name, n in plan["parts"].items())
+        rows, tokens = plan["batch"]
+        line = f"{plan['description']} ({parts} GiB; batches of {rows} x {tokens:,} tokens at most)"
+        if not plan["fits"]:
+            line = f"[red]does not fit: {plan['problem']}[/]"
+        table.add_row(f"memory ({plan['device_name']})", line)
     console.print("\n[bold]Training[/]")
     console.print(table)
 

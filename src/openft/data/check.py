@@ -23,7 +23,9 @@ speed its caller gives (or none).
      "eta": {"seconds": float, "tokens_per_second": float,
              "source": "benchmark" | "jobs"} | null,
      "shown": [{"line": int, "truncated": bool,
-                "segments": [{"text": str, "trained": bool, "special": bool}]}]}  # --show only
+                "segments": [{"text": str, "trained": bool, "special": bool}]}],  # --show only
+     "plan": PLAN | null}             # `openft data check` only: trainer/plan.py's `Plan.to_dict()`
+                                      # on this host, plus "fits", "description", "device_name"
     FILE = {"file": str,
             "errors": [ISSUE], "warnings": [ISSUE],  # ISSUE = {"line": int | null, "code": str,
                                                       #          "message": str}

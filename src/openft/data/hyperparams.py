@@ -15,6 +15,7 @@ chosen to behave like the values OpenAI reports on finished jobs:
   examples on there are hundreds of steps or more, and the usual LoRA rate (1.0) is right.
 
 A value the user gives is used as is, once `validate_requested_hyperparameters` has accepted it.
+`qlora` (openft's) chooses how the memory plan loads the base (trainer/plan.py), not a number.
 """
 
 from dataclasses import dataclass
@@ -116,4 +117,7 @@ _RULES = {
         lambda v: _is_number(v) and 0 < v < float("inf"),
         "a number greater than 0",
     ),
+    # openft's own: QLoRA (true), never QLoRA (false), or the memory plan's choice ("auto");
+    # trainer/plan.py. It is not resolved here: `resolve_hyperparameters` leaves it alone.
+    "qlora": (lambda v: isinstance(v, bool), "true or false"),
 }

@@ -29,7 +29,13 @@ def make_engine(settings: Settings) -> Engine:
 def local_engine(settings: Settings) -> Engine:
     """An engine that runs in this process (the engine process runs one): openft's batched
     decoder, or transformers + peft with `OPENFT_ENGINE=hf`."""
-    args = (settings.models_dir, settings.serve_threads, Storage.for_settings(settings), settings.cache_dir)
+    args = (
+        settings.models_dir,
+        settings.serve_threads,
+        Storage.for_settings(settings),
+        settings.cache_dir,
+        settings.cores_dir,
+    )
     if settings.engine == "hf":
         from openft.inference.hf import HFEngine
 

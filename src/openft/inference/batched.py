@@ -46,8 +46,16 @@ class _Running:
 
 
 class BatchedEngine(LocalEngine):
-    def __init__(self, models_dir: Path, threads: int, storage: Storage, cache_dir: Path, quantize: str = "auto"):
-        super().__init__(models_dir, threads, storage, cache_dir)
+    def __init__(
+        self,
+        models_dir: Path,
+        threads: int | None,
+        storage: Storage,
+        cache_dir: Path,
+        cores_dir: Path | None = None,
+        quantize: str = "auto",
+    ):
+        super().__init__(models_dir, threads, storage, cache_dir, cores_dir)
         self.quantize = quantize
         self._decodable: dict[str, bool] = {}  # base name -> whether the decoder runs it
         self._fallback: HFEngine | None = None  # the transformers engine, for bases the decoder cannot run
@@ -79,7 +87,7 @@ class BatchedEngine(LocalEngine):
             return None
         with self._lock:
             if self._fallback is None:
-                self._fallback = HFEngine(self.models_dir, self.threads, self.storage, self.cache_dir)
+                self._fallback = HFEngine(self.models_dir, self.threads, self.storage, self.cache_dir, self.cores_dir)
         return self._fallback
 
     def _load(self, path: Path) -> DecoderBase:
@@ -90,7 +98,8 @@ class BatchedEngine(LocalEngine):
         running: list[_Running] = []  # row i decodes in KV-cache slot i
         while True:
             if not running and not waiting:
-                waiting.append(incoming.get())
+                waiting.append(self._next(incoming))
+            self._use_cores(True)
             while not incoming.empty():
                 waiting.append(incoming.get_nowait())
             with torch.inference_mode():

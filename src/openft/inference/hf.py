@@ -93,8 +93,9 @@ class HFEngine(LocalEngine):
         waiting: deque[Generation] = deque()
         while True:
             if not waiting:
-                waiting.append(incoming.get())
+                waiting.append(self._next(incoming))
                 time.sleep(GATHER_SECONDS)
+            self._use_cores(True)
             while not incoming.empty():
                 waiting.append(incoming.get_nowait())
             batch = self._next_batch(waiting)

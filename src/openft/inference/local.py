@@ -17,12 +17,15 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 from transformers.utils import logging as transformers_logging
 
+from openft.cores import CoreShare
 from openft.data.chat_format import ChatTemplate
 from openft.hardware import compute_dtype
 from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams
 from openft.inference.rows import Generation
 from openft.models.facts import trusts_remote_code
 from openft.storage import Storage
+
+IDLE_SECONDS = 1.0  # an idle engine keeps its share of the cores this long (openft/cores.py)
 
 # The server's console is for requests, not for weight-loading progress bars.
 transformers_logging.disable_progress_bar()
@@ -78,8 +81,13 @@ class LocalEngine:
     """The engine protocol around a scheduler: an engine says how it loads a base (`_load`) and
     how its scheduler thread decodes the generations it takes from `incoming` (`_schedule`)."""
 
-    def __init__(self, models_dir: Path, threads: int, storage: Storage, cache_dir: Path):
+    def __init__(
+        self, models_dir: Path, threads: int | None, storage: Storage, cache_dir: Path, cores_dir: Path | None = None
+    ):
         self.models_dir, self.threads, self.storage, self.cache_dir = models_dir, threads, storage, cache_dir
+        self.cores_dir = cores_dir
+        # This engine's share of the host's cores, beside the training jobs busy there (openft/cores.py).
+        self.cores = CoreShare(cores_dir, "engine", threads)
         self._bases: dict[str, LoadedBase] = {}
         self._lock = threading.Lock()  # loading a base
         self._scheduler = Scheduler(self._schedule)
@@ -102,9 +110,25 @@ class LocalEngine:
     def _base(self, name: str) -> LoadedBase:
         with self._lock:
             if name not in self._bases:
-                torch.set_num_threads(self.threads)
+                torch.set_num_threads(self.cores.threads())
                 self._bases[name] = self._load(self.models_dir / name)
             return self._bases[name]
+
+    def _next(self, incoming: queue.Queue[Generation]) -> Generation:
+        """The next generation, waited for by an idle scheduler. The cores are given back only
+        after IDLE_SECONDS without one: back-to-back requests keep them."""
+        try:
+            return incoming.get(timeout=IDLE_SECONDS)
+        except queue.Empty:
+            self._use_cores(False)
+            return incoming.get()
+
+    def _use_cores(self, busy: bool) -> None:
+        """Called by the scheduler thread between two steps: say whether this engine is decoding,
+        and decode on its share of the cores (changed only on the thread that runs the torch ops)."""
+        self.cores.busy(busy)
+        if (threads := self.cores.threads()) != torch.get_num_threads():
+            torch.set_num_threads(threads)
 
     def _adapter_dir(self, model: ModelRef) -> str | None:
         """The fine-tune's adapter on this host (fetched into the cache dir the first time)."""

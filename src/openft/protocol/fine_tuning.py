@@ -14,6 +14,8 @@ class HyperparametersParam(BaseModel):
     batch_size: Auto | int | None = None
     learning_rate_multiplier: Auto | float | None = None
     n_epochs: Auto | int | None = None
+    # openft extensions
+    qlora: Auto | bool | None = None  # QLoRA (true), never (false), or the memory plan's choice
 
 
 class SupervisedParam(BaseModel):

@@ -14,6 +14,7 @@ IMMEDIATE lets one writer in at a time.
 """
 
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 from sqlalchemy import or_, select
@@ -46,6 +47,7 @@ TRANSITIONS: dict[str, Transition] = {
     "cancel": Transition(("validating_files", "queued", "running", "paused"), "cancelled"),
 }
 FINISHED: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled")
+CLAIM_WINDOW = 32  # claimable jobs a worker looks at, oldest first, for one that fits it
 # A client's request in OpenAI's words: the event "Fine-tuning job paused", the refusal
 # "Job … is queued and cannot be resumed."
 REQUESTED = {"cancel": "cancelled", "pause": "paused", "resume": "resumed"}
@@ -64,11 +66,16 @@ def promote_validated(db: Database) -> None:
             add_event(session, job.id, "Files validated, moving job to queued state")
 
 
-def claim(db: Database, worker_id: str, lease_seconds: float) -> JobRow | None:
-    """The oldest queued job, or a running one whose lease ran out, now leased to `worker_id`."""
+def claim(
+    db: Database, worker_id: str, lease_seconds: float, fits: Callable[[JobRow], bool] | None = None
+) -> JobRow | None:
+    """The oldest queued job, or a running one whose lease ran out, that `fits` this worker (its
+    memory plan fits the worker's device: runner/worker.py), now leased to `worker_id`. The
+    oldest CLAIM_WINDOW claimable jobs are locked and looked at in order; a job that fits no
+    worker alive was refused when it was created, so one that fits none here waits for another."""
     now = time.time()
     with db.session() as session:
-        job = session.scalar(
+        candidates = session.scalars(
             select(JobRow)
             .where(
                 or_(
@@ -77,9 +84,10 @@ def claim(db: Database, worker_id: str, lease_seconds: float) -> JobRow | None:
                 )
             )
             .order_by(JobRow.seq)
-            .limit(1)
+            .limit(CLAIM_WINDOW)
             .with_for_update(skip_locked=True)
         )
+        job = next((job for job in candidates if fits is None or fits(job)), None)
         if job is None:
             return None
         resumed = job.attempts > 0

@@ -25,16 +25,18 @@ from sqlalchemy import func, select
 
 from openft import ids
 from openft.models.store import register_fine_tune
-from openft.runner import jobs
+from openft.runner import jobs, workers
 from openft.runner.artifacts import push_adapter, push_checkpoint, restore_checkpoint
 from openft.runner.launch import start_trainer, stop_trainer
-from openft.runner.spec import job_dir, resolve, write_spec
+from openft.runner.planning import job_plan
+from openft.runner.spec import job_dir, read_lora, resolve, write_spec
 from openft.runner.throughput import record_job_throughput
 from openft.settings import Settings
 from openft.store.db import Database
 from openft.store.events import add_event
 from openft.store.files import FileStore
 from openft.store.tables import CheckpointRow, EventRow, JobRow
+from openft.trainer.plan import Device
 
 log = logging.getLogger("openft.worker")
 
@@ -49,24 +51,56 @@ class Worker:
         self.files = FileStore(settings, db)
         self.storage = self.files.storage
         self.worker_id = "worker-" + ids.random_token(12)
+        self._device: Device | None = None
+        self._advertised_at = 0.0
+
+    @property
+    def device(self) -> Device:
+        """What this worker trains on (asked of torch in a child process, once)."""
+        if self._device is None:
+            self._device = workers.this_device(self.settings)
+        return self._device
 
     def run_forever(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                if not self.run_once(stop):
+        workers.advertise(self.db, self.worker_id, self.device)  # the device is probed now (seconds), once
+        self._advertised_at = time.time()
+        try:
+            while not stop.is_set():
+                try:
+                    self.heartbeat()
+                    if not self.run_once(stop):
+                        stop.wait(self.settings.worker_poll_seconds)
+                except Exception:
+                    log.exception("worker loop error")
                     stop.wait(self.settings.worker_poll_seconds)
-            except Exception:
-                log.exception("worker loop error")
-                stop.wait(self.settings.worker_poll_seconds)
+        finally:
+            workers.remove(self.db, self.worker_id)
+
+    def heartbeat(self) -> None:
+        """Advertise this worker's device, and that it is alive (at most every HEARTBEAT_SECONDS),
+        once the device is known: probing it takes seconds, which no lease renewal may wait for."""
+        if self._device is not None and time.time() - self._advertised_at >= HEARTBEAT_SECONDS:
+            workers.advertise(self.db, self.worker_id, self.device)
+            self._advertised_at = time.time()
 
     def run_once(self, stop: threading.Event | None = None) -> bool:
-        """Claim and run one job; False when the queue was empty."""
+        """Claim and run one job that fits this worker; False when there was none."""
         jobs.promote_validated(self.db)
-        job = jobs.claim(self.db, self.worker_id, self.settings.lease_seconds)
+        job = jobs.claim(self.db, self.worker_id, self.settings.lease_seconds, fits=self.fits)
         if job is None:
             return False
         JobRun(self, job).run(stop or threading.Event())
         return True
+
+    def fits(self, job: JobRow) -> bool:
+        """Whether this worker can train `job`: its base is in this host's model store and its
+        memory plan fits this worker's device. A job from before plans were made fits."""
+        if job.n_examples is None:
+            return True
+        planned = job_plan(
+            self.settings, job.base_model, job.n_examples, job.example_tokens, job.hyperparameters, self.device
+        )
+        return planned is not None and planned.fits
 
 
 class JobRun:
@@ -99,10 +133,29 @@ class JobRun:
                 else None
             )
             self._restore_last_checkpoint(directory)
-        hyperparameters = resolve(job, training_path)
+        hyperparameters, n_examples, example_tokens = resolve(job, training_path)
+        initial_adapter = self._initial_adapter()
+        planned = job_plan(
+            self.settings,
+            job.base_model,
+            n_examples,
+            example_tokens,
+            job.hyperparameters,
+            self.worker.device,
+            initial_adapter and read_lora(initial_adapter),
+        )
+        if planned is None or not planned.fits:
+            problem = planned.problem if planned else f"the base model {job.base_model} is not on this worker's host"
+            jobs.fail(self.db, job.id, f"This job cannot train here: {problem}.")
+            return
         with self.db.session() as session:
-            session.get(JobRow, job.seq).hyperparameters = asdict(hyperparameters)
-        spec_path = write_spec(self.settings, job, hyperparameters, training_path, validation_path)
+            row = session.get(JobRow, job.seq)
+            row.hyperparameters = {**job.hyperparameters, **asdict(hyperparameters)}  # "auto" → numbers
+            row.plan = planned.to_dict()
+            add_event(session, job.id, f"Training plan: {planned.describe()} (estimated peak, of this worker's budget)")
+        spec_path = write_spec(
+            self.settings, job, hyperparameters, training_path, validation_path, planned, initial_adapter
+        )
         process = start_trainer(self.settings, spec_path, directory / "trainer.log", job.attempts)
         lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
@@ -124,6 +177,7 @@ class JobRun:
                 finished |= self._record(event)
             if time.time() >= next_heartbeat:
                 next_heartbeat = time.time() + HEARTBEAT_SECONDS
+                self.worker.heartbeat()
                 jobs.promote_validated(self.db)
                 status = jobs.renew(self.db, job.id, self.worker.worker_id, self.settings.lease_seconds)
                 if status != "running" or stop.is_set():
@@ -153,6 +207,7 @@ class JobRun:
         def renew() -> None:
             while not done.wait(HEARTBEAT_SECONDS):
                 jobs.renew(self.db, self.job.id, self.worker.worker_id, self.settings.lease_seconds)
+                self.worker.heartbeat()
 
         thread = threading.Thread(target=renew, name=f"lease-{self.job.id}", daemon=True)
         thread.start()
@@ -161,6 +216,14 @@ class JobRun:
         finally:
             done.set()
             thread.join()
+
+    def _initial_adapter(self) -> Path | None:
+        """The `ft:` model's adapter the job goes on training, on this host (fetched once)."""
+        key = self.job.initial_adapter_key
+        if key is None:
+            return None
+        with self._renewing():
+            return Path(self.worker.storage.fetch(key, self.settings.cache_dir))
 
     def _restore_last_checkpoint(self, directory: Path) -> None:
         """A job resumed on a host that has not run it before starts from its last checkpoint."""

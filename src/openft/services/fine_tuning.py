@@ -24,7 +24,8 @@ from openft.protocol.fine_tuning import (
     JobCreateParams,
     JobError,
 )
-from openft.runner import jobs
+from openft.runner import jobs, workers
+from openft.runner.planning import LongestLine, job_plan
 from openft.services.files import FileService, format_error_message
 from openft.services.keys import Caller
 from openft.services.models import ModelService
@@ -56,11 +57,14 @@ class FineTuningService:
         problem = validate_requested_hyperparameters(requested)
         if problem:
             raise OpenFTError(400, problem[1], param=problem[0])
-        base_model = self.models.base_for(params.model)
-        self._check_file(caller.organization_id, params.training_file, "training_file")
+        base_model, initial_adapter_key = self.models.training_start(caller.organization_id, params.model)
+        n_examples, example_tokens = self._check_file(caller.organization_id, params.training_file, "training_file")
         if params.validation_file:
             self._check_file(caller.organization_id, params.validation_file, "validation_file")
+        self._check_fits(base_model, n_examples, example_tokens, requested)
 
+        # A fine-tune of a fine-tune is named after the root base, as the client named it (OpenAI's way).
+        root = ids.parse_fine_tuned_model_name(params.model).base if params.model.startswith("ft:") else params.model
         job = JobRow(
             id=ids.job_id(),
             organization_id=caller.organization_id,
@@ -71,11 +75,14 @@ class FineTuningService:
             training_file=params.training_file,
             validation_file=params.validation_file,
             suffix=params.suffix,
-            planned_model_name=ids.fine_tuned_model_name(params.model, caller.organization, params.suffix),
+            planned_model_name=ids.fine_tuned_model_name(root, caller.organization, params.suffix),
             seed=params.seed if params.seed is not None else secrets.randbelow(2**31),
             hyperparameters=requested,
             result_files=[],
             job_metadata=params.metadata,
+            initial_adapter_key=initial_adapter_key,
+            n_examples=n_examples,
+            example_tokens=example_tokens,
         )
         with self.db.session() as session:
             session.add(job)
@@ -87,7 +94,28 @@ class FineTuningService:
             add_event(session, job.id, validating)
         return job
 
-    def _check_file(self, organization_id: str, file_id: str, param: str) -> None:
+    def _check_fits(self, base_model: str, n_examples: int, example_tokens: int, requested: dict) -> None:
+        """400 if the job's memory plan fits none of the workers alive (runner/planning.py). With
+        no worker alive, or without the base on this host to plan with, the job is accepted: a
+        worker claims only a job that fits it."""
+        plans = [
+            job_plan(self.settings, base_model, n_examples, example_tokens, requested, device)
+            for device in workers.alive(self.db, self.settings)
+        ]
+        if not plans or None in plans or any(plan.fits for plan in plans):
+            return
+        closest = min(plans, key=lambda plan: plan.estimate - plan.budget)
+        raise OpenFTError(
+            400,
+            f"This job cannot train on any worker: {closest.problem}. Use a smaller batch_size, shorter "
+            "examples, QLoRA on a CUDA worker, or a worker with more memory.",
+            param="model",
+            code="insufficient_memory",
+        )
+
+    def _check_file(self, organization_id: str, file_id: str, param: str) -> tuple[int, int]:
+        """400 unless the file is a valid fine-tuning file of the caller's; its examples and the
+        bound on its longest example's tokens."""
         try:
             row = self.files.get(organization_id, file_id)
         except OpenFTError:
@@ -100,12 +128,14 @@ class FineTuningService:
                 code="invalid_file_purpose",
             )
         with self.files.open(row) as lines:
-            report, n_examples = scan_chat_jsonl(lines)
+            measured = LongestLine(lines)
+            report, n_examples = scan_chat_jsonl(measured)
         if problem := format_error_message(report):
             raise OpenFTError(400, problem, param=param, code="invalid_file_format")
         if param == "training_file":
             if count_issue := check_example_count(n_examples):
                 raise OpenFTError(400, count_issue.message, param=param, code=count_issue.code)
+        return n_examples, measured.example_tokens
 
     def get(self, organization_id: str, job_id: str) -> JobRow:
         with self.db.session() as session:

@@ -32,6 +32,17 @@ class ModelService:
             raise model_not_found(requested)
         return row.base_model
 
+    def training_start(self, organization_id: str, requested: str) -> tuple[str, str | None]:
+        """What a job for `requested` trains: (base model, None) for a base or an alias; for a
+        fine-tune (`ft:…`, a checkpoint's too) the caller may see, (its base, its adapter's key),
+        the adapter the job goes on training. 404 otherwise."""
+        if not requested.startswith("ft:"):
+            return self.base_for(requested), None
+        row = self.get(organization_id, requested)
+        if row.adapter_key is None:
+            raise model_not_found(requested)
+        return row.base_model, row.adapter_key
+
     def list(self, organization_id: str) -> list[ModelRow]:
         """Every base and the caller's fine-tunes, then every alias of a registered base."""
         with self.db.session() as session:

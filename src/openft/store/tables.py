@@ -61,6 +61,32 @@ class JobRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String, default=None)
     lease_expires_at: Mapped[float | None] = mapped_column(default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # An `ft:` model's adapter (its key in the artifact storage) that the job goes on training.
+    initial_adapter_key: Mapped[str | None] = mapped_column(String, default=None)
+    # What its memory plan needs (trainer/plan.py), counted at creation: the training file's
+    # examples (which give an "auto" batch size) and a bound on its longest example's tokens.
+    n_examples: Mapped[int | None] = mapped_column(Integer, default=None)
+    example_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The plan the worker that runs it carries out (`Plan.to_dict()`).
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class WorkerRow(Base):
+    """A worker alive, or lately so: the device it trains on, as it advertises it (its memory
+    capped by OPENFT_WORKER_MEMORY_GIB), and when it last said so. Jobs are planned against it."""
+
+    __tablename__ = "workers"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String, unique=True, index=True)  # "worker-…"
+    host: Mapped[str] = mapped_column(String)
+    device: Mapped[str] = mapped_column(String)  # "cpu" or "cuda"
+    device_name: Mapped[str] = mapped_column(String)
+    memory: Mapped[int] = mapped_column(BigInteger)  # bytes a job may use: RAM, or one GPU's memory
+    dtype: Mapped[str] = mapped_column(String)  # the base's compute dtype there
+    qlora: Mapped[bool] = mapped_column(Boolean)  # CUDA with bitsandbytes
+    started_at: Mapped[int] = mapped_column(Integer)
+    heartbeat_at: Mapped[float] = mapped_column(index=True)
 
 
 class EventRow(Base):

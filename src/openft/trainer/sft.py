@@ -25,7 +25,9 @@ The recipe:
 - The base model is frozen, its weights in bf16 where the hardware has bf16 matmuls (CUDA, and
   CPUs with AVX512-BF16 or AMX: `hardware.compute_dtype`), else fp32; LoRA adapters (peft, the
   spec's r / alpha / dropout / target modules) and the optimizer state are fp32 (peft upcasts
-  the adapters, and their inputs).
+  the adapters, and their inputs). The memory plan (`trainer/plan.py`, decided by the runner)
+  may add gradient checkpointing, or load the base in 4-bit NF4 (QLoRA); `init_adapter` goes on
+  training an earlier fine-tune's adapter (its LoRA config and weights) instead of a fresh one.
 - AdamW (betas 0.9/0.999, no weight decay), gradient norm clipped to 1.0. Learning rate: linear
   warmup over the first `warmup_ratio` (10%) of steps, then linear decay towards 0 at the end:
   step s (0-based) of N with W warmup steps gets lr * (s+1)/(W+1) while s < W, then
@@ -37,7 +39,8 @@ The recipe:
   is padded only to its own longest example; the LM head (vocabulary-sized) and the loss run only
   on the positions that predict a trained token (`logits_to_keep` with a boolean mask).
 - Determinism: `torch.manual_seed(seed)` before the adapters are created; the data order depends
-  only on (seed, epoch). Same seed, same data, same thread count → the same loss curve on CPU.
+  only on (seed, epoch). Same seed, same data, same thread count → the same loss curve on CPU
+  (a fixed `threads`; otherwise the count follows the host's other busy processes, step by step).
 - At the end of each epoch a checkpoint: the adapter (`save_pretrained`) plus `trainer_state.pt`
   (optimizer, scheduler, RNG, position). A run whose `output_dir/checkpoints` already holds one
   resumes from the latest, exactly where the uninterrupted run would have been.
@@ -45,6 +48,7 @@ The recipe:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import shutil
@@ -57,15 +61,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from openft.cores import CoreShare
 from openft.data.labels import IGNORE_INDEX, RenderedExample, render_example
 from openft.hardware import compute_dtype
 from openft.models.facts import trusts_remote_code
 from openft.trainer.ranks import Ranks
-from openft.trainer.spec import TrainSpec, lora_config
+from openft.trainer.spec import EAGER_ATTENTION_ELEMENTS, TrainSpec, lora_config
 
 MAX_GRAD_NORM = 1.0
 GROUP_WINDOW = 32  # batches per length-grouping window
-EAGER_ATTENTION_ELEMENTS = 8 * 256 * 256  # rows x tokens^2 up to which the CPU attends eagerly
 
 
 def main(argv: list[str]) -> int:
@@ -92,27 +96,30 @@ def train(spec: TrainSpec, emit) -> None:
     # config
     out_dir = Path(spec.output_dir)
     ckpt_dir = out_dir / "checkpoints"
-    if spec.threads:
-        torch.set_num_threads(spec.threads)
     ranks = Ranks.from_environment()
     device = ranks.device()
+    # this process's share of the host's cores, kept up to date between steps (openft/cores.py)
+    cores = CoreShare(spec.cores_dir if device.type == "cpu" else None, "trainer", spec.threads)
+    cores.busy(True)
+    torch.set_num_threads(cores.threads())
     if not ranks.leader:
         emit = _silent  # one event stream per job: the leader's
     torch.manual_seed(spec.seed)
 
     # ---------------------------------------------------------------------------------------
-    # load: frozen base + LoRA adapters
-    from peft import get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    # load: frozen base (as the memory plan says) + LoRA adapters, fresh or an earlier fine-tune's
+    from peft import PeftModel, get_peft_model
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # stderr is a log file, not a terminal
     remote_code = trusts_remote_code(Path(spec.base_model_path))  # added with --trust-remote-code
     tokenizer = AutoTokenizer.from_pretrained(spec.base_model_path, trust_remote_code=remote_code)
-    model = AutoModelForCausalLM.from_pretrained(
-        spec.base_model_path, dtype=base_dtype(spec, device), trust_remote_code=remote_code
-    ).to(device)
-    model = get_peft_model(model, lora_config(spec.lora))
+    model = load_base(spec, device, remote_code)
+    if spec.init_adapter:
+        model = PeftModel.from_pretrained(model, spec.init_adapter, is_trainable=True)
+    else:
+        model = get_peft_model(model, lora_config(spec.lora))
     model.config.use_cache = False
     trained = ranks.wrap(model)  # what the loop calls: the model itself, or its DDP wrapper
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -159,6 +166,8 @@ def train(spec: TrainSpec, emit) -> None:
     t0, tokens0 = time.perf_counter(), tokens
     for epoch in range(start_epoch, n_epochs):
         for batch_ids in epoch_batches(lengths, batch_size, spec.seed, epoch):
+            if (threads := cores.threads()) != torch.get_num_threads():
+                torch.set_num_threads(threads)
             trained.train()
             share, weight = ranks.share(batch_ids)
             input_ids, attention_mask, labels = collate([train_set[i] for i in share], pad_id, device)
@@ -240,6 +249,7 @@ def train(spec: TrainSpec, emit) -> None:
         }
         (adapter_dir / "training_config.json").write_text(json.dumps(config, indent=2))
     ranks.close()
+    cores.close()
     emit({"type": "done", "trained_tokens": epoch_tokens * n_epochs, "adapter_path": str(adapter_dir)})
 
 
@@ -263,6 +273,48 @@ def use_attention_for(model, shape: torch.Size, device: torch.device) -> None:
     base = model.get_base_model()
     if base.config._attn_implementation != wanted:  # setting it walks every module: only on a change
         base.set_attn_implementation(wanted)
+
+
+def load_base(spec: TrainSpec, device: torch.device, remote_code: bool):
+    """The frozen base model as the spec's memory plan says (trainer/plan.py): in its dtype, or,
+    for QLoRA, its linear layers in 4-bit NF4 (bf16 compute, the rest upcast to fp32 by peft's
+    `prepare_model_for_kbit_training`); with gradient checkpointing if planned. Non-reentrant
+    checkpointing (transformers' default) passes gradients to the adapters of the first layer
+    without peft's input-grad hook, which only the reentrant kind needs."""
+    from transformers import AutoModelForCausalLM
+
+    if spec.quantization == "nf4":
+        if device.type != "cuda" or importlib.util.find_spec("bitsandbytes") is None:
+            raise RuntimeError("QLoRA needs a CUDA device and bitsandbytes on this host: pip install bitsandbytes")
+        from peft import prepare_model_for_kbit_training
+        from transformers import BitsAndBytesConfig
+
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            spec.base_model_path,
+            quantization_config=quantization,
+            dtype=torch.bfloat16,
+            device_map={"": device},
+            trust_remote_code=remote_code,
+        )
+        return prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=spec.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    if spec.quantization != "none":
+        raise ValueError(f"Unknown quantization {spec.quantization!r}: expected 'none' or 'nf4'")
+    model = AutoModelForCausalLM.from_pretrained(
+        spec.base_model_path, dtype=base_dtype(spec, device), trust_remote_code=remote_code
+    ).to(device)
+    if spec.gradient_checkpointing:
+        model.activation_checkpointing_enable()
+    return model
 
 
 def base_dtype(spec: TrainSpec, device: torch.device) -> torch.dtype:

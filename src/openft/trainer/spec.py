@@ -27,6 +27,9 @@ LARGE_MODEL_PARAMETERS = 20e9
 LARGE_MODEL_LEARNING_RATE = 1e-4
 WARMUP_RATIO = 0.1  # of the steps, with a linear rise before the linear decay
 EVAL_EXAMPLES = 32  # validation examples behind each periodic valid_loss (the last step's uses all)
+# On the CPU, batches up to this many rows x tokens^2 attend eagerly, larger ones with SDPA
+# (`sft.use_attention_for`; the memory plan counts eager attention's probabilities).
+EAGER_ATTENTION_ELEMENTS = 8 * 256 * 256
 
 
 def base_learning_rate(parameters: int) -> float:
@@ -68,8 +71,16 @@ class TrainSpec:
     learning_rate: float = BASE_LEARNING_RATE  # the base rate x learning_rate_multiplier
     seed: int = 42
     max_length: int = MAX_LENGTH
-    threads: int | None = None  # torch.set_num_threads; None keeps torch's default
+    # CPU threads: a number, or None for this host's share of its cores (`openft.cores`), kept
+    # up to date between steps with the other training and serving processes in `cores_dir`
+    threads: int | None = None
+    cores_dir: str | None = None
+    # The memory plan (trainer/plan.py) the trainer carries out:
     base_dtype: str = "auto"  # the frozen base's weights: "auto" (hardware.compute_dtype), "float32", "bfloat16"
+    gradient_checkpointing: bool = False
+    quantization: str = "none"  # "nf4": QLoRA, the base's linear layers in 4 bits (bitsandbytes, CUDA)
+    # An adapter to go on training (an `ft:` model's): its LoRA config and weights, not fresh ones
+    init_adapter: str | None = None
     warmup_ratio: float = WARMUP_RATIO
     eval_every: int | None = None  # steps between valid_loss reports; None: about 10 per run
     eval_examples: int = EVAL_EXAMPLES
