@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from openft.models.bundled import import_bundled
+from openft.settings import BUNDLED_MODEL
 from tests.helpers import DATA, FineTune, LiveServer, new_data_dir, watch
 
 
@@ -22,6 +23,17 @@ def model_store(tmp_path_factory) -> Path:
     models_dir = tmp_path_factory.mktemp("model-store")
     import_bundled(models_dir)
     return models_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, model_store) -> dict[str, Path]:
+    """Random-weight models of six families with their chat templates (tests/tiny_models.py),
+    built once for the session: family name -> HF folder."""
+    from tests import tiny_models as families
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    bundled = model_store / BUNDLED_MODEL
+    return {name: families.build(name, bundled, root / f"tiny-{name}") for name in families.FAMILIES}
 
 
 @pytest.fixture
