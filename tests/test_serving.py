@@ -176,9 +176,9 @@ def stored_adapters(root: Path, base: Path, storage: Storage) -> list[str]:
 
 
 def test_decoder_and_transformers_serve_a_base_alike_with_adapters_mixed(tiny_models, tmp_path):
-    """A base row and two adapters' rows, submitted together (one batch): openft's decoder and
-    the transformers engine (`OPENFT_ENGINE=hf`) give the same greedy answers, and the adapters
-    change them."""
+    """A base row and two adapters' rows, submitted together (one batch), then each alone:
+    openft's decoder and the transformers engine (`OPENFT_ENGINE=hf`) give the same greedy
+    answers, batched or not, and the adapters change them."""
     answers = {}
     for engine_name, transformers_only in (("openft", False), ("hf", True)):
         engine = engine_over(tmp_path / engine_name, tiny_models, transformers_only=transformers_only)
@@ -186,6 +186,7 @@ def test_decoder_and_transformers_serve_a_base_alike_with_adapters_mixed(tiny_mo
         refs = [ModelRef("tiny-llama"), *(ModelRef("tiny-llama", key) for key in keys)]
         streams = [engine.generate(ref, HELLO, greedy(12)) for ref in refs]
         answers[engine_name] = [text_of(stream) for stream in streams]
+        assert [text_of(engine.generate(ref, HELLO, greedy(12))) for ref in refs] == answers[engine_name]
     assert answers["openft"] == answers["hf"]
     assert len(set(answers["openft"])) == 3
 

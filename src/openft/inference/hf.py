@@ -56,9 +56,15 @@ class PeftAdapters:
         return slot
 
     def module(self, slots: list[int]) -> tuple[torch.nn.Module, dict]:
-        """What to run for rows of these slots, and its extra forward arguments."""
+        """What to run for rows of these slots, and its extra forward arguments: rows of one
+        adapter run it as peft's active adapter (made so when it changes: that walks every LoRA
+        layer, too slow to do at each step), other batches name each row's."""
         if self.peft is None:
             return self.model, {}
+        if len(set(slots)) == 1 and slots[0]:
+            if self.peft.active_adapter != f"slot{slots[0]}":
+                self.peft.set_adapter(f"slot{slots[0]}")
+            return self.peft, {}
         return self.peft, {"adapter_names": [f"slot{slot}" if slot else "__base__" for slot in slots]}
 
 
