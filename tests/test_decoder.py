@@ -151,39 +151,14 @@ def test_int4_serving_of_the_bundled_model_predicts_as_transformers(base):
     assert agreement >= 0.95, agreement
 
 
-def test_other_architectures_are_served_by_transformers(tmp_path, model_store):
-    """A base the decoder cannot run (here a small random Qwen2) is decoded by the transformers +
-    peft engine behind the same interface."""
-    from transformers import Qwen2Config
+@pytest.mark.parametrize("transformers_only", [False, True])
+def test_each_base_is_run_by_the_decoder_if_it_can_else_by_transformers(tiny_models, transformers_only):
+    """Chosen per base: the Llama family by openft's decoder, Gemma and Phi-3 by transformers;
+    with OPENFT_ENGINE=hf (`transformers_only`) every base by transformers."""
+    from openft.inference.hf import TransformersModel
+    from openft.inference.local import LoadedBase
 
-    from openft.inference.batched import BatchedEngine
-    from openft.inference.engine import ModelRef, Prompt, SamplingParams
-    from openft.settings import Settings
-    from openft.storage import Storage
-
-    bundled = model_store / BUNDLED_MODEL
-    target = tmp_path / "models" / "tiny-qwen2"
-    config = Qwen2Config(
-        vocab_size=49152,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        eos_token_id=2,
-        bos_token_id=1,
-    )
-    AutoModelForCausalLM.from_config(config).save_pretrained(target)
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        (target / name).write_bytes((bundled / name).read_bytes())
-    engine = BatchedEngine(
-        tmp_path / "models", 2, Storage.for_settings(Settings(data_dir=tmp_path)), tmp_path / "cache"
-    )
-    chunks = list(
-        engine.generate(
-            ModelRef("tiny-qwen2"),
-            Prompt([{"role": "user", "content": "Hi"}]),
-            SamplingParams(max_tokens=5, temperature=0, logit_bias=((2, -100.0),)),
-        )
-    )
-    assert chunks[-1].finish_reason == "length" and chunks[-1].completion_tokens == 5
+    for family, path in tiny_models.items():
+        model = LoadedBase(path, transformers_only).load_model("auto")
+        decoded = family in ("llama", "mistral", "qwen2", "qwen3") and not transformers_only
+        assert isinstance(model, LlamaDecoder if decoded else TransformersModel), family

@@ -9,6 +9,8 @@ decoder's arithmetic: tests/test_decoder.py; how fast: bench/serve_bench.py.)"""
 
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +27,7 @@ from openft.models.store import register_base
 from openft.settings import BUNDLED_MODEL, Settings
 from openft.storage import Storage
 from openft.store.db import Database
-from tests.helpers import LiveServer, new_data_dir
+from tests.helpers import REPO, LiveServer, new_data_dir
 
 EOS = "2"  # <|im_end|>: banned with logit_bias where a reply must run to max_tokens
 
@@ -340,3 +342,16 @@ def test_other_families_are_served_by_transformers_and_stop_at_their_end_of_turn
     )
     assert stopped.choices[0].finish_reason == "stop"
     assert stopped.choices[0].message.content == "" and stopped.usage.completion_tokens == 1
+
+
+def test_the_gpu_serving_bench_runs_on_cpu_with_a_tiny_model():
+    """bench/gpu_serve_bench.py waits for a GPU session; `--tiny` keeps it known to run."""
+    result = subprocess.run(
+        [sys.executable, "bench/gpu_serve_bench.py", "--tiny", "--tokens", "4"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "engine, 16 streams" in result.stdout and "engine / generate, 16 streams" in result.stdout

@@ -112,21 +112,27 @@ class Models:
                 f"The base model {name} needs about {needed / GIB:.1f} GiB for its weights, more than the "
                 f"engine's memory budget of {self.budget / GIB:.1f} GiB; raise OPENFT_SERVE_MEMORY_GB."
             )
-        self._make_room(needed)
+        self._make_room(needed, name)
         model = base.load_model(quantize)
         self._models[name], self._sizes[name] = model, model.weight_bytes()
-        log.info("loaded base %s (%.2f GiB of weights)", name, self._sizes[name] / GIB)
-        self._make_room(0, keep=name)  # the estimate may have been short
+        self._make_room(0, name)  # the estimate may have been short
         return model
 
-    def _make_room(self, needed: int, keep: str | None = None) -> None:
-        """Unloads the least recently used models (but `keep`) until `needed` more bytes fit."""
+    def _make_room(self, needed: int, loading: str) -> None:
+        """Unloads the least recently used models (not `loading`) until `needed` more bytes fit."""
         for name in list(self._models):
             if sum(self._sizes.values()) + needed <= self.budget:
                 return
-            if name != keep:
+            if name != loading:
                 del self._models[name]
-                log.info("unloaded base %s (%.2f GiB) to make room", name, self._sizes.pop(name) / GIB)
+                log.warning(
+                    "unloaded base %s (%.1f GiB) to load %s within the serving budget of %.1f GiB; "
+                    "raise OPENFT_SERVE_MEMORY_GB to keep both loaded",
+                    name,
+                    self._sizes.pop(name) / GIB,
+                    loading,
+                    self.budget / GIB,
+                )
 
 
 def default_memory_budget(device: torch.device) -> int:
