@@ -1,13 +1,17 @@
-"""The serving decoder (inference/decoder.py) computes what transformers and peft compute, int4
-weights predict as fp32 transformers does, and bases of another architecture are served by the
-transformers engine behind the same interface. (Live serving: tests/test_serving.py.)"""
+"""The serving decoder (inference/decoder.py) computes what transformers and peft compute, for
+each family it serves (Llama, Mistral, Qwen2, Qwen3, and their variants: biases, sliding windows,
+Llama 3's RoPE scaling); int4 weights predict as fp32 transformers does; and bases of another
+architecture are served by the transformers engine behind the same interface. (Live serving:
+tests/test_serving.py.)"""
+
+import copy
 
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from openft.inference.decoder import LlamaDecoder
+from openft.inference.decoder import LlamaDecoder, unsupported_reason
 from openft.inference.weights import Int4Linear
 from openft.settings import BUNDLED_MODEL
 
@@ -34,24 +38,92 @@ def random_adapter(path, directory, seed: int):
     return model.eval()
 
 
+def assert_decodes_as(model, adapters: list, adapter_dirs: list, ids: torch.Tensor) -> None:
+    """The decoder's logits for rows of the base and of each adapter, prefilled together (the
+    first 6 tokens) and decoded in the same steps (the rest, teacher-forced), are transformers'
+    (peft's for the adapters), fp32, to 2e-3."""
+    expected = [model(ids).logits[0], *(adapter(ids).logits[0] for adapter in adapters)]
+    decoder = LlamaDecoder(model, "none", torch.float32, CPU, adapter_capacity=len(adapters))
+    slots = [0, *(decoder.adapters.slot(str(directory), set()) for directory in adapter_dirs)]
+    rows = range(len(slots))
+    prompt, rest = ids[0, :6].tolist(), ids[0, 6:].tolist()
+    logits = decoder.prefill(list(rows), [prompt] * len(slots), slots)
+    for row in rows:
+        torch.testing.assert_close(logits[row], expected[row][5], atol=2e-3, rtol=0)
+    for position, token in enumerate(rest, start=6):
+        logits = decoder.decode([token] * len(slots), slots)
+        for row in rows:
+            torch.testing.assert_close(logits[row], expected[row][position], atol=2e-3, rtol=0)
+
+
 @torch.inference_mode()
 def test_decoder_computes_what_transformers_and_peft_compute(base, model_store, tmp_path):
     model, tokenizer = base
     ids = tokenizer("The quick brown fox jumps over the lazy dog because it wants to", return_tensors="pt").input_ids
     adapters = [random_adapter(model_store / BUNDLED_MODEL, tmp_path / f"a{n}", n) for n in (1, 2)]  # ranks 8 and 12
-    expected = [model(ids).logits[0], *(adapter(ids).logits[0] for adapter in adapters)]
+    assert_decodes_as(model, adapters, [tmp_path / "a1", tmp_path / "a2"], ids)
 
-    decoder = LlamaDecoder(model, "none", torch.float32, CPU, adapter_capacity=2)
-    slots = [0, decoder.adapters.slot(str(tmp_path / "a1"), set()), decoder.adapters.slot(str(tmp_path / "a2"), set())]
-    prompt, rest = ids[0, :6].tolist(), ids[0, 6:].tolist()
-    # Rows of the base and of two adapters, prefilled together and decoded in the same steps.
-    logits = decoder.prefill([0, 1, 2], [prompt] * 3, slots)
-    for row in range(3):
-        torch.testing.assert_close(logits[row], expected[row][5], atol=2e-3, rtol=0)
-    for position, token in enumerate(rest, start=6):
-        logits = decoder.decode([token] * 3, slots)
-        for row in range(3):
-            torch.testing.assert_close(logits[row], expected[row][position], atol=2e-3, rtol=0)
+
+LLAMA3_ROPE = {
+    "rope_type": "llama3",
+    "rope_theta": 500000.0,
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 1024,
+}
+# Each family's tiny model (tests/tiny_models.py), and variants with what real checkpoints of the
+# family use: windows of 4 positions (the test's 16 tokens slide past them), biases, RoPE scaling.
+FAMILY_VARIANTS = {
+    "llama": ("llama", {}),
+    "llama-biases-llama3-rope": ("llama", {"attention_bias": True, "mlp_bias": True, "rope_parameters": LLAMA3_ROPE}),
+    "mistral": ("mistral", {}),
+    "mistral-sliding-window": ("mistral", {"sliding_window": 4}),
+    "qwen2": ("qwen2", {}),
+    "qwen2-sliding-layers": ("qwen2", {"use_sliding_window": True, "sliding_window": 4, "max_window_layers": 1}),
+    "qwen3": ("qwen3", {}),
+}
+
+
+@pytest.mark.parametrize("variant", FAMILY_VARIANTS)
+@torch.inference_mode()
+def test_each_family_decodes_as_transformers_with_mixed_adapters(variant, tiny_models, tmp_path):
+    """Random weights, biases and norms included (initialised to zeros and ones, they would
+    hide a bias or a q/k norm applied wrongly), and two peft all-linear adapters of different
+    ranks in one batch with a base row."""
+    family, overrides = FAMILY_VARIANTS[variant]
+    stored = AutoConfig.from_pretrained(tiny_models[family])
+    settings = {key: value for key, value in stored.to_dict().items() if key != "layer_types"}  # derived anew
+    config = type(stored).from_dict({**settings, **overrides})
+    assert unsupported_reason(config) is None
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    for name, parameter in model.named_parameters():
+        if "norm" in name:
+            parameter.normal_(1, 0.1)
+        elif "bias" in name:
+            parameter.normal_(0, 0.1)
+    adapters = []
+    for n, rank in enumerate((4, 8)):
+        torch.manual_seed(n + 1)
+        adapter = get_peft_model(
+            copy.deepcopy(model), LoraConfig(r=rank, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM")
+        )
+        for name, parameter in adapter.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)
+        adapter.save_pretrained(tmp_path / f"a{n}")
+        adapters.append(adapter.eval())
+    ids = torch.randint(100, 5000, (1, 16), generator=torch.Generator().manual_seed(0))
+    assert_decodes_as(model, adapters, [tmp_path / "a0", tmp_path / "a1"], ids)
+
+
+def test_families_the_decoder_does_not_serve_are_named(tiny_models):
+    assert unsupported_reason(AutoConfig.from_pretrained(tiny_models["gemma"])) == "its architecture, activation"
+    assert unsupported_reason(AutoConfig.from_pretrained(tiny_models["phi3"])) == "its architecture"
+    dynamic = AutoConfig.from_pretrained(tiny_models["llama"])
+    dynamic.rope_parameters = {"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}
+    assert unsupported_reason(dynamic) == "its rope scaling"
 
 
 @torch.inference_mode()
@@ -79,39 +151,14 @@ def test_int4_serving_of_the_bundled_model_predicts_as_transformers(base):
     assert agreement >= 0.95, agreement
 
 
-def test_other_architectures_are_served_by_transformers(tmp_path, model_store):
-    """A base the decoder cannot run (here a small random Qwen2) is decoded by the transformers +
-    peft engine behind the same interface."""
-    from transformers import Qwen2Config
+@pytest.mark.parametrize("transformers_only", [False, True])
+def test_each_base_is_run_by_the_decoder_if_it_can_else_by_transformers(tiny_models, transformers_only):
+    """Chosen per base: the Llama family by openft's decoder, Gemma and Phi-3 by transformers;
+    with OPENFT_ENGINE=hf (`transformers_only`) every base by transformers."""
+    from openft.inference.hf import TransformersModel
+    from openft.inference.local import LoadedBase
 
-    from openft.inference.batched import BatchedEngine
-    from openft.inference.engine import ModelRef, Prompt, SamplingParams
-    from openft.settings import Settings
-    from openft.storage import Storage
-
-    bundled = model_store / BUNDLED_MODEL
-    target = tmp_path / "models" / "tiny-qwen2"
-    config = Qwen2Config(
-        vocab_size=49152,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        eos_token_id=2,
-        bos_token_id=1,
-    )
-    AutoModelForCausalLM.from_config(config).save_pretrained(target)
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        (target / name).write_bytes((bundled / name).read_bytes())
-    engine = BatchedEngine(
-        tmp_path / "models", 2, Storage.for_settings(Settings(data_dir=tmp_path)), tmp_path / "cache"
-    )
-    chunks = list(
-        engine.generate(
-            ModelRef("tiny-qwen2"),
-            Prompt([{"role": "user", "content": "Hi"}]),
-            SamplingParams(max_tokens=5, temperature=0, logit_bias=((2, -100.0),)),
-        )
-    )
-    assert chunks[-1].finish_reason == "length" and chunks[-1].completion_tokens == 5
+    for family, path in tiny_models.items():
+        model = LoadedBase(path, transformers_only).load_model("auto")
+        decoded = family in ("llama", "mistral", "qwen2", "qwen3") and not transformers_only
+        assert isinstance(model, LlamaDecoder if decoded else TransformersModel), family

@@ -251,12 +251,12 @@ def test_remote_code_is_an_explicit_opt_in(store, tiny_models, tmp_path):
 TRAIN_AND_LOAD = """
 import sys
 from pathlib import Path
-from openft.inference.hf import PeftBase
+from openft.inference.local import LoadedBase
 from openft.trainer.sft import train
 from openft.trainer.spec import TrainSpec
 
 model, data, out = map(Path, sys.argv[1:])
-print(type(PeftBase(model).model).__name__)
+print(type(LoadedBase(model, transformers_only=True).load_model("none").model).__name__)
 events = []
 train(TrainSpec(str(model), str(data), str(out), n_epochs=1, batch_size=5, threads=1), events.append)
 print(events[-1]["type"])

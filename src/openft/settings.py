@@ -59,9 +59,13 @@ class Settings(BaseSettings):
     # (e.g. '{"pip": ["openft"]}'). See docs/deploy.md.
     ray_address: str | None = None
     ray_runtime_env: str | None = None
-    # The inference engine: "openft" (continuous batching on openft's Llama decoder, falling
-    # back to "hf" for other architectures), "hf" (transformers + peft) or "vllm" (GPU).
+    # The inference engine: "openft" (continuous batching on openft's decoder for the Llama
+    # family, on transformers + peft for other architectures), "hf" (transformers + peft for
+    # every base) or "vllm" (GPU).
     engine: Literal["openft", "hf", "vllm"] = "openft"
+    # How much memory the weights of the bases the engine keeps loaded may take (least recently
+    # used unloaded); unset: 60% of the GPU, or half of the host's memory (inference/local.py).
+    serve_memory_gb: float | None = None
     # The "openft" engine's base weights on CPU: "auto" packs to int4 the weights that already
     # are 4-bit groups (exact), "int4" packs all (lossy), "none" keeps bf16/fp32.
     serve_quantize: Literal["auto", "int4", "none"] = "auto"

@@ -28,18 +28,17 @@ def make_engine(settings: Settings) -> Engine:
 
 def local_engine(settings: Settings) -> Engine:
     """An engine that runs in this process (the engine process runs one): openft's batched
-    decoder, or transformers + peft with `OPENFT_ENGINE=hf`."""
-    args = (
+    decoder, with transformers + peft for the bases of other architectures (for every base with
+    `OPENFT_ENGINE=hf`)."""
+    from openft.inference.batched import BatchedEngine
+
+    return BatchedEngine(
         settings.models_dir,
         settings.serve_threads,
         Storage.for_settings(settings),
         settings.cache_dir,
         settings.cores_dir,
+        quantize=settings.serve_quantize,
+        transformers_only=settings.engine == "hf",
+        memory_budget=None if settings.serve_memory_gb is None else int(settings.serve_memory_gb * 2**30),
     )
-    if settings.engine == "hf":
-        from openft.inference.hf import HFEngine
-
-        return HFEngine(*args)
-    from openft.inference.batched import BatchedEngine
-
-    return BatchedEngine(*args, quantize=settings.serve_quantize)

@@ -1,137 +1,99 @@
-"""The default engine: continuous batching on the Llama decoder (decoder.py).
+"""The default engine: continuous batching on openft's decoder (decoder.py), and on transformers
+(hf.py) for the bases of other architectures, in one scheduler.
 
-One scheduler thread owns the model. Between two decode steps it admits waiting generations (up to
-MAX_BATCH rows, of one base model): they are prefilled together (grouped by prompt length), each
-into its own KV-cache slot, pick their first token and join the next step. Every step decodes
-one token for every running row, each with its own adapter (up to MAX_LOADED_ADAPTERS loaded,
-least recently used evicted), sampling parameters, stop strings and seed. A row that finishes,
-or whose caller went away, leaves at once and its slot goes to the next generation.
+One scheduler thread owns the models. Between two decode steps it admits waiting generations (up
+to MAX_BATCH rows, of one base model): they are prefilled together (grouped by prompt length),
+each into its own KV-cache slot, pick their first token and join the next step. Every step
+decodes one token for every running row, each with its own adapter (up to MAX_LOADED_ADAPTERS
+loaded, least recently used evicted), sampling parameters, stop strings and seed. A row that
+finishes, or whose caller went away, leaves at once and its slot goes to the next generation. A
+transformers base runs the same way, except that its rows cannot join a running batch (hf.py).
 
-Bases the decoder does not support (another architecture) are served by the transformers +
-peft engine (hf.py).
+Between bases: a batch holds rows of one base, and a batch of another base starts when it ends.
+Fairness: a batch starts with every waiting generation of the base of the oldest waiting one,
+and admits newcomers of its base only while no generation of another base waits; once one does,
+the batch takes no more rows, and when its rows are done the base of the oldest waiting
+generation goes next. A request so waits at most for the running rows to finish, plus one batch
+per base whose oldest request came before it. Loading a base (local.Models, under the memory
+budget) happens only between batches, so it never unloads a base whose rows are running.
 """
 
+import queue
+import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
 
-from openft.inference.decoder import LlamaDecoder, unsupported_reason
-from openft.inference.engine import MAX_BATCH, MAX_LOADED_ADAPTERS, ModelRef, Prompt
-from openft.inference.hf import HFEngine
-from openft.inference.local import LoadedBase, LocalEngine
+from openft.inference.engine import MAX_BATCH
+from openft.inference.local import LocalEngine
 from openft.inference.rows import Generation, Row
-from openft.models.facts import trusts_remote_code
-from openft.storage import Storage
 
-
-class DecoderBase(LoadedBase):
-    """A base model in openft's decoder."""
-
-    def __init__(self, path: Path, quantize: str):
-        super().__init__(path)
-        # Loaded as stored: the decoder converts each weight itself, packing to int4 only the
-        # weights whose stored values are exact 4-bit groups (which a bf16 load would round).
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        self.decoder = LlamaDecoder(model, quantize, self.dtype, self.device, MAX_LOADED_ADAPTERS)
+GATHER_SECONDS = 0.01  # an idle engine waits this long for generations sent at the same moment
 
 
 @dataclass
 class _Running:
     row: Row
-    adapter: int  # its slot in the decoder's adapter bank
+    adapter: int  # its slot in the model's adapters
     token: int  # the last token picked, fed to the next step
 
 
 class BatchedEngine(LocalEngine):
-    def __init__(
-        self,
-        models_dir: Path,
-        threads: int | None,
-        storage: Storage,
-        cache_dir: Path,
-        cores_dir: Path | None = None,
-        quantize: str = "auto",
-    ):
-        super().__init__(models_dir, threads, storage, cache_dir, cores_dir)
-        self.quantize = quantize
-        self._decodable: dict[str, bool] = {}  # base name -> whether the decoder runs it
-        self._fallback: HFEngine | None = None  # the transformers engine, for bases the decoder cannot run
-
-    def context_length(self, model: ModelRef) -> int:
-        if fallback := self._fallback_for(model):
-            return fallback.context_length(model)
-        return super().context_length(model)
-
-    def count_prompt_tokens(self, model: ModelRef, prompt: Prompt) -> int:
-        if fallback := self._fallback_for(model):
-            return fallback.count_prompt_tokens(model, prompt)
-        return super().count_prompt_tokens(model, prompt)
-
-    def submit(self, generation: Generation) -> None:
-        if fallback := self._fallback_for(generation.model):
-            fallback.submit(generation)
-        else:
-            super().submit(generation)
-
-    def _fallback_for(self, model: ModelRef) -> HFEngine | None:
-        """The transformers engine if this decoder cannot run the model's base, else None."""
-        name = model.base_model
-        if name not in self._decodable:
-            path = self.models_dir / name
-            config = AutoConfig.from_pretrained(path, trust_remote_code=trusts_remote_code(path))
-            self._decodable[name] = unsupported_reason(config) is None
-        if self._decodable[name]:
-            return None
-        with self._lock:
-            if self._fallback is None:
-                self._fallback = HFEngine(self.models_dir, self.threads, self.storage, self.cache_dir, self.cores_dir)
-        return self._fallback
-
-    def _load(self, path: Path) -> DecoderBase:
-        return DecoderBase(path, self.quantize)
-
-    def _schedule(self, incoming) -> None:
+    def _schedule(self, incoming: queue.Queue[Generation]) -> None:
         waiting: deque[Generation] = deque()
         running: list[_Running] = []  # row i decodes in KV-cache slot i
+        model = None  # the running rows' base's model
         while True:
             if not running and not waiting:
                 waiting.append(self._next(incoming))
+                time.sleep(GATHER_SECONDS)
             self._use_cores(True)
             while not incoming.empty():
                 waiting.append(incoming.get_nowait())
             with torch.inference_mode():
-                self._admit(waiting, running)
+                model = self._admit(waiting, running, model)
                 if running:
                     try:
-                        self._step(running)
+                        self._step(running, model)
                     except BaseException as error:  # every running caller hears of it; serving goes on
                         for entry in running:
                             entry.row.generation.fail(error)
                         running.clear()
 
-    def _admit(self, waiting: deque[Generation], running: list[_Running]) -> None:
-        """Prefills the waiting generations that can join the running batch (same base, a free row,
-        their adapter loadable), in arrival order; each picks its first token."""
+    def _admit(self, waiting: deque[Generation], running: list[_Running], model):
+        """Prefills the waiting generations that may join the batch (see the module docstring:
+        its base, a free row, their adapter loadable), in arrival order; each picks its first
+        token. Returns the batch's model (a new batch's: loaded if it is not)."""
+        for generation in [g for g in waiting if g.gone.is_set()]:
+            waiting.remove(generation)
         if not waiting:
-            return
-        base_name = (running[0].row.generation if running else waiting[0]).model.base_model
+            return model
+        if running:
+            base_name = running[0].row.generation.model.base_model
+            if not model.joins_running or any(g.model.base_model != base_name for g in waiting):
+                return model
+        else:
+            base_name = waiting[0].model.base_model
+            try:
+                model = self.models.get(self._base(base_name), self.quantize)
+            except BaseException as error:  # the base cannot be served: its callers hear why
+                for generation in [g for g in waiting if g.model.base_model == base_name]:
+                    waiting.remove(generation)
+                    generation.fail(error)
+                return None
+        base = self._base(base_name)
         joining: list[_Running] = []
         deferred: deque[Generation] = deque()
         while waiting:
             generation = waiting.popleft()
-            if generation.gone.is_set():
-                continue
             if generation.model.base_model != base_name or len(running) + len(joining) >= MAX_BATCH:
                 deferred.append(generation)
                 continue
             try:
-                base = self._base(base_name)
                 adapter_dir = self._adapter_dir(generation.model)
                 busy = {entry.adapter for entry in running + joining}
-                adapter = base.decoder.adapters.slot(adapter_dir, busy)
+                adapter = model.adapters.slot(adapter_dir, busy)
                 if adapter is None:  # every adapter slot is in use by a running row
                     deferred.append(generation)
                     continue
@@ -141,10 +103,11 @@ class BatchedEngine(LocalEngine):
             except BaseException as error:
                 generation.fail(error)
         waiting.extend(deferred)
-        for group in _prefill_groups(joining):
+        # A transformers batch starts as one left-padded prefill; the decoder's, in groups.
+        for group in _prefill_groups(joining) if model.joins_running else [joining] if joining else []:
             first = len(running)
             try:
-                logits = base.decoder.prefill(
+                logits = model.prefill(
                     list(range(first, first + len(group))),
                     [entry.row.prompt_ids for entry in group],
                     [entry.adapter for entry in group],
@@ -156,30 +119,27 @@ class BatchedEngine(LocalEngine):
             for index, entry in enumerate(group):
                 entry.token = entry.row.step(logits[index])
             running.extend(group)
-            self._drop_finished(running, base.decoder)
+            self._drop_finished(running, model)
+        return model
 
-    def _step(self, running: list[_Running]) -> None:
-        decoder = self._bases[running[0].row.generation.model.base_model].decoder
-        logits = decoder.decode([entry.token for entry in running], [entry.adapter for entry in running])
+    def _step(self, running: list[_Running], model) -> None:
+        logits = model.decode([entry.token for entry in running], [entry.adapter for entry in running])
         for index, entry in enumerate(running):
             if entry.row.active:
                 entry.token = entry.row.step(logits[index])
-        self._drop_finished(running, decoder)
+        self._drop_finished(running, model)
 
     @staticmethod
-    def _drop_finished(running: list[_Running], decoder: LlamaDecoder) -> None:
+    def _drop_finished(running: list[_Running], model) -> None:
         """Removes the rows that are done or whose caller left, moving the others down so that
-        row i stays in KV-cache slot i. (Rows keep their order, so each moves into a slot
-        already vacated or moved from.)"""
-        staying = [entry for entry in running if entry.row.active]
+        row i stays in KV-cache slot i."""
+        if all(entry.row.active for entry in running):
+            return
         for entry in running:
             if not entry.row.active:
                 entry.row.close()
-        slots = {id(entry): slot for slot, entry in enumerate(running)}
-        for slot, entry in enumerate(staying):
-            if slots[id(entry)] != slot:
-                decoder.move(slots[id(entry)], slot)
-        running[:] = staying
+        model.keep([slot for slot, entry in enumerate(running) if entry.row.active])
+        running[:] = [entry for entry in running if entry.row.active]
 
 
 def _prefill_groups(joining: list[_Running]) -> list[list[_Running]]:

@@ -1,31 +1,62 @@
-"""A Llama-architecture decoder for serving: the base weights once (int4 on CPU where that
-is exact, see weights.py), every loaded LoRA adapter applied per row in the same forward pass (lora.py), and a
-KV cache of slots that requests join and leave between decode steps (continuous batching).
+"""A Llama-family decoder for serving (Llama, Mistral, Qwen2, Qwen3): the base weights once (int4
+on CPU where that is exact, see weights.py), every loaded LoRA adapter applied per row in the
+same forward pass (lora.py), and a KV cache of slots that requests join and leave between decode
+steps (continuous batching).
 
-It is the arithmetic of transformers' LlamaForCausalLM (tests/test_decoder.py compares the two)
-without what makes a small model slow to serve there: a decode step of SmolLM2-135M spent most of
-its time in Python module calls, and peft runs a batch of mixed adapters as one pass per adapter.
-q/k/v and gate/up are fused into one matmul each.
+It is the arithmetic of transformers' modelling code for these families (tests/test_decoder.py
+compares them) without what makes a small model slow to serve there: a decode step of
+SmolLM2-135M spent most of its time in Python module calls, and peft runs a batch of mixed
+adapters as one pass per adapter. q/k/v and gate/up are fused into one matmul each (their
+biases too, where a family has them: Qwen2's q/k/v). The families differ only in details read
+from the loaded model: biases (Qwen2; Llama's `attention_bias`/`mlp_bias`), RMS norms of q and k
+per head (Qwen3), sliding-window attention (Mistral's `sliding_window`, Qwen2/3's sliding
+layers), and the RoPE variant (the angles are taken from the model's own rotary embedding, so
+Llama 3's and YaRN's scaling come for free; the variants whose angles depend on the sequence's
+length are refused).
 """
 
 import torch
 import torch.nn.functional as F
 
 from openft.inference.lora import AdapterBank
-from openft.inference.weights import linear
+from openft.inference.weights import DenseLinear, linear
+
+FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
+# RoPE variants whose angle at a position is fixed (the others rescale with the sequence's length).
+FIXED_ROPE = ("default", "linear", "llama3", "yarn")
 
 
 def unsupported_reason(config) -> str | None:
     """Why this decoder cannot serve a model with this transformers config, or None if it can."""
     rope = getattr(config, "rope_parameters", None) or {}
     checks = {
-        "architecture": config.model_type == "llama",
-        "activation": config.hidden_act == "silu",
-        "biases": not (getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False)),
-        "rope scaling": rope.get("rope_type", "default") == "default",
+        "architecture": config.model_type in FAMILIES,
+        "activation": getattr(config, "hidden_act", None) == "silu",
+        "rope scaling": rope.get("rope_type", "default") in FIXED_ROPE,
     }
     failed = [name for name, ok in checks.items() if not ok]
     return f"its {', '.join(failed)}" if failed else None
+
+
+def _windows(config) -> list[int | None]:
+    """Each layer's sliding attention window (None: it sees every earlier position). Mistral
+    slides every layer; Qwen2/3 only the layers `layer_types` names."""
+    window = getattr(config, "sliding_window", None)
+    if config.model_type == "mistral":
+        return [window] * config.num_hidden_layers
+    kinds = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
+    return [window if kind == "sliding_attention" else None for kind in kinds]
+
+
+def _fused(modules, quantize: str, dtype: torch.dtype, device: torch.device):
+    """nn.Linear modules as one linear layer, their outputs side by side (a module without a bias
+    adds zeros where the others have one)."""
+    weight = torch.cat([module.weight.detach() for module in modules])
+    bias = None
+    if any(module.bias is not None for module in modules):
+        parts = [m.weight.new_zeros(m.out_features) if m.bias is None else m.bias.detach() for m in modules]
+        bias = torch.cat(parts)
+    return linear(weight, bias, quantize, dtype, device)
 
 
 class _Layer:
@@ -33,30 +64,41 @@ class _Layer:
         attention, mlp = module.self_attn, module.mlp
         self.input_norm = module.input_layernorm.weight.detach().to(device, dtype)
         self.post_attention_norm = module.post_attention_layernorm.weight.detach().to(device, dtype)
-        self.qkv = make_linear(torch.cat([attention.q_proj.weight, attention.k_proj.weight, attention.v_proj.weight]))
-        self.o = make_linear(attention.o_proj.weight)
-        self.gate_up = make_linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]))
-        self.down = make_linear(mlp.down_proj.weight)
+        self.qkv = make_linear(attention.q_proj, attention.k_proj, attention.v_proj)
+        self.o = make_linear(attention.o_proj)
+        self.gate_up = make_linear(mlp.gate_proj, mlp.up_proj)
+        self.down = make_linear(mlp.down_proj)
+        # Qwen3 normalises each head's q and k before the rotation.
+        norms = [getattr(attention, name, None) for name in ("q_norm", "k_norm")]
+        self.q_norm, self.k_norm = (None if n is None else n.weight.detach().to(device, dtype) for n in norms)
 
 
 class LlamaDecoder:
+    joins_running = True  # rows join a running batch (each has its own cache slot)
+
     def __init__(self, model, quantize: str, dtype: torch.dtype, device: torch.device, adapter_capacity: int):
         config = model.config
         self.dtype, self.device = dtype, device
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         self.eps = config.rms_norm_eps
+        self.windows = _windows(config)
         with torch.no_grad():
-            make_linear = lambda weight: linear(weight.detach(), quantize, dtype, device)  # noqa: E731
+            make_linear = lambda *modules: _fused(modules, quantize, dtype, device)  # noqa: E731
             self.layers = [_Layer(module, make_linear, dtype, device) for module in model.model.layers]
-            self.embed = model.model.embed_tokens.weight.detach().to(device, dtype)
             self.norm = model.model.norm.weight.detach().to(device, dtype)
-            self.head = make_linear(model.lm_head.weight)
-        theta = (getattr(config, "rope_parameters", None) or {}).get("rope_theta") or config.rope_theta
-        frequencies = 1.0 / theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim)
-        angles = torch.outer(torch.arange(config.max_position_embeddings, dtype=torch.float32), frequencies)
-        angles = torch.cat([angles, angles], dim=-1)
-        self.cos, self.sin = angles.cos().to(device, dtype), angles.sin().to(device, dtype)
+            self.head = make_linear(model.lm_head)
+            tied = model.lm_head.weight is model.model.embed_tokens.weight
+            # A tied embedding shares the head's copy when the head stays dense.
+            if tied and isinstance(self.head, DenseLinear):
+                self.embed = self.head.weight
+            else:
+                self.embed = model.model.embed_tokens.weight.detach().to(device, dtype)
+            # The angles of every position, as the model's rotary embedding computes them (a new
+            # one: the loaded model's may hold its frequencies in a 16-bit dtype).
+            rotary = type(model.model.rotary_emb)(config=config)
+            cos, sin = rotary(torch.zeros(1), torch.arange(config.max_position_embeddings)[None])
+        self.cos, self.sin = cos[0].to(device, dtype), sin[0].to(device, dtype)
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
         hidden, intermediate = config.hidden_size, config.intermediate_size
         self.adapters = AdapterBank(
@@ -73,8 +115,19 @@ class LlamaDecoder:
         )
         # The KV cache: [layers, slots, kv heads, positions, head dim], grown on demand. It and
         # attention are fp32: in bf16 a row's attention depended on the other rows' lengths.
+        # A sliding window is a mask: the cache keeps every position.
         self.keys = self.values = torch.empty(len(self.layers), 0, self.kv_heads, 0, self.head_dim, device=device)
         self.lengths: list[int] = []  # tokens cached in each slot
+
+    def weight_bytes(self) -> int:
+        """The memory the base's weights take here (adapters and the KV cache not counted)."""
+        tensors = [self.embed, self.norm, self.cos, self.sin, *self.head.tensors()]
+        for layer in self.layers:
+            tensors += [layer.input_norm, layer.post_attention_norm, layer.q_norm, layer.k_norm]
+            for weights in (layer.qkv, layer.o, layer.gate_up, layer.down):
+                tensors += weights.tensors()
+        distinct = {t.data_ptr(): t.nbytes for t in tensors if t is not None}  # a tied embedding once
+        return sum(distinct.values())
 
     def prefill(self, slots: list[int], prompts: list[list[int]], adapters: list[int]) -> torch.Tensor:
         """Caches prompts in slots (from position 0), in one forward pass with the rows padded
@@ -83,13 +136,19 @@ class LlamaDecoder:
         width = max(map(len, prompts))
         self._reserve(max(slots) + 1, width)
         slot_index = torch.tensor(slots, device=self.device)
+        query = torch.arange(width, device=self.device)[:, None]
+        key = torch.arange(width, device=self.device)[None]
+        masks = {window: (key <= query) & (key > query - window) for window in set(self.windows) if window}
 
         def attend(layer: int, q, k, v):
             self.keys[layer, slot_index, :, :width] = k.float()
             self.values[layer, slot_index, :, :width] = v.float()
-            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True, enable_gqa=True).to(
-                q.dtype
+            window = self.windows[layer]
+            mask = masks[window] if window and window < width else None
+            attended = F.scaled_dot_product_attention(
+                q.float(), k.float(), v.float(), attn_mask=mask, is_causal=mask is None, enable_gqa=True
             )
+            return attended.to(q.dtype)
 
         ids = torch.tensor([prompt + [0] * (width - len(prompt)) for prompt in prompts], device=self.device)
         positions = torch.arange(width, device=self.device).expand(len(prompts), width)
@@ -107,15 +166,18 @@ class LlamaDecoder:
         longest = max(self.lengths[:n]) + 1
         self._reserve(n, longest)
         rows = torch.arange(n, device=self.device)
-        visible = (torch.arange(longest, device=self.device)[None] <= positions[:, None])[:, None, None]
+        key = torch.arange(longest, device=self.device)[None]
+        visible = key <= positions[:, None]
+        masks = {None: visible[:, None, None]}
+        for window in set(self.windows) - {None}:
+            masks[window] = (visible & (key > positions[:, None] - window))[:, None, None]
 
         def attend(layer: int, q, k, v):
             self.keys[layer, rows, :, positions] = k[:, :, 0].float()
             self.values[layer, rows, :, positions] = v[:, :, 0].float()
             keys, values = self.keys[layer, :n, :, :longest], self.values[layer, :n, :, :longest]
-            return F.scaled_dot_product_attention(q.float(), keys, values, attn_mask=visible, enable_gqa=True).to(
-                q.dtype
-            )
+            mask = masks[self.windows[layer]]
+            return F.scaled_dot_product_attention(q.float(), keys, values, attn_mask=mask, enable_gqa=True).to(q.dtype)
 
         tokens_tensor = torch.tensor(tokens, device=self.device)[:, None]
         logits = self._forward(tokens_tensor, positions[:, None], attend, self.adapters.selection(adapters))
@@ -123,12 +185,16 @@ class LlamaDecoder:
             self.lengths[row] += 1
         return logits
 
-    def move(self, source: int, target: int) -> None:
-        """Moves a row's cache to another slot (to keep the running rows in slots 0..n-1)."""
-        length = self.lengths[source]
-        self.keys[:, target, :, :length] = self.keys[:, source, :, :length]
-        self.values[:, target, :, :length] = self.values[:, source, :, :length]
-        self.lengths[target] = length
+    def keep(self, slots: list[int]) -> None:
+        """Keeps the rows in these slots (ascending), moved down to slots 0..len-1, so that the
+        running rows always fill the first slots. (Each moves into a slot already vacated or
+        moved from.)"""
+        for target, source in enumerate(slots):
+            if source != target:
+                length = self.lengths[source]
+                self.keys[:, target, :, :length] = self.keys[:, source, :, :length]
+                self.values[:, target, :, :length] = self.values[:, source, :, :length]
+                self.lengths[target] = length
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, attend, selection, last=None) -> torch.Tensor:
         """Logits at each row's `last` position (default: its final one)."""
@@ -141,8 +207,12 @@ class LlamaDecoder:
             q, k, v = self._project(index, "qkv", layer.qkv, x, selection).split(
                 [heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], dim=-1
             )
-            q = _rotate(q.view(rows, width, heads, head_dim).transpose(1, 2), cos, sin)
-            k = _rotate(k.view(rows, width, kv_heads, head_dim).transpose(1, 2), cos, sin)
+            q, k = q.view(rows, width, heads, head_dim), k.view(rows, width, kv_heads, head_dim)
+            if layer.q_norm is not None:
+                q = F.rms_norm(q, (head_dim,), layer.q_norm, self.eps)
+                k = F.rms_norm(k, (head_dim,), layer.k_norm, self.eps)
+            q = _rotate(q.transpose(1, 2), cos, sin)
+            k = _rotate(k.transpose(1, 2), cos, sin)
             v = v.view(rows, width, kv_heads, head_dim).transpose(1, 2)
             attended = attend(index, q, k, v).transpose(1, 2).reshape(rows, width, heads * head_dim)
             h = h + self._project(index, "o", layer.o, attended, selection)

@@ -1,154 +1,125 @@
-"""The transformers + peft engine (CPU or one GPU), for bases the batched decoder does not run
-(`OPENFT_ENGINE=hf` serves every base with it).
+"""A base model in transformers + peft, for the architectures openft's decoder does not implement
+(`OPENFT_ENGINE=hf`: for every base). It sits behind the same calls as the decoder (decoder.py),
+so the engine's one scheduler (batched.py) runs both, with the same rows, sampling and streaming.
 
-One copy of each base model is loaded (local.py); fine-tunes are LoRA adapters attached to it on
-demand and evicted least-recently-used. An adapter is named by its key in the artifact storage
-and fetched to this host (once, into the cache dir) the first time it is needed.
-
-Generations are decoded in static batches by one scheduler thread: generations that arrive
-while a batch runs wait for it to end, then the waiting ones for the same base model (up to
-`MAX_BATCH`, and up to `MAX_LOADED_ADAPTERS` different adapters) are decoded together: one
-left-padded prefill, then KV-cached steps. Rows of different adapters run in one forward pass
-(peft's `adapter_names`). The batch ends when every row is done.
+The difference is the KV cache: transformers' is one left-padded batch, which rows cannot join
+once it has started (`joins_running` is False): a batch starts with the rows waiting for its
+base, and new ones wait for it to end. A row that finishes leaves it at once
+(`DynamicCache.batch_select_indices`). Fine-tunes are peft LoRA adapters attached to the one
+copy of the base, up to a capacity (least recently used evicted, never one a running row uses),
+and a batch of rows of different adapters runs as one forward pass (peft's `adapter_names`).
 """
 
-import time
+import itertools
 import warnings
-from collections import OrderedDict, deque
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, DynamicCache
 
-from openft.inference.engine import MAX_BATCH, MAX_LOADED_ADAPTERS
-from openft.inference.local import LoadedBase, LocalEngine
-from openft.inference.rows import Generation, Row
-
-GATHER_SECONDS = 0.01  # how long a new batch waits for generations sent at the same moment
-
 # peft 0.21 still reads the deprecated `is_gradient_checkpointing`, which warns on every adapter load.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
-class PeftBase(LoadedBase):
-    """A base model in transformers, with peft's LoRA adapters attached on demand."""
+class PeftAdapters:
+    """LoRA adapters attached to a transformers model, numbered by slot as the decoder's bank
+    numbers them (0: the base alone)."""
 
-    def __init__(self, path: Path):
-        super().__init__(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype, trust_remote_code=self.remote_code)
-        self.model = self.model.to(self.device).eval()
+    def __init__(self, model, capacity: int):
+        self.model, self.capacity = model, capacity
         self.peft: PeftModel | None = None
-        self.adapters: OrderedDict[str, str] = OrderedDict()  # adapter dir -> adapter name
-        self.adapters_loaded = 0
-        self.pad_id = (
-            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        )
+        self.slots: OrderedDict[str, int] = OrderedDict()  # adapter dir -> slot, least recent first
 
-    @contextmanager
-    def selected(self, adapter_dirs: list[str | None]) -> Iterator[tuple[object, dict]]:
-        """The module to run for a batch, and the extra forward arguments, with each row's
-        adapter in effect for the whole batch (toggling peft's adapters walks every LoRA layer,
-        too slow to do per token): the base model alone, one adapter set active, or, for rows of
-        different adapters, peft's per-row `adapter_names`."""
-        distinct = set(adapter_dirs)
-        if distinct == {None}:
-            if self.peft is None:
-                yield self.model, {}
-            else:
-                with self.peft.disable_adapter():
-                    yield self.peft, {}
-            return
-        names = {adapter_dir: self._load(adapter_dir) for adapter_dir in distinct if adapter_dir is not None}
-        if len(distinct) == 1:
-            self.peft.set_adapter(names[adapter_dirs[0]])
-            yield self.peft, {}
-            return
-        yield self.peft, {"adapter_names": [names[d] if d else "__base__" for d in adapter_dirs]}
+    def slot(self, adapter_dir: str | None, busy: set[int]) -> int | None:
+        """The slot holding this adapter, loading it (over the least recently used adapter that
+        no running row needs) if it is not loaded; None if every slot is busy."""
+        if adapter_dir is None:
+            return 0
+        if adapter_dir in self.slots:
+            self.slots.move_to_end(adapter_dir)
+            return self.slots[adapter_dir]
+        if len(self.slots) < self.capacity:
+            slot = len(self.slots) + 1
+        else:
+            evictable = [path for path, slot in self.slots.items() if slot not in busy]
+            if not evictable:
+                return None
+            slot = self.slots.pop(evictable[0])
+            self.peft.delete_adapter(f"slot{slot}")
+        if self.peft is None:
+            self.peft = PeftModel.from_pretrained(self.model, adapter_dir, adapter_name=f"slot{slot}").eval()
+        else:
+            self.peft.load_adapter(adapter_dir, adapter_name=f"slot{slot}")
+        self.slots[adapter_dir] = slot
+        return slot
 
-    def _load(self, adapter_dir: str) -> str:
-        name = self.adapters.get(adapter_dir)
-        if name is None:
-            self.adapters_loaded += 1
-            name = f"adapter{self.adapters_loaded}"
-            if self.peft is None:
-                self.peft = PeftModel.from_pretrained(self.model, adapter_dir, adapter_name=name).eval()
-            else:
-                self.peft.load_adapter(adapter_dir, adapter_name=name)
-            self.adapters[adapter_dir] = name
-            if len(self.adapters) > MAX_LOADED_ADAPTERS:
-                _, evicted = self.adapters.popitem(last=False)
-                self.peft.delete_adapter(evicted)
-        self.adapters.move_to_end(adapter_dir)
-        return name
+    def module(self, slots: list[int]) -> tuple[torch.nn.Module, dict]:
+        """What to run for rows of these slots, and its extra forward arguments: rows of one
+        adapter run it as peft's active adapter (made so when it changes: that walks every LoRA
+        layer, too slow to do at each step), other batches name each row's."""
+        if self.peft is None:
+            return self.model, {}
+        if len(set(slots)) == 1 and slots[0]:
+            if self.peft.active_adapter != f"slot{slots[0]}":
+                self.peft.set_adapter(f"slot{slots[0]}")
+            return self.peft, {}
+        return self.peft, {"adapter_names": [f"slot{slot}" if slot else "__base__" for slot in slots]}
 
 
-class HFEngine(LocalEngine):
-    def _load(self, path: Path) -> PeftBase:
-        return PeftBase(path)
+class TransformersModel:
+    joins_running = False
 
-    def _schedule(self, incoming) -> None:
-        waiting: deque[Generation] = deque()
-        while True:
-            if not waiting:
-                waiting.append(self._next(incoming))
-                time.sleep(GATHER_SECONDS)
-            self._use_cores(True)
-            while not incoming.empty():
-                waiting.append(incoming.get_nowait())
-            batch = self._next_batch(waiting)
-            try:
-                with torch.inference_mode():
-                    self._decode(batch)
-            except BaseException as error:  # every caller hears of it; the scheduler goes on
-                for generation in batch:
-                    generation.fail(error)
+    def __init__(
+        self,
+        path: Path,
+        dtype: torch.dtype,
+        device: torch.device,
+        pad_id: int,
+        adapter_capacity: int,
+        remote_code: bool = False,
+    ):
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=remote_code)
+        self.model = self.model.to(device).eval()
+        self.device, self.pad_id = device, pad_id
+        self.adapters = PeftAdapters(self.model, adapter_capacity)
+        self._cache: DynamicCache | None = None
+        self._mask = self._positions = torch.empty(0, 0, dtype=torch.long, device=device)
 
-    @staticmethod
-    def _next_batch(waiting: deque[Generation]) -> list[Generation]:
-        """The oldest generation and the waiting ones that can share its batch (same base model)."""
-        first = waiting.popleft()
-        batch, adapters, rest = [first], {first.model.adapter_key}, deque()
-        while waiting:
-            generation = waiting.popleft()
-            fits = (
-                generation.model.base_model == first.model.base_model
-                and len(batch) < MAX_BATCH
-                and (generation.model.adapter_key in adapters or len(adapters) < MAX_LOADED_ADAPTERS)
-            )
-            if fits:
-                batch.append(generation)
-                adapters.add(generation.model.adapter_key)
-            else:
-                rest.append(generation)
-        waiting.extend(rest)
-        return batch
+    def weight_bytes(self) -> int:
+        return sum(t.nbytes for t in itertools.chain(self.model.parameters(), self.model.buffers()))
 
-    def _decode(self, batch: list[Generation]) -> None:
-        base = self._base(batch[0].model.base_model)
-        prompts = [base.prompt_ids(generation.prompt) for generation in batch]
-        rows = [Row(generation, base, prompt) for generation, prompt in zip(batch, prompts)]
-        adapters = [self._adapter_dir(generation.model) for generation in batch]
+    def prefill(self, slots: list[int], prompts: list[list[int]], adapters: list[int]) -> torch.Tensor:
+        """Starts a batch of these prompts, in rows 0..n-1 (`slots`), left-padded; returns each
+        one's next-token logits [rows, vocab]."""
         width = max(map(len, prompts))
-        input_ids = torch.tensor([[base.pad_id] * (width - len(p)) + p for p in prompts], device=base.device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=base.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
-        with base.selected(adapters) as (module, extra):
-            while any(row.active for row in rows):
-                logits = module(
-                    input_ids=input_ids,
-                    attention_mask=mask,
-                    position_ids=positions,
-                    cache=cache,
-                    use_cache=True,
-                    **extra,
-                ).logits[:, -1]
-                tokens = [row.step(logits[n]) if row.active else base.pad_id for n, row in enumerate(rows)]
-                input_ids = torch.tensor(tokens, device=base.device)[:, None]
-                mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
-                positions = positions[:, -1:] + 1
-        for row in rows:
-            row.close()
+        ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], device=self.device)
+        self._mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        self._positions = (self._mask.cumsum(-1) - 1).clamp(min=0)
+        self._cache = DynamicCache(config=self.model.config)
+        return self._forward(ids, adapters)
+
+    def decode(self, tokens: list[int], adapters: list[int]) -> torch.Tensor:
+        """One step for the batch's rows, each given its next token. Returns logits [n, vocab]."""
+        self._mask = torch.cat([self._mask, self._mask.new_ones((len(tokens), 1))], dim=1)
+        self._positions = self._positions[:, -1:] + 1
+        return self._forward(torch.tensor(tokens, device=self.device)[:, None], adapters)
+
+    def keep(self, slots: list[int]) -> None:
+        """Keeps only these rows of the batch (ascending), which become rows 0..len-1."""
+        index = torch.tensor(slots, dtype=torch.long, device=self.device)
+        self._cache.batch_select_indices(index)
+        self._mask, self._positions = self._mask[index], self._positions[index]
+
+    def _forward(self, ids: torch.Tensor, adapters: list[int]) -> torch.Tensor:
+        module, extra = self.adapters.module(adapters)
+        output = module(
+            input_ids=ids,
+            attention_mask=self._mask,
+            position_ids=self._positions,
+            cache=self._cache,
+            use_cache=True,
+            **extra,
+        )
+        return output.logits[:, -1].float()

@@ -1,61 +1,155 @@
-"""What the two engines that run in this process (batched.py, hf.py) share: each base model
-loaded once, on first use, and the generations queued for one scheduler thread that owns the
-model. The engine process (process.py) runs one of them.
+"""The bases the in-process engine (batched.py) serves, and the scheduler thread it feeds.
 
-A loaded base runs on the GPU if there is one, else the CPU, with its weights in
-`hardware.compute_dtype`: bf16 where the device multiplies it natively, else fp32.
+A base has two parts here. Its tokenizer side (`LoadedBase`: chat template, context length, the
+tokens that end a reply) is loaded on first use by whichever thread asks (a token count, a
+request) and kept: it is small. Its model (the weights, as openft's decoder or transformers runs
+them) is loaded by the scheduler thread alone, under a memory budget (`Models`): when a base must
+be loaded and the loaded ones would not leave room for it, the least recently used are unloaded.
+The scheduler loads a base only between two batches, so no running row ever needs one it unloads.
+
+A model runs on the GPU if there is one, else the CPU, with its weights in
+`hardware.compute_dtype`: bf16 where the device multiplies it natively, else fp32. The model is
+openft's decoder (decoder.py) for the families it implements, else transformers + peft (hf.py),
+chosen per base; `OPENFT_ENGINE=hf` chooses transformers for every base.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import queue
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Generator
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from transformers.utils import logging as transformers_logging
 
 from openft.cores import CoreShare
 from openft.data.chat_format import ChatTemplate
 from openft.hardware import compute_dtype
-from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams
+from openft.inference.decoder import LlamaDecoder, unsupported_reason
+from openft.inference.engine import MAX_LOADED_ADAPTERS, Chunk, ModelRef, Prompt, SamplingParams
+from openft.inference.hf import TransformersModel
 from openft.inference.rows import Generation
 from openft.models.facts import trusts_remote_code
+from openft.models.parameters import parameter_count
 from openft.storage import Storage
-
-IDLE_SECONDS = 1.0  # an idle engine keeps its share of the cores this long (openft/cores.py)
 
 # The server's console is for requests, not for weight-loading progress bars.
 transformers_logging.disable_progress_bar()
+log = logging.getLogger("openft.inference")
+
+GIB = 2**30
+IDLE_SECONDS = 1.0  # an idle engine keeps its share of the cores this long (openft/cores.py)
 
 
 class LoadedBase:
-    """A base model as an engine serves it: tokenizer and chat template, device and dtype,
-    context length and the tokens that end a reply. Each engine adds its model."""
+    """A base model's tokenizer side, as the engine serves it: tokenizer and chat template,
+    device and dtype, context length, the tokens that end a reply, and which model runs it."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, transformers_only: bool):
+        self.path = path
         self.remote_code = trusts_remote_code(path)  # added with --trust-remote-code
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.remote_code)
         self.chat_template = ChatTemplate(self.tokenizer)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = getattr(torch, compute_dtype(self.device.type))
-        config = AutoConfig.from_pretrained(path, trust_remote_code=self.remote_code)
-        self.context_length = config.max_position_embeddings
-        # The tokenizer's end of sequence, the model config's and the generation config's: a
-        # chat model's end of turn is often only in the last (Gemma's <end_of_turn>, Phi-3's <|end|>).
-        self.stop_ids = {self.tokenizer.eos_token_id, *_ids(config.eos_token_id)}
-        if (path / "generation_config.json").is_file():
-            self.stop_ids |= set(_ids(GenerationConfig.from_pretrained(path).eos_token_id))
-        self.stop_ids.discard(None)
+        self.config = AutoConfig.from_pretrained(path, trust_remote_code=self.remote_code)
+        self.context_length = self.config.max_position_embeddings
+        # The tokenizer's end of sequence, the model config's and the generation config's (a list
+        # for chat models whose turns end with their own token: Gemma's <end_of_turn>, Phi-3's <|end|>).
+        ends = [self.tokenizer.eos_token_id, self.config.eos_token_id]
+        if (path / "generation_config.json").exists():
+            ends.append(GenerationConfig.from_pretrained(path).eos_token_id)
+        self.stop_ids = {token for end in ends for token in (end if isinstance(end, list) else [end])} - {None}
+        self.decoded = not transformers_only and unsupported_reason(self.config) is None
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
         return self.chat_template.prompt_ids(prompt.messages, prompt.tools)
 
+    def load_model(self, quantize: str):
+        """The weights as openft's decoder runs them (the families it implements), else as
+        transformers + peft do."""
+        if not self.decoded:
+            pad_id = self.tokenizer.pad_token_id
+            pad_id = self.tokenizer.eos_token_id if pad_id is None else pad_id
+            return TransformersModel(self.path, self.dtype, self.device, pad_id, MAX_LOADED_ADAPTERS, self.remote_code)
+        # Loaded as stored: the decoder converts each weight itself, packing to int4 only the
+        # weights whose stored values are exact 4-bit groups (which a cast would round).
+        model = AutoModelForCausalLM.from_pretrained(self.path, dtype="auto")
+        return LlamaDecoder(model, quantize, self.dtype, self.device, MAX_LOADED_ADAPTERS)
 
-def _ids(eos: int | list[int] | None) -> list[int]:
-    return eos if isinstance(eos, list) else [eos]
+    def estimated_bytes(self) -> int:
+        """What its weights will take once loaded, before loading them: parameters x dtype."""
+        return parameter_count(self.path) * self.dtype.itemsize
+
+
+class ServingMemoryError(RuntimeError):
+    pass
+
+
+class Models:
+    """The bases' models in memory, least recently used first, their weights within `budget`
+    bytes (adapters and KV caches not counted). Used by the scheduler thread only."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self._models: OrderedDict[str, object] = OrderedDict()
+        self._sizes: dict[str, int] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._models)
+
+    def get(self, base: LoadedBase, quantize: str):
+        """The base's model, loaded (after unloading what it needs room from) if it is not."""
+        name = base.path.name
+        if name in self._models:
+            self._models.move_to_end(name)
+            return self._models[name]
+        needed = base.estimated_bytes()
+        if needed > self.budget:
+            raise ServingMemoryError(
+                f"The base model {name} needs about {needed / GIB:.1f} GiB for its weights, more than the "
+                f"engine's memory budget of {self.budget / GIB:.1f} GiB; raise OPENFT_SERVE_MEMORY_GB."
+            )
+        self._make_room(needed, name)
+        model = base.load_model(quantize)
+        self._models[name], self._sizes[name] = model, model.weight_bytes()
+        self._make_room(0, name)  # the estimate may have been short
+        return model
+
+    def _make_room(self, needed: int, loading: str) -> None:
+        """Unloads the least recently used models (not `loading`) until `needed` more bytes fit."""
+        for name in list(self._models):
+            if sum(self._sizes.values()) + needed <= self.budget:
+                return
+            if name != loading:
+                del self._models[name]
+                log.warning(
+                    "unloaded base %s (%.1f GiB) to load %s within the serving budget of %.1f GiB; "
+                    "raise OPENFT_SERVE_MEMORY_GB to keep both loaded",
+                    name,
+                    self._sizes.pop(name) / GIB,
+                    loading,
+                    self.budget / GIB,
+                )
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """How much of the machine the bases' weights may take, when OPENFT_SERVE_MEMORY_GB does not
+    say: 60% of a GPU (the KV caches, fp32, and the activations take the rest), half of a CPU
+    host's memory, or of the container's limit (a trainer may share the host)."""
+    if device.type == "cuda":
+        return int(0.6 * torch.cuda.get_device_properties(device).total_memory)
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit = Path("/sys/fs/cgroup/memory.max")
+    if limit.exists() and limit.read_text().strip().isdigit():
+        total = min(total, int(limit.read_text()))
+    return total // 2
 
 
 class Scheduler:
@@ -78,18 +172,29 @@ class Scheduler:
 
 
 class LocalEngine:
-    """The engine protocol around a scheduler: an engine says how it loads a base (`_load`) and
-    how its scheduler thread decodes the generations it takes from `incoming` (`_schedule`)."""
+    """The engine protocol around a scheduler: the bases' tokenizer sides for any thread, their
+    models (`models`) for the scheduler thread, which decodes the generations it takes from
+    `incoming` (`_schedule`)."""
 
     def __init__(
-        self, models_dir: Path, threads: int | None, storage: Storage, cache_dir: Path, cores_dir: Path | None = None
+        self,
+        models_dir: Path,
+        threads: int | None,
+        storage: Storage,
+        cache_dir: Path,
+        cores_dir: Path | None = None,
+        quantize: str = "auto",
+        transformers_only: bool = False,
+        memory_budget: int | None = None,
     ):
         self.models_dir, self.threads, self.storage, self.cache_dir = models_dir, threads, storage, cache_dir
-        self.cores_dir = cores_dir
+        self.quantize, self.transformers_only = quantize, transformers_only
         # This engine's share of the host's cores, beside the training jobs busy there (openft/cores.py).
         self.cores = CoreShare(cores_dir, "engine", threads)
         self._bases: dict[str, LoadedBase] = {}
-        self._lock = threading.Lock()  # loading a base
+        self._lock = threading.Lock()  # loading a base's tokenizer side
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.models = Models(default_memory_budget(device) if memory_budget is None else memory_budget)
         self._scheduler = Scheduler(self._schedule)
 
     def context_length(self, model: ModelRef) -> int:
@@ -110,8 +215,7 @@ class LocalEngine:
     def _base(self, name: str) -> LoadedBase:
         with self._lock:
             if name not in self._bases:
-                torch.set_num_threads(self.cores.threads())
-                self._bases[name] = self._load(self.models_dir / name)
+                self._bases[name] = LoadedBase(self.models_dir / name, self.transformers_only)
             return self._bases[name]
 
     def _next(self, incoming: queue.Queue[Generation]) -> Generation:
@@ -133,9 +237,6 @@ class LocalEngine:
     def _adapter_dir(self, model: ModelRef) -> str | None:
         """The fine-tune's adapter on this host (fetched into the cache dir the first time)."""
         return model.adapter_key and str(self.storage.fetch(model.adapter_key, self.cache_dir))
-
-    def _load(self, path: Path) -> LoadedBase:
-        raise NotImplementedError
 
     def _schedule(self, incoming: queue.Queue[Generation]) -> None:
         raise NotImplementedError

@@ -1,5 +1,5 @@
 """The base model's linear layers as the decoder multiplies them: int4 weight-only on CPU, or
-dense.
+dense; with a bias where the layer has one (Qwen2's q/k/v), added in the layer's dtype.
 
 Decoding one token reads every weight once, so on a CPU its speed is the memory traffic: int4
 groups of 32 (a scale and an offset per group: llama.cpp's Q4_1 layout) read 4x fewer bytes than
@@ -16,7 +16,7 @@ GROUP = 32
 
 
 class Int4Linear:
-    """y = x @ W.T with W [out, in] stored as 4-bit codes, groups of GROUP along `in`; and, for
+    """y = x @ W.T (+ bias) with W [out, in] stored as 4-bit codes, groups of GROUP along `in`; and, for
     many rows at once (a prompt's prefill), also dense: the int4 kernel's time grows with the
     rows (it was 2x slower than a bf16 matmul at 64 rows and more), a decode step's few rows are
     memory-bound and 3x faster in int4."""
@@ -24,13 +24,19 @@ class Int4Linear:
     DENSE_FROM_ROWS = 32
 
     def __init__(
-        self, codes: torch.Tensor, scale: torch.Tensor, low: torch.Tensor, weight: torch.Tensor, dtype: torch.dtype
+        self,
+        codes: torch.Tensor,
+        scale: torch.Tensor,
+        low: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        dtype: torch.dtype,
     ):
         out_features, groups, _ = codes.shape
         self.packed = torch._convert_weight_to_int4pack_for_cpu(codes.reshape(out_features, groups * GROUP), 1)
         # The kernel's dequantisation is (code - 8) * scale + zero.
         self.scales_and_zeros = torch.stack([scale.t(), (low + 8 * scale).t()], -1).to(dtype).contiguous()
-        self.dense = DenseLinear(weight, dtype, weight.device)
+        self.dense = DenseLinear(weight, bias, dtype, weight.device)
         self.out_features = out_features
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -38,19 +44,28 @@ class Int4Linear:
         if flat.shape[0] >= self.DENSE_FROM_ROWS:
             return self.dense(x)
         y = torch._weight_int4pack_mm_for_cpu(flat, self.packed, GROUP, self.scales_and_zeros)
+        if self.dense.bias is not None:
+            y.add_(self.dense.bias)
         return y.view(*x.shape[:-1], self.out_features)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.packed, self.scales_and_zeros, *self.dense.tensors()]
 
 
 class DenseLinear:
-    def __init__(self, weight: torch.Tensor, dtype: torch.dtype, device: torch.device):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype, device: torch.device):
         self.weight = weight.to(device=device, dtype=dtype).contiguous()
+        self.bias = None if bias is None else bias.to(device=device, dtype=dtype)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight)
+        return F.linear(x, self.weight, self.bias)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.weight] if self.bias is None else [self.weight, self.bias]
 
 
-def linear(weight: torch.Tensor, quantize: str, dtype: torch.dtype, device: torch.device):
-    """The fastest exact-enough form of one weight [out, in] (see the module docstring)."""
+def linear(weight: torch.Tensor, bias: torch.Tensor | None, quantize: str, dtype: torch.dtype, device: torch.device):
+    """The fastest exact-enough form of one weight [out, in] and its bias (see the module docstring)."""
     packable = device.type == "cpu" and dtype == torch.bfloat16 and weight.shape[1] % GROUP == 0
     if packable and quantize != "none":
         groups = weight.float().view(weight.shape[0], -1, GROUP)
@@ -60,5 +75,5 @@ def linear(weight: torch.Tensor, quantize: str, dtype: torch.dtype, device: torc
         error = (codes * scale[..., None] + low[..., None] - groups).abs().max()
         if quantize == "int4" or error <= 1e-6 * groups.abs().max():
             exact = (codes * scale[..., None] + low[..., None]).view(weight.shape)  # what the codes mean
-            return Int4Linear(codes.to(torch.int32), scale, low, exact, dtype)
-    return DenseLinear(weight, dtype, device)
+            return Int4Linear(codes.to(torch.int32), scale, low, exact, bias, dtype)
+    return DenseLinear(weight, bias, dtype, device)
