@@ -14,6 +14,19 @@ chosen to behave like the values OpenAI reports on finished jobs:
   rate to move a fresh adapter much, so we double it to 2.0. From 100
   examples on there are hundreds of steps or more, and the usual LoRA rate (1.0) is right.
 
+Preference (DPO) jobs add `beta` and have rules of their own, chosen so that "auto" does not wreck
+the model. Measured with TRL's DPOTrainer on the bundled model (issue 17: LoRA, 40 pairs whose
+replies share the answer and differ in a few tokens, 3 epochs, beta 0.1): plain DPO at 5e-5
+changed no greedy reply; at 1e-4 and above every reply showed the preferred trait but lost its
+answer and fell into repetition, because pairs that share most tokens make DPO lower the
+likelihood of both replies. With an SFT term on the preferred reply added (RPO; trainer/dpo.py)
+at 1e-4 every reply kept its answer and showed the trait. So openft's DPO loss always carries the
+SFT term, and "auto" is:
+- beta: 0.1 (TRL's default, and the value OpenAI's own DPO example sends);
+- learning_rate_multiplier: 0.5, whatever the size (1e-4 on bases under 20B: the measured rate),
+  not doubled for small files: the preference term moves the adapter faster than SFT does;
+- n_epochs and batch_size: the supervised rules, counting pairs as examples.
+
 A value the user gives is used as is, once `validate_requested_hyperparameters` has accepted it.
 `qlora` (openft's) chooses how the memory plan loads the base (trainer/plan.py), not a number.
 """
@@ -32,6 +45,9 @@ MAX_EPOCHS = 50
 SMALL_DATASET_EXAMPLES = 100
 SMALL_DATASET_LR_MULTIPLIER = 2.0
 DEFAULT_LR_MULTIPLIER = 1.0
+DPO_LR_MULTIPLIER = 0.5
+DPO_BETA = 0.1
+MAX_BETA = 2.0
 
 
 @dataclass(frozen=True)
@@ -41,18 +57,34 @@ class Hyperparameters:
     learning_rate_multiplier: float
 
 
-def resolve_hyperparameters(n_examples: int, requested: dict | None) -> Hyperparameters:
-    """Fill every "auto" (or missing) value from `n_examples`; keep the numbers the user gave."""
-    if invalid := validate_requested_hyperparameters(requested):
+@dataclass(frozen=True)
+class DpoHyperparameters(Hyperparameters):
+    beta: float
+
+
+def resolve_hyperparameters(
+    n_examples: int, requested: dict | None, method: str = "supervised"
+) -> Hyperparameters | DpoHyperparameters:
+    """Fill every "auto" (or missing) value from `n_examples` (a DPO file's pairs); keep the
+    numbers the user gave."""
+    if invalid := validate_requested_hyperparameters(requested, method):
         raise ValueError(invalid[1])
     requested = requested or {}
     n = max(n_examples, 1)
+    n_epochs = _given(requested, "n_epochs") or auto_n_epochs(n)
+    batch_size = _given(requested, "batch_size") or auto_batch_size(n)
+    multiplier = _given(requested, "learning_rate_multiplier")
+    if method == "dpo":
+        return DpoHyperparameters(
+            n_epochs=n_epochs,
+            batch_size=batch_size,
+            learning_rate_multiplier=float(multiplier or DPO_LR_MULTIPLIER),
+            beta=float(_given(requested, "beta") or DPO_BETA),
+        )
     return Hyperparameters(
-        n_epochs=_given(requested, "n_epochs") or auto_n_epochs(n),
-        batch_size=_given(requested, "batch_size") or auto_batch_size(n),
-        learning_rate_multiplier=float(
-            _given(requested, "learning_rate_multiplier") or auto_learning_rate_multiplier(n)
-        ),
+        n_epochs=n_epochs,
+        batch_size=batch_size,
+        learning_rate_multiplier=float(multiplier or auto_learning_rate_multiplier(n)),
     )
 
 
@@ -74,12 +106,14 @@ def auto_learning_rate_multiplier(n_examples: int) -> float:
     return DEFAULT_LR_MULTIPLIER
 
 
-def validate_requested_hyperparameters(requested: dict | None) -> tuple[str, str] | None:
-    """Return (param, message) for the first invalid value, or None when all are valid."""
+def validate_requested_hyperparameters(requested: dict | None, method: str = "supervised") -> tuple[str, str] | None:
+    """Return (param, message) for the first invalid value, or None when all are valid. `beta`
+    is DPO's only."""
+    known = [key for key in _RULES if method == "dpo" or key != "beta"]
     for key, value in (requested or {}).items():
         param = f"hyperparameters.{key}"
-        if key not in _RULES:
-            return param, f"Unknown hyperparameter '{key}'; expected one of {', '.join(_RULES)}."
+        if key not in known:
+            return param, f"Unknown hyperparameter '{key}'; expected one of {', '.join(known)}."
         if value is None or value == "auto":
             continue
         accepts, expected = _RULES[key]
@@ -117,6 +151,8 @@ _RULES = {
         lambda v: _is_number(v) and 0 < v < float("inf"),
         "a number greater than 0",
     ),
+    # DPO's: how far the policy may move from the reference; OpenAI's range (0, 2]
+    "beta": (lambda v: _is_number(v) and 0 < v <= MAX_BETA, f"a number greater than 0 and at most {MAX_BETA:g}"),
     # openft's own: QLoRA (true), never QLoRA (false), or the memory plan's choice ("auto");
     # trainer/plan.py. It is not resolved here: `resolve_hyperparameters` leaves it alone.
     "qlora": (lambda v: isinstance(v, bool), "true or false"),

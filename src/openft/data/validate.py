@@ -12,17 +12,27 @@ line is reported, so one round of fixes is enough. An example with any error is 
 `examples`; warnings never drop an example. Codes reuse the names from OpenAI's cookbook script
 (Chat_finetuning_data_prep) where one exists.
 
+A file holds one method's examples: supervised (`{"messages": [...]}`) or preference, DPO
+(`{"input": {"messages": [...]}, "preferred_output": [...], "non_preferred_output": [...]}`).
+The caller names the method (a job's), or the first example that parses as JSON decides it (an
+upload, `openft data check` without --method); `report.method` says which. A line of the other
+method is one error naming the mix-up, not a cascade of missing keys.
+
 Error codes:
   File:      empty_file, not_jsonl, invalid_encoding, invalid_json
   Example:   data_type, example_unrecognized_key, missing_messages_list,
              example_missing_assistant_message, no_trained_assistant_message
+  Method:    dpo_example_in_supervised_file, supervised_example_in_dpo_file
+  DPO:       missing_input, invalid_preference_output (each output must be a list of exactly
+             one assistant message: content or tool calls, no weight)
   Message:   message_missing_key, message_unrecognized_key, unrecognized_role, missing_content,
              invalid_weight
   Tool data: invalid_tools, invalid_functions, invalid_parallel_tool_calls, invalid_tool_calls,
              invalid_function_call, invalid_tool_call_id
 Warning codes:
   blank_line, duplicate_example, missing_system_message, missing_user_message,
-  short_assistant_reply, identical_system_message (file level)
+  short_assistant_reply, identical_system_message (file level),
+  identical_preference_outputs (DPO: the two replies are the same, so there is nothing to prefer)
 
 The 10-example minimum is not applied here: the server applies `check_example_count` when a job
 is created (as OpenAI does), and the CLI applies both.
@@ -42,6 +52,10 @@ MIN_EXAMPLES = 10
 ALLOWED_ROLES = ("system", "user", "assistant", "tool", "function")
 ALLOWED_MESSAGE_KEYS = frozenset({"role", "content", "name", "weight", "function_call", "tool_calls", "tool_call_id"})
 ALLOWED_EXAMPLE_KEYS = frozenset({"messages", "tools", "functions", "parallel_tool_calls"})
+ALLOWED_INPUT_KEYS = ALLOWED_EXAMPLE_KEYS  # a DPO example's `input` is a supervised example's shape
+PREFERENCE_KEYS = ("input", "preferred_output", "non_preferred_output")
+OUTPUT_KEYS = ("preferred_output", "non_preferred_output")
+METHODS = ("supervised", "dpo")
 # A trained assistant reply with fewer non-whitespace characters than this is flagged. Two, not
 # more: one-word labels ("No", "positive") are a common, legitimate classification target, while
 # an empty or one-character reply is usually a data bug (a truncated export, a stray label).
@@ -61,6 +75,7 @@ class ValidationReport:
     example_lines: list[int] = field(default_factory=list)
     errors: list[DataIssue] = field(default_factory=list)
     warnings: list[DataIssue] = field(default_factory=list)
+    method: str | None = None  # "supervised" or "dpo": the caller's, or the first example's
 
     @property
     def ok(self) -> bool:
@@ -75,19 +90,19 @@ def check_example_count(n: int) -> DataIssue | None:
     return DataIssue(None, "invalid_n_examples", message)
 
 
-def validate_chat_jsonl(raw: bytes) -> ValidationReport:
+def validate_chat_jsonl(raw: bytes, method: str | None = None) -> ValidationReport:
     """Check a whole file held in memory. `iter_chat_jsonl` streams one and reports the same."""
-    report = ValidationReport()
+    report = ValidationReport(method=method)
     for line, example in iter_chat_jsonl(io.BytesIO(raw), report):
         report.examples.append(example)
         report.example_lines.append(line)
     return report
 
 
-def scan_chat_jsonl(lines: Iterable[bytes]) -> tuple[ValidationReport, int]:
+def scan_chat_jsonl(lines: Iterable[bytes], method: str | None = None) -> tuple[ValidationReport, int]:
     """Check a file as a stream, in bounded memory: its report (errors and warnings; `examples`
-    left empty) and how many valid examples it holds."""
-    report = ValidationReport()
+    left empty) and how many valid examples it holds. `method`: as `iter_chat_jsonl`."""
+    report = ValidationReport(method=method)
     count = sum(1 for _ in iter_chat_jsonl(lines, report))
     return report, count
 
@@ -95,6 +110,8 @@ def scan_chat_jsonl(lines: Iterable[bytes]) -> tuple[ValidationReport, int]:
 def iter_chat_jsonl(lines: Iterable[bytes], report: ValidationReport) -> Iterator[tuple[int, dict]]:
     """Check a file as a stream: yield (line, example) for each valid example, in file order, and
     add each error and warning to `report` as it is found (the file-level one at the end).
+    The examples are checked as `report.method`'s; when it is None, the first line that parses
+    as JSON sets it.
 
     `lines` is a binary file object, or any iterable of byte lines with or without their b"\n".
     `report.examples` is left alone: of each valid example, only a 16-byte digest is kept (to
@@ -122,7 +139,7 @@ def iter_chat_jsonl(lines: Iterable[bytes], report: ValidationReport) -> Iterato
         return
 
     report.warnings += [_issue(lineno, "blank_line", BLANK_LINE) for lineno in range(1, blank + 1)]
-    state = _FileState()
+    state = _FileState(method=report.method)
     rest = itertools.chain([chunk], ahead, (line.removesuffix(b"\n") for line in lines))
     for lineno, chunk in enumerate(rest, start=blank + 1):
         if (example := _check_line(lineno, chunk, report, state)) is not None:
@@ -141,6 +158,7 @@ class _FileState:
     first_seen: dict[bytes, int] = field(default_factory=dict)  # digest of an example -> its first line
     examples: int = 0
     system_prompts: set[str | None] = field(default_factory=set)  # the first two seen: enough to tell
+    method: str | None = None
 
 
 def _check_line(lineno: int, chunk: bytes, report: ValidationReport, state: _FileState) -> dict | None:
@@ -162,11 +180,14 @@ def _check_line(lineno: int, chunk: bytes, report: ValidationReport, state: _Fil
         detail += "; each line must be one complete JSON object"
         report.errors.append(_issue(lineno, "invalid_json", detail))
         return None
-    errors = _example_errors(example)
+    if state.method is None:
+        state.method = report.method = method_of(example)
+    dpo = state.method == "dpo"
+    errors = _preference_errors(example) if dpo else _example_errors(example)
     report.errors += [_issue(lineno, code, detail) for code, detail in errors]
     if errors:
         return None
-    warnings = _example_warnings(example)
+    warnings = _preference_warnings(example) if dpo else _example_warnings(example)
     report.warnings += [_issue(lineno, code, detail) for code, detail in warnings]
     digest = hashlib.blake2b(_canonical(example), digest_size=16).digest()
     if digest in state.first_seen:
@@ -267,9 +288,23 @@ def _first_value_spans_lines(first_line: bytes, lines: Iterator[bytes], ahead: l
 Problems = list[tuple[str, str]]
 
 
+def method_of(example: object) -> str:
+    """The method an example is for: "dpo" when it has a preference key and no messages."""
+    if isinstance(example, dict) and "messages" not in example and any(key in example for key in PREFERENCE_KEYS):
+        return "dpo"
+    return "supervised"
+
+
 def _example_errors(example: object) -> Problems:
     if not isinstance(example, dict):
         return [("data_type", f"expected a JSON object, got {_json_type(example)}")]
+    if method_of(example) == "dpo":
+        detail = (
+            "a preference (DPO) example, with input/preferred_output/non_preferred_output, in a file of"
+            ' supervised examples; a file holds one kind: give this line a "messages" list, or make'
+            " every line a DPO example and train with method dpo"
+        )
+        return [("dpo_example_in_supervised_file", detail)]
     errors: Problems = []
     for key in sorted(example.keys() - ALLOWED_EXAMPLE_KEYS):
         allowed = ", ".join(sorted(ALLOWED_EXAMPLE_KEYS))
@@ -288,12 +323,14 @@ def _example_errors(example: object) -> Problems:
     return errors + _messages_errors(messages)
 
 
-def _messages_errors(messages: list) -> Problems:
+def _messages_errors(messages: list, prefix: str = "", call_ids: set[str] | None = None) -> Problems:
+    """The messages' problems, each placed as `{prefix}messages[i]`; `call_ids` collects the ids
+    of the tool calls they make."""
     errors: Problems = []
-    call_ids: set[str] = set()  # ids of the tool calls made so far, which tool messages answer
+    call_ids = set() if call_ids is None else call_ids  # ids of the calls made so far, which tool messages answer
     assistant_weights = []
     for i, message in enumerate(messages):
-        where = f"messages[{i}]"
+        where = f"{prefix}messages[{i}]"
         if not isinstance(message, dict):
             detail = f"{where}: expected a JSON object, got {_json_type(message)}"
             errors.append(("data_type", detail))
@@ -365,6 +402,72 @@ def _content_problem(content: object) -> str | None:
 
 def _is_weight(weight: object) -> bool:
     return not isinstance(weight, bool) and isinstance(weight, (int, float)) and weight in (0, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# A preference (DPO) example: OpenAI's `input` (a supervised example's messages and tools, its
+# earlier assistant turns context only) and one assistant message on each side.
+
+
+def _preference_errors(example: object) -> Problems:
+    if not isinstance(example, dict):
+        return [("data_type", f"expected a JSON object, got {_json_type(example)}")]
+    if method_of(example) == "supervised" and "messages" in example:
+        detail = (
+            'a supervised example (a "messages" list) in a file of preference (DPO) examples; a file'
+            ' holds one kind: write it as {"input": {"messages": [...]}, "preferred_output": [...],'
+            ' "non_preferred_output": [...]}, or train the file with method supervised'
+        )
+        return [("supervised_example_in_dpo_file", detail)]
+    errors: Problems = []
+    for key in sorted(example.keys() - set(PREFERENCE_KEYS)):
+        detail = f"unrecognized key {key!r}; a DPO example may only have {', '.join(PREFERENCE_KEYS)}"
+        errors.append(("example_unrecognized_key", detail))
+    given = example.get("input")
+    messages = given.get("messages") if isinstance(given, dict) else None
+    if not isinstance(messages, list) or not messages:
+        errors.append(("missing_input", 'expected an "input" object with a non-empty "messages" list'))
+        messages = []
+    else:
+        for key in sorted(given.keys() - ALLOWED_INPUT_KEYS):
+            allowed = ", ".join(sorted(ALLOWED_INPUT_KEYS))
+            errors.append(("example_unrecognized_key", f"input: unrecognized key {key!r}; it may only have {allowed}"))
+        if "tools" in given:
+            errors += _definitions_errors(given["tools"], "tools", "invalid_tools")
+        if "functions" in given:
+            errors += _definitions_errors(given["functions"], "functions", "invalid_functions")
+        if "parallel_tool_calls" in given and not isinstance(given["parallel_tool_calls"], bool):
+            errors.append(("invalid_parallel_tool_calls", "input.parallel_tool_calls must be true or false"))
+    call_ids: set[str] = set()
+    errors += [problem for problem in _messages_errors(messages, "input.", call_ids) if problem[0] not in _NO_REPLY]
+    for key in OUTPUT_KEYS:
+        errors += _output_errors(key, example.get(key), set(call_ids))
+    return errors
+
+
+# The input need not hold a reply: the outputs are the replies compared.
+_NO_REPLY = ("example_missing_assistant_message", "no_trained_assistant_message")
+
+
+def _output_errors(key: str, output: object, call_ids: set[str]) -> Problems:
+    shape = f'{key} must be a list of exactly one assistant message, like [{{"role": "assistant", "content": "..."}}]'
+    if not isinstance(output, list) or len(output) != 1 or not isinstance(output[0], dict):
+        return [("invalid_preference_output", shape)]
+    message = output[0]
+    where = f"{key}[0]"
+    if message.get("role") != "assistant":
+        return [("invalid_preference_output", f"{where}: role is {message.get('role')!r}; {shape}")]
+    if "weight" in message:
+        return [("invalid_preference_output", f"{where}: weight is not allowed; the compared replies are trained")]
+    return _message_errors(where, message, call_ids)
+
+
+def _preference_warnings(example: dict) -> Problems:
+    preferred, rejected = (_canonical(example[key][0]) for key in OUTPUT_KEYS)
+    if preferred != rejected:
+        return []
+    detail = "preferred_output and non_preferred_output are identical: the pair teaches nothing; remove or fix it"
+    return [("identical_preference_outputs", detail)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,8 +607,14 @@ def _identical_system_warning(state: _FileState) -> DataIssue | None:
     return DataIssue(None, "identical_system_message", message)
 
 
+def chat_messages(example: dict) -> list[dict]:
+    """A valid example's conversation before its trained replies: the supervised example's
+    messages, a DPO example's input messages."""
+    return example["input"]["messages"] if "input" in example else example["messages"]
+
+
 def _system_prompt(example: dict) -> str | None:
-    for message in example["messages"]:
+    for message in chat_messages(example):
         if message["role"] == "system":
             return content_text(message["content"])
     return None

@@ -23,11 +23,21 @@ class SupervisedParam(BaseModel):
     hyperparameters: HyperparametersParam | None = None
 
 
+class DpoHyperparametersParam(HyperparametersParam):
+    beta: Auto | float | None = None
+
+
+class DpoParam(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hyperparameters: DpoHyperparametersParam | None = None
+
+
 class MethodParam(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["supervised"]
+    type: Literal["supervised", "dpo"]
     supervised: SupervisedParam | None = None
+    dpo: DpoParam | None = None
 
 
 class JobCreateParams(BaseModel):
@@ -47,10 +57,17 @@ class JobCreateParams(BaseModel):
     suffix: str | None = Field(default=None, max_length=64)
     validation_file: str | None = None
 
+    @property
+    def method_type(self) -> str:
+        return self.method.type if self.method else "supervised"
+
     def requested_hyperparameters(self) -> dict[str, Any]:
         chosen = self.hyperparameters
-        if self.method and self.method.supervised and self.method.supervised.hyperparameters:
-            chosen = self.method.supervised.hyperparameters
+        method = self.method
+        if method and method.type == "supervised" and method.supervised and method.supervised.hyperparameters:
+            chosen = method.supervised.hyperparameters
+        if method and method.type == "dpo":
+            chosen = method.dpo.hyperparameters if method.dpo else None
         return chosen.model_dump(exclude_none=True) if chosen else {}
 
 
@@ -66,7 +83,7 @@ class FineTuningJob(BaseModel):
     error: JobError | None = None
     fine_tuned_model: str | None = None
     finished_at: int | None = None
-    hyperparameters: dict[str, Any]
+    hyperparameters: dict[str, Any] | None  # null on a DPO job, as OpenAI's: see `method`
     model: str
     object: Literal["fine_tuning.job"] = "fine_tuning.job"
     organization_id: str

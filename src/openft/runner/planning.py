@@ -48,12 +48,15 @@ def job_plan(
     hyperparameters: dict,
     device: Device,
     lora: Lora | None = None,
+    method: str = "supervised",
 ) -> Plan | None:
-    """The plan of a job on `device`; None if this host's model store lacks the base."""
+    """The plan of a job on `device`; None if this host's model store lacks the base. A DPO
+    batch runs each pair's two replies as two rows (trainer/dpo.py); its token bound, the
+    longest line's, covers a pair's prompt and both replies, more than either row needs."""
     path = settings.models_dir / base
     if not (path / "config.json").exists():
         return None
-    rows = resolve_hyperparameters(n_examples, hyperparameters).batch_size
+    rows = resolve_hyperparameters(n_examples, hyperparameters, method).batch_size * (2 if method == "dpo" else 1)
     return plan(_shape(path), device, rows, example_tokens, lora, qlora_choice(settings, hyperparameters))
 
 

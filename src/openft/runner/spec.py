@@ -4,7 +4,7 @@ its hyperparameters, its memory plan (`runner/planning.py`), and the adapter it 
 import json
 from pathlib import Path
 
-from openft.data.hyperparams import Hyperparameters, resolve_hyperparameters
+from openft.data.hyperparams import DPO_BETA, Hyperparameters, resolve_hyperparameters
 from openft.data.validate import scan_chat_jsonl
 from openft.models.parameters import parameter_count
 from openft.runner.planning import LongestLine
@@ -23,8 +23,9 @@ def resolve(job: JobRow, training_path: Path) -> tuple[Hyperparameters, int, int
     example's tokens that its memory plan counts with (the numbers its create call counted)."""
     with open(training_path, "rb") as lines:
         measured = LongestLine(lines)
-        _, n_examples = scan_chat_jsonl(measured)
-    return resolve_hyperparameters(n_examples, job.hyperparameters), n_examples, measured.example_tokens
+        _, n_examples = scan_chat_jsonl(measured, job.method)
+    resolved = resolve_hyperparameters(n_examples, job.hyperparameters, job.method)
+    return resolved, n_examples, measured.example_tokens
 
 
 def read_lora(adapter_dir: Path) -> Lora:
@@ -66,6 +67,8 @@ def write_spec(
         gradient_checkpointing=plan.gradient_checkpointing,
         quantization="nf4" if plan.method == "qlora" else "none",
         init_adapter=str(initial_adapter.resolve()) if initial_adapter else None,
+        method=job.method,
+        beta=getattr(hyperparameters, "beta", DPO_BETA),
         lora=read_lora(initial_adapter) if initial_adapter else Lora(),
     )
     path = directory / "spec.json"

@@ -98,7 +98,13 @@ class Worker:
         if job.n_examples is None:
             return True
         planned = job_plan(
-            self.settings, job.base_model, job.n_examples, job.example_tokens, job.hyperparameters, self.device
+            self.settings,
+            job.base_model,
+            job.n_examples,
+            job.example_tokens,
+            job.hyperparameters,
+            self.device,
+            method=job.method,
         )
         return planned is not None and planned.fits
 
@@ -143,6 +149,7 @@ class JobRun:
             job.hyperparameters,
             self.worker.device,
             initial_adapter and read_lora(initial_adapter),
+            method=job.method,
         )
         if planned is None or not planned.fits:
             problem = planned.problem if planned else f"the base model {job.base_model} is not on this worker's host"

@@ -148,7 +148,7 @@ class EvalService:
 
     def _held_out(self, organization_id: str, file_id: str) -> list[HeldOut]:
         raw = self._content(organization_id, file_id, "file")
-        report = validate_chat_jsonl(raw)
+        report = validate_chat_jsonl(raw, "supervised")
         if not report.ok:
             raise OpenFTError(400, format_error_message(report), param="file", code="invalid_file_format")
         try:
@@ -170,7 +170,7 @@ class EvalService:
                 "file for the system message and few-shot examples).",
                 param="training_file",
             ) from None
-        report = validate_chat_jsonl(raw)
+        report = validate_chat_jsonl(raw, "supervised")
         if not report.ok:
             raise OpenFTError(400, format_error_message(report), param=param, code="invalid_file_format")
         return report.examples

@@ -63,7 +63,7 @@ class FileService:
 
     def create(self, organization_id: str, filename: str | None, purpose: str, source: BinaryIO) -> FileRow:
         """Store an upload read from `source`, within the size limit; a fine-tune file must also
-        keep within the line limit and be valid chat JSONL."""
+        keep within the line limit and be valid JSONL of one method (chat, or DPO pairs)."""
         if purpose not in PURPOSES:
             raise OpenFTError(400, f"'{purpose}' is not one of {list(PURPOSES)} - 'purpose'", param="purpose")
         fine_tune = purpose == "fine-tune"

@@ -53,15 +53,20 @@ class FineTuningService:
                 "suffix may contain only letters, digits, '.', '_' and '-', at most 64 characters.",
                 param="suffix",
             )
+        method = params.method_type
+        check_method(params)
         requested = params.requested_hyperparameters()
-        problem = validate_requested_hyperparameters(requested)
+        problem = validate_requested_hyperparameters(requested, method)
         if problem:
-            raise OpenFTError(400, problem[1], param=problem[0])
+            param = problem[0] if params.method is None else f"method.{method}.{problem[0]}"
+            raise OpenFTError(400, problem[1], param=param)
         base_model, initial_adapter_key = self.models.training_start(caller.organization_id, params.model)
-        n_examples, example_tokens = self._check_file(caller.organization_id, params.training_file, "training_file")
+        n_examples, example_tokens = self._check_file(
+            caller.organization_id, params.training_file, "training_file", method
+        )
         if params.validation_file:
-            self._check_file(caller.organization_id, params.validation_file, "validation_file")
-        self._check_fits(base_model, n_examples, example_tokens, requested)
+            self._check_file(caller.organization_id, params.validation_file, "validation_file", method)
+        self._check_fits(base_model, n_examples, example_tokens, requested, method)
 
         # A fine-tune of a fine-tune is named after the root base, as the client named it (OpenAI's way).
         root = ids.parse_fine_tuned_model_name(params.model).base if params.model.startswith("ft:") else params.model
@@ -78,6 +83,7 @@ class FineTuningService:
             planned_model_name=ids.fine_tuned_model_name(root, caller.organization, params.suffix),
             seed=params.seed if params.seed is not None else secrets.randbelow(2**31),
             hyperparameters=requested,
+            method=method,
             result_files=[],
             job_metadata=params.metadata,
             initial_adapter_key=initial_adapter_key,
@@ -94,12 +100,12 @@ class FineTuningService:
             add_event(session, job.id, validating)
         return job
 
-    def _check_fits(self, base_model: str, n_examples: int, example_tokens: int, requested: dict) -> None:
+    def _check_fits(self, base_model: str, n_examples: int, example_tokens: int, requested: dict, method: str) -> None:
         """400 if the job's memory plan fits none of the workers alive (runner/planning.py). With
         no worker alive, or without the base on this host to plan with, the job is accepted: a
         worker claims only a job that fits it."""
         plans = [
-            job_plan(self.settings, base_model, n_examples, example_tokens, requested, device)
+            job_plan(self.settings, base_model, n_examples, example_tokens, requested, device, method=method)
             for device in workers.alive(self.db, self.settings)
         ]
         if not plans or None in plans or any(plan.fits for plan in plans):
@@ -113,9 +119,9 @@ class FineTuningService:
             code="insufficient_memory",
         )
 
-    def _check_file(self, organization_id: str, file_id: str, param: str) -> tuple[int, int]:
-        """400 unless the file is a valid fine-tuning file of the caller's; its examples and the
-        bound on its longest example's tokens."""
+    def _check_file(self, organization_id: str, file_id: str, param: str, method: str) -> tuple[int, int]:
+        """400 unless the file is a valid fine-tuning file of the caller's for `method` (a line of
+        the other method is an error); its examples and the bound on its longest example's tokens."""
         try:
             row = self.files.get(organization_id, file_id)
         except OpenFTError:
@@ -129,7 +135,7 @@ class FineTuningService:
             )
         with self.files.open(row) as lines:
             measured = LongestLine(lines)
-            report, n_examples = scan_chat_jsonl(measured)
+            report, n_examples = scan_chat_jsonl(measured, method)
         if problem := format_error_message(report):
             raise OpenFTError(400, problem, param=param, code="invalid_file_format")
         if param == "training_file":
@@ -184,20 +190,36 @@ class FineTuningService:
         return jobs.resume(self.db, organization_id, job_id)
 
 
+def check_method(params: JobCreateParams) -> None:
+    """400 for a `method` whose parts disagree: hyperparameters of one method on a job of another."""
+    method = params.method
+    if method is None:
+        return
+    other = "dpo" if method.type == "supervised" else "supervised"
+    if getattr(method, other) is not None:
+        raise OpenFTError(400, f"method.{other} is given, but method.type is '{method.type}'.", param=f"method.{other}")
+    if method.type == "dpo" and params.hyperparameters is not None:
+        raise OpenFTError(
+            400,
+            "hyperparameters is only for supervised jobs; give a DPO job's in method.dpo.hyperparameters.",
+            param="hyperparameters",
+        )
+
+
 def job_object(row: JobRow) -> FineTuningJob:
-    hyperparameters = {
-        "batch_size": "auto",
-        "learning_rate_multiplier": "auto",
-        "n_epochs": "auto",
-        **row.hyperparameters,
-    }
+    """The job as OpenAI shows it: `method` echoes the hyperparameters ("auto" until the worker
+    resolves them); the deprecated top-level `hyperparameters` is null on a DPO job, as OpenAI's."""
+    auto = {"batch_size": "auto", "learning_rate_multiplier": "auto", "n_epochs": "auto"}
+    if row.method == "dpo":
+        auto = {"beta": "auto", **auto}
+    hyperparameters = {**auto, **row.hyperparameters}
     return FineTuningJob(
         id=row.id,
         created_at=row.created_at,
         error=JobError(**row.error) if row.error else None,
         fine_tuned_model=row.fine_tuned_model,
         finished_at=row.finished_at,
-        hyperparameters=hyperparameters,
+        hyperparameters=None if row.method == "dpo" else hyperparameters,
         model=row.model,
         organization_id=row.organization_id,
         result_files=row.result_files,
@@ -209,7 +231,7 @@ def job_object(row: JobRow) -> FineTuningJob:
         estimated_finish=row.estimated_finish,
         integrations=[],
         metadata=row.job_metadata,
-        method={"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
+        method={"type": row.method, row.method: {"hyperparameters": hyperparameters}},
         user_provided_suffix=row.suffix,
     )
 

@@ -48,6 +48,8 @@ class JobRow(Base):
     suffix: Mapped[str | None] = mapped_column(String, default=None)
     seed: Mapped[int] = mapped_column(Integer)
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # "supervised" or "dpo": what the training file holds and the trainer optimises
+    method: Mapped[str] = mapped_column(String, default="supervised", server_default="supervised")
     result_files: Mapped[list[Any]] = mapped_column(JSON, default=list)
     # Named at creation so the last checkpoint can carry the final name; shown once succeeded.
     planned_model_name: Mapped[str] = mapped_column(String)

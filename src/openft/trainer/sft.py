@@ -83,7 +83,15 @@ def main(argv: list[str]) -> int:
     try:
         if len(argv) != 1:
             raise ValueError("usage: python -m openft.trainer spec.json")
-        train(TrainSpec.read(Path(argv[0])), emit)
+        spec = TrainSpec.read(Path(argv[0]))
+        if spec.method == "dpo":
+            from openft.trainer.dpo import train_dpo
+
+            train_dpo(spec, emit)
+        elif spec.method == "supervised":
+            train(spec, emit)
+        else:
+            raise ValueError(f"Unknown method {spec.method!r}: expected 'supervised' or 'dpo'")
         return 0
     except Exception as exc:
         traceback.print_exc()
@@ -106,23 +114,8 @@ def train(spec: TrainSpec, emit) -> None:
         emit = _silent  # one event stream per job: the leader's
     torch.manual_seed(spec.seed)
 
-    # ---------------------------------------------------------------------------------------
-    # load: frozen base (as the memory plan says) + LoRA adapters, fresh or an earlier fine-tune's
-    from peft import PeftModel, get_peft_model
-    from transformers import AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # stderr is a log file, not a terminal
-    remote_code = trusts_remote_code(Path(spec.base_model_path))  # added with --trust-remote-code
-    tokenizer = AutoTokenizer.from_pretrained(spec.base_model_path, trust_remote_code=remote_code)
-    model = load_base(spec, device, remote_code)
-    if spec.init_adapter:
-        model = PeftModel.from_pretrained(model, spec.init_adapter, is_trainable=True)
-    else:
-        model = get_peft_model(model, lora_config(spec.lora))
-    model.config.use_cache = False
+    tokenizer, model, pad_id = load_policy(spec, device)
     trained = ranks.wrap(model)  # what the loop calls: the model itself, or its DDP wrapper
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     # ---------------------------------------------------------------------------------------
     # data
@@ -136,12 +129,7 @@ def train(spec: TrainSpec, emit) -> None:
     epoch_tokens = sum(len(ex.input_ids) for ex in train_set)
     eval_every = spec.eval_every or max(1, total_steps // 10)
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, betas=(0.9, 0.999), weight_decay=0.0)
-    warmup = round(spec.warmup_ratio * total_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else (total_steps - s) / (total_steps - warmup)
-    )
+    params, optimizer, scheduler, warmup = optimizer_and_schedule(model, spec, total_steps)
 
     # ---------------------------------------------------------------------------------------
     # resume from the latest checkpoint, if a previous run left one
@@ -235,19 +223,7 @@ def train(spec: TrainSpec, emit) -> None:
     # save: the adapter, with the resolved config next to it
     adapter_dir = out_dir / "adapter"
     if ranks.leader:
-        model.save_pretrained(adapter_dir)
-        config = {
-            **asdict(spec),
-            "total_steps": total_steps,
-            "warmup_steps": warmup,
-            "eval_every": eval_every,
-            "n_examples": len(train_set),
-            "schedule": "linear warmup, then linear decay",
-            "optimizer": "adamw",
-            "max_grad_norm": MAX_GRAD_NORM,
-            "processes": ranks.world,
-        }
-        (adapter_dir / "training_config.json").write_text(json.dumps(config, indent=2))
+        save_adapter(adapter_dir, model, spec, total_steps, warmup, eval_every, len(train_set), ranks.world)
     ranks.close()
     cores.close()
     emit({"type": "done", "trained_tokens": epoch_tokens * n_epochs, "adapter_path": str(adapter_dir)})
@@ -259,6 +235,56 @@ def train(spec: TrainSpec, emit) -> None:
 
 def _silent(event: dict) -> None:
     pass
+
+
+def load_policy(spec: TrainSpec, device: torch.device):
+    """(tokenizer, model, pad id): the frozen base (as the memory plan says) with the LoRA
+    adapters trained, fresh or an earlier fine-tune's (`init_adapter`)."""
+    from peft import PeftModel, get_peft_model
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # stderr is a log file, not a terminal
+    remote_code = trusts_remote_code(Path(spec.base_model_path))  # added with --trust-remote-code
+    tokenizer = AutoTokenizer.from_pretrained(spec.base_model_path, trust_remote_code=remote_code)
+    model = load_base(spec, device, remote_code)
+    if spec.init_adapter:
+        model = PeftModel.from_pretrained(model, spec.init_adapter, is_trainable=True)
+    else:
+        model = get_peft_model(model, lora_config(spec.lora))
+    model.config.use_cache = False
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return tokenizer, model, pad_id
+
+
+def optimizer_and_schedule(model, spec: TrainSpec, total_steps: int):
+    """(trained parameters, AdamW, the warmup-then-decay schedule, warmup steps): the recipe's."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, betas=(0.9, 0.999), weight_decay=0.0)
+    warmup = round(spec.warmup_ratio * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else (total_steps - s) / (total_steps - warmup)
+    )
+    return params, optimizer, scheduler, warmup
+
+
+def save_adapter(
+    adapter_dir: Path, model, spec: TrainSpec, total_steps: int, warmup: int, eval_every: int, n: int, processes: int
+) -> None:
+    """The trained adapter, with the resolved config it was trained with next to it."""
+    model.save_pretrained(adapter_dir)
+    config = {
+        **asdict(spec),
+        "total_steps": total_steps,
+        "warmup_steps": warmup,
+        "eval_every": eval_every,
+        "n_examples": n,
+        "schedule": "linear warmup, then linear decay",
+        "optimizer": "adamw",
+        "max_grad_norm": MAX_GRAD_NORM,
+        "processes": processes,
+    }
+    (adapter_dir / "training_config.json").write_text(json.dumps(config, indent=2))
 
 
 def use_attention_for(model, shape: torch.Size, device: torch.device) -> None:

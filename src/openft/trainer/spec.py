@@ -30,6 +30,9 @@ EVAL_EXAMPLES = 32  # validation examples behind each periodic valid_loss (the l
 # On the CPU, batches up to this many rows x tokens^2 attend eagerly, larger ones with SDPA
 # (`sft.use_attention_for`; the memory plan counts eager attention's probabilities).
 EAGER_ATTENTION_ELEMENTS = 8 * 256 * 256
+# DPO (trainer/dpo.py): the weight of the SFT term on the preferred reply added to the DPO loss
+# (RPO). 1.0, as in TRL's ["sigmoid", "sft"]: the measurement behind it is in data/hyperparams.py.
+SFT_WEIGHT = 1.0
 
 
 def base_learning_rate(parameters: int) -> float:
@@ -81,6 +84,11 @@ class TrainSpec:
     quantization: str = "none"  # "nf4": QLoRA, the base's linear layers in 4 bits (bitsandbytes, CUDA)
     # An adapter to go on training (an `ft:` model's): its LoRA config and weights, not fresh ones
     init_adapter: str | None = None
+    # "supervised" (trainer/sft.py) or "dpo" (trainer/dpo.py: preference pairs, the reference the
+    # starting model, `beta` and the SFT term's `sft_weight` in its loss)
+    method: str = "supervised"
+    beta: float = 0.1
+    sft_weight: float = SFT_WEIGHT
     warmup_ratio: float = WARMUP_RATIO
     eval_every: int | None = None  # steps between valid_loss reports; None: about 10 per run
     eval_examples: int = EVAL_EXAMPLES
