@@ -89,6 +89,7 @@ def test_json_report_shape(model_data_dir):
     assert set(report) == {
         "ok",
         "model",
+        "method",
         "context_tokens",
         "training",
         "validation",
@@ -100,7 +101,9 @@ def test_json_report_shape(model_data_dir):
     }
     assert report["ok"] is True and report["model"] == BUNDLED_MODEL and report["validation"] is None
     training = report["training"]
-    assert set(training) == {"file", "errors", "warnings", "stats"}
+    assert report["method"] == "supervised"
+    assert set(training) == {"file", "errors", "warnings", "stats", "preference"}
+    assert training["preference"] is None
     assert training["errors"] == []
     assert {"line": None, "code": "identical_system_message"}.items() <= training["warnings"][0].items()
     stats = training["stats"]

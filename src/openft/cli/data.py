@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -31,13 +32,21 @@ from openft.trainer.spec import MAX_LENGTH
 
 app = typer.Typer(help="Check training data before it trains.", no_args_is_help=True)
 
+
+class Method(StrEnum):
+    supervised = "supervised"
+    dpo = "dpo"
+
+
 MAX_ISSUES_SHOWN = 50  # per list, in the text view; --json has them all
 TRAINED_BRACKETS = ("[[", "]]")  # marks trained text where the terminal shows no colour
 
 
 @app.command()
 def check(
-    file: Annotated[Path, typer.Argument(help="Training data: chat JSONL, one example per line.")],
+    file: Annotated[
+        Path, typer.Argument(help="Training data: chat JSONL, or DPO pairs (OpenAI's format), one example per line.")
+    ],
     model: Annotated[
         str | None,
         typer.Option(
@@ -48,6 +57,11 @@ def check(
     validation: Annotated[Path | None, typer.Option(help="Validation data, checked the same way.")] = None,
     epochs: Annotated[int | None, typer.Option(help="n_epochs (default: auto, from the number of examples).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="batch_size (default: auto).")] = None,
+    method: Annotated[
+        Method | None,
+        typer.Option(help="The job's method; a line of the other is an error. Default: the file's first example's."),
+    ] = None,
+    beta: Annotated[float | None, typer.Option(help="DPO's beta, in (0, 2] (default: auto).")] = None,
     show: Annotated[
         int, typer.Option(min=0, help="Render this many examples as the trainer sees them, trained tokens marked.")
     ] = 0,
@@ -66,26 +80,33 @@ def check(
         openft data check train.jsonl --model gpt-4o-mini --validation valid.jsonl --epochs 3
         openft data check train.jsonl --show 2
         openft data check train.jsonl --json | jq .cost
+        openft data check pairs.jsonl --method dpo --beta 0.2 --show 1
     """
     settings = Settings(data_dir=data_dir)
-    requested = {"n_epochs": epochs, "batch_size": batch_size}
-    if invalid := validate_requested_hyperparameters({k: v for k, v in requested.items() if v is not None}):
+    requested = {"n_epochs": epochs, "batch_size": batch_size, "beta": beta}
+    given = {key: value for key, value in requested.items() if value is not None}
+    if beta is not None and method is Method.supervised:
+        fail("--beta: only a DPO check takes it")
+    if invalid := validate_requested_hyperparameters(given, "dpo" if beta is not None else "supervised"):
         param, message = invalid
-        fail(f"{'--epochs' if param.endswith('n_epochs') else '--batch-size'}: {message}")
+        flags = {"n_epochs": "--epochs", "batch_size": "--batch-size", "beta": "--beta"}
+        fail(f"{flags[param.removeprefix('hyperparameters.')]}: {message}")
     name = model or settings.default_base_model
     target = resolve_model(name, base_in_store(settings, name))
     model_path = settings.models_dir / target.model
     tokenizer = _load_tokenizer(model_path)
 
     try:
-        training = check_file(tokenizer, file, MAX_LENGTH, keep=show)
-        valid = check_file(tokenizer, validation, MAX_LENGTH) if validation else None
+        training = check_file(tokenizer, file, MAX_LENGTH, keep=show, method=method and method.value)
+        valid = check_file(tokenizer, validation, MAX_LENGTH, method=training.method) if validation else None
     except UnreadableFile as e:
         fail(str(e))
+    if beta is not None and training.method != "dpo":
+        fail(f"--beta: only a DPO check takes it, and {file} holds supervised examples")
     if problem := check_example_count(training.stats.examples if training.stats else 0):
         training.errors.append(problem)
     speed = training_speed(settings, target.model, model_path) if training.stats else None
-    report = build_report(target, training, valid, requested, MAX_LENGTH, speed)
+    report = build_report(target, training, valid, given, MAX_LENGTH, speed)
     report["plan"] = memory_plan(settings, target.model, file, report) if training.stats else None
     if show:
         report["shown"] = shown_examples(tokenizer, training)
@@ -148,7 +169,9 @@ def memory_plan(settings: Settings, model: str, file: Path, report: dict) -> dic
             pass
     device = this_device(settings)
     n_examples = report["training"]["stats"]["examples"]
-    planned = job_plan(settings, model, n_examples, measured.example_tokens, report["hyperparameters"], device)
+    planned = job_plan(
+        settings, model, n_examples, measured.example_tokens, report["hyperparameters"], device, method=report["method"]
+    )
     return {**planned.to_dict(), "fits": planned.fits, "description": planned.describe(), "device_name": device.name}
 
 
@@ -206,6 +229,11 @@ def _print_file(console: Console, which: str, checked: dict) -> None:
     truncated = stats["truncated_lines"]
     lines = f" (lines {', '.join(map(str, truncated[:20]))}{', …' if len(truncated) > 20 else ''})" if truncated else ""
     table.add_row("examples truncated", f"{len(truncated):,}{lines}")
+    for side, stats in (checked["preference"] or {}).items():
+        table.add_row(
+            f"{side} ({'preferred' if side == 'chosen' else 'non-preferred'})",
+            f"tokens per example {_distribution(stats['tokens_per_example'])}; trained {stats['trained_tokens']:,}",
+        )
     console.print(table)
 
 
@@ -215,7 +243,8 @@ def _print_costs(console: Console, report: dict) -> None:
     table.add_row(
         "hyperparameters",
         f"n_epochs {hp['n_epochs']}, batch_size {hp['batch_size']}, "
-        f"learning_rate_multiplier {hp['learning_rate_multiplier']:g}",
+        f"learning_rate_multiplier {hp['learning_rate_multiplier']:g}"
+        + (f", beta {hp['beta']:g} (DPO, with an SFT term on the preferred reply)" if "beta" in hp else ""),
     )
     tokens = report["training"]["stats"]["tokens"]
     table.add_row("billed tokens", f"{report['billed_tokens']:,} ({tokens:,} tokens × {hp['n_epochs']} epochs)")
@@ -242,18 +271,28 @@ def _print_costs(console: Console, report: dict) -> None:
 
 def _print_example(console: Console, i: int, shown: dict) -> None:
     plain = console.no_color or console.color_system is None
-    legend = "trained tokens in [[ ]]" if plain else "trained tokens in green"
+    pair = "rejected_segments" in shown
+    what = "the compared replies" if pair else "trained tokens"
+    legend = f"{what} in [[ ]]" if plain else f"{what} in green"
     console.print(f"\n[bold]Example {i}[/] (line {shown['line']}; {legend})")
+    console.print(_segments_text(shown["segments"], plain), soft_wrap=True)
+    if pair:  # the other side shares the prompt: only its reply is shown
+        rejected = list(itertools.dropwhile(lambda segment: not segment["trained"], shown["rejected_segments"]))
+        console.print("[bold]non-preferred reply instead:[/]")
+        console.print(_segments_text(rejected, plain), soft_wrap=True)
+    if shown["truncated"]:
+        console.print(f"[yellow]… truncated here, at the {MAX_LENGTH}-token context[/]")
+
+
+def _segments_text(segments: list[dict], plain: bool) -> Text:
     text = Text()
-    for trained, run in itertools.groupby(shown["segments"], key=lambda segment: segment["trained"]):
+    for trained, run in itertools.groupby(segments, key=lambda segment: segment["trained"]):
         text.append(TRAINED_BRACKETS[0] if trained and plain else "")
         for segment in run:
             style = ("bold green " if trained else "") + ("italic" if segment["special"] else "")
             text.append(segment["text"], style=style.strip() or None)
         text.append(TRAINED_BRACKETS[1] if trained and plain else "")
-    console.print(text, soft_wrap=True)
-    if shown["truncated"]:
-        console.print(f"[yellow]… truncated here, at the {MAX_LENGTH}-token context[/]")
+    return text
 
 
 def _distribution(d: dict) -> str:

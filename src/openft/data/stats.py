@@ -59,6 +59,15 @@ class TokenTally:
         if rendered.truncated:
             self.truncated_lines.append(line)
 
+    def add_pair(self, chosen: RenderedExample, rejected: RenderedExample, messages: int, line: int) -> None:
+        """A DPO pair as one example: the tokens of both sides, which the trainer runs each epoch."""
+        self.lengths[len(chosen.input_ids) + len(rejected.input_ids)] += 1
+        self.message_counts[messages] += 1
+        for side in (chosen, rejected):
+            self.trained_tokens += len(side.labels) - side.labels.count(IGNORE_INDEX)
+        if chosen.truncated or rejected.truncated:
+            self.truncated_lines.append(line)
+
     def stats(self) -> TokenStats:
         if not self.lengths:
             raise ValueError("no example to describe")

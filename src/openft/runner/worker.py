@@ -42,6 +42,12 @@ log = logging.getLogger("openft.worker")
 
 HEARTBEAT_SECONDS = 2.0
 METRIC_COLUMNS = ("step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy")
+# A DPO job's CSV adds the preference metrics (trainer/dpo.py), after OpenAI's columns.
+DPO_METRIC_COLUMNS = tuple(
+    f"{split}_rewards_{name}"
+    for split in ("train", "valid")
+    for name in ("chosen", "rejected", "margins", "accuracies")
+)
 
 
 class Worker:
@@ -270,6 +276,8 @@ class JobRun:
             message += f", validation loss={event['valid_loss']:.2f}"
         if event.get("full_valid_loss") is not None:
             message += f", full validation loss={event['full_valid_loss']:.2f}"
+        if event.get("train_rewards_margins") is not None:
+            message += f", reward margin={event['train_rewards_margins']:.2f}"
         data = {key: value for key, value in event.items() if key not in ("type", "epoch", "tokens")}
         steps_done = step - self.first_step + 1
         seconds_per_step = (time.time() - self.started) / steps_done
@@ -346,7 +354,8 @@ class JobRun:
             )
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(METRIC_COLUMNS)
+        extra = DPO_METRIC_COLUMNS if self.job.method == "dpo" else ()
+        writer.writerow(METRIC_COLUMNS + extra)
         for data in rows:
             writer.writerow(
                 [
@@ -355,6 +364,7 @@ class JobRun:
                     data.get("train_mean_token_accuracy", ""),
                     _blank_if_none(data.get("valid_loss")),
                     _blank_if_none(data.get("valid_mean_token_accuracy")),
+                    *(_blank_if_none(data.get(column)) for column in extra),
                 ]
             )
         return buffer.getvalue().encode()
