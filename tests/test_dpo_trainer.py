@@ -1,0 +1,144 @@
+"""The DPO trainer (trainer/dpo.py) on a tiny random-weight model: one batch's loss against the
+formula computed directly from log-probabilities, the reference taken from the model as loaded,
+only the final reply trained, and the subprocess's events, checkpoints and exact resume."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from openft.data.labels import IGNORE_INDEX
+from openft.trainer import dpo
+from openft.trainer.sft import load_policy
+from openft.trainer.spec import TrainSpec
+
+QUESTIONS = ["What is 2+2?", "Name a colour.", "Who wrote Hamlet?", "Where is Tokyo?", "Why is the sky blue?"]
+
+
+def pairs_file(path: Path, n: int = 4) -> Path:
+    lines = []
+    for i in range(n):
+        question = QUESTIONS[i % len(QUESTIONS)]
+        messages = [{"role": "user", "content": question}]
+        if i % 2:  # a multi-turn input: its assistant turn is context, not trained
+            messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there."}, *messages]
+        lines.append(
+            {
+                "input": {"messages": messages},
+                "preferred_output": [{"role": "assistant", "content": f"Ahoy! Answer {i}."}],
+                "non_preferred_output": [{"role": "assistant", "content": f"Answer {i}."}],
+            }
+        )
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+@pytest.fixture
+def spec(tmp_path, tiny_models) -> TrainSpec:
+    return TrainSpec(
+        base_model_path=str(tiny_models["llama"]),
+        training_file=str(pairs_file(tmp_path / "train.jsonl")),
+        validation_file=str(pairs_file(tmp_path / "valid.jsonl", 2)),
+        output_dir=str(tmp_path / "out"),
+        n_epochs=2,
+        batch_size=2,
+        learning_rate=1e-2,
+        max_length=128,
+        threads=2,
+        method="dpo",
+        beta=0.3,
+    )
+
+
+def direct_logps(model, rendered) -> torch.Tensor:
+    """A sequence's summed log-probability of its trained tokens, from the full logits."""
+    ids = torch.tensor([rendered.input_ids])
+    logprobs = torch.log_softmax(model(input_ids=ids).logits[0].double(), -1)
+    labels = torch.tensor(rendered.labels)
+    positions = (labels[1:] != IGNORE_INDEX).nonzero()[:, 0]
+    return logprobs[positions, labels[1:][positions]].sum()
+
+
+def test_one_batch_loss_equals_the_formula(spec):
+    torch.manual_seed(0)
+    tokenizer, model, pad_id = load_policy(spec, torch.device("cpu"))
+    pairs = dpo.load_pairs(tokenizer, spec.training_file, spec.max_length, "training_file")
+
+    # only the final reply carries loss: the multi-turn input's assistant turn does not
+    trained = tokenizer.decode([t for t in pairs[1].chosen.labels if t != IGNORE_INDEX])
+    assert "Ahoy! Answer 1." in trained and "Hello there" not in trained
+
+    reference = dpo.reference_logps(model, pairs, 3, pad_id, "cpu")
+    with torch.no_grad():  # a fresh adapter computes the base: the reference is the base
+        base = torch.tensor([[direct_logps(model, p.chosen), direct_logps(model, p.rejected)] for p in pairs])
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:  # now the policy differs from the reference
+                parameter.normal_(0, 0.2)
+    assert reference.double() == pytest.approx(base, abs=1e-3)
+
+    model.eval()
+    batch = dpo.collate_pairs(pairs, pad_id, "cpu")
+    with torch.no_grad():
+        sums = dpo.pair_sums(model, *batch, reference, spec.beta)
+        chosen = torch.stack([direct_logps(model, p.chosen) for p in pairs])
+        rejected = torch.stack([direct_logps(model, p.rejected) for p in pairs])
+    ref = reference.double()
+    margins = spec.beta * ((chosen - ref[:, 0]) - (rejected - ref[:, 1]))
+    expected = -F.logsigmoid(margins).mean()
+    assert float(sums["dpo_loss"]) / len(pairs) == pytest.approx(float(expected), rel=1e-4)
+    assert float(margins.abs().max()) > 0.01  # the check compares something
+    chosen_tokens = sum(sum(label != IGNORE_INDEX for label in p.chosen.labels[1:]) for p in pairs)
+    assert int(sums["chosen_tokens"]) == chosen_tokens
+    assert float(sums["sft_loss"]) / chosen_tokens == pytest.approx(float(-chosen.sum() / chosen_tokens), rel=1e-4)
+    metrics = dpo.summary({key: float(value) for key, value in sums.items()}, len(pairs))
+    assert metrics["rewards_margins"] == pytest.approx(float(margins.mean()), abs=1e-5)
+    rewards_chosen = spec.beta * (chosen - ref[:, 0])
+    assert metrics["rewards_chosen"] == pytest.approx(float(rewards_chosen.mean()), abs=1e-5)
+    assert metrics["rewards_accuracies"] == float((margins > 0).double().mean())
+
+
+def run_trainer(spec: TrainSpec, path: Path) -> list[dict]:
+    spec.write(path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "openft.trainer", str(path)], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def test_dpo_trainer_events_checkpoints_and_exact_resume(spec, tmp_path):
+    events = run_trainer(spec, tmp_path / "spec.json")
+    assert [e["type"] for e in events] == ["started"] + (["metrics"] * 2 + ["checkpoint"]) * 2 + ["done"]
+    steps = [e for e in events if e["type"] == "metrics"]
+    keys = {
+        "train_loss",
+        "train_mean_token_accuracy",
+        "train_sft_loss",
+        *(f"train_{key}" for key in dpo.REWARD_KEYS),
+        "valid_loss",
+        "valid_mean_token_accuracy",
+        *(f"valid_{key}" for key in dpo.REWARD_KEYS),
+    }
+    assert keys <= set(steps[0])
+    assert {f"full_valid_{key}" for key in dpo.REWARD_KEYS} <= set(steps[-1])
+    assert steps[0]["train_loss"] == pytest.approx(0.6931, abs=1e-3)  # policy = reference at step 1
+    assert steps[-1]["train_rewards_margins"] > 0 and steps[-1]["train_loss"] < steps[0]["train_loss"]
+    checkpoint = next(e for e in events if e["type"] == "checkpoint")
+    assert checkpoint["metrics"]["train_rewards_accuracies"] == steps[1]["train_rewards_accuracies"]
+    out = Path(spec.output_dir)
+    assert json.loads((out / "adapter" / "training_config.json").read_text())["method"] == "dpo"
+
+    # killed after epoch 1: the rerun recomputes the reference from the model as loaded, not from
+    # the checkpoint, and goes on exactly as the uninterrupted run did
+    shutil.rmtree(out / "checkpoints" / "step-4")
+    shutil.rmtree(out / "adapter")
+    resumed = run_trainer(spec, tmp_path / "spec.json")
+    assert resumed[0]["start_step"] == 2
+    again = [e for e in resumed if e["type"] == "metrics"]
+    assert [e["train_loss"] for e in again] == pytest.approx([e["train_loss"] for e in steps[2:]], abs=1e-5)
+    assert again[-1]["valid_rewards_margins"] == pytest.approx(steps[-1]["valid_rewards_margins"], abs=1e-5)
