@@ -25,7 +25,10 @@ SFT term, and "auto" is:
 - beta: 0.1 (TRL's default, and the value OpenAI's own DPO example sends);
 - learning_rate_multiplier: 0.5, whatever the size (1e-4 on bases under 20B: the measured rate),
   not doubled for small files: the preference term moves the adapter faster than SFT does;
-- n_epochs and batch_size: the supervised rules, counting pairs as examples.
+- n_epochs: the supervised rule, counting pairs as examples (about 100 pairs seen in all);
+- batch_size: a tenth of the pairs, from 1 up to 8 (TRL's default batch, which the rate above was
+  measured with), or the supervised rule's when that is larger (from 4,000 pairs on). A preference
+  step compares pairs; one pair per step makes the reward margins swing from step to step.
 
 A value the user gives is used as is, once `validate_requested_hyperparameters` has accepted it.
 `qlora` (openft's) chooses how the memory plan loads the base (trainer/plan.py), not a number.
@@ -47,6 +50,7 @@ SMALL_DATASET_LR_MULTIPLIER = 2.0
 DEFAULT_LR_MULTIPLIER = 1.0
 DPO_LR_MULTIPLIER = 0.5
 DPO_BETA = 0.1
+DPO_MAX_AUTO_BATCH = 8
 MAX_BETA = 2.0
 
 
@@ -72,18 +76,18 @@ def resolve_hyperparameters(
     requested = requested or {}
     n = max(n_examples, 1)
     n_epochs = _given(requested, "n_epochs") or auto_n_epochs(n)
-    batch_size = _given(requested, "batch_size") or auto_batch_size(n)
+    batch_size = _given(requested, "batch_size")
     multiplier = _given(requested, "learning_rate_multiplier")
     if method == "dpo":
         return DpoHyperparameters(
             n_epochs=n_epochs,
-            batch_size=batch_size,
+            batch_size=batch_size or max(auto_batch_size(n), min(DPO_MAX_AUTO_BATCH, n // 10), 1),
             learning_rate_multiplier=float(multiplier or DPO_LR_MULTIPLIER),
             beta=float(_given(requested, "beta") or DPO_BETA),
         )
     return Hyperparameters(
         n_epochs=n_epochs,
-        batch_size=batch_size,
+        batch_size=batch_size or auto_batch_size(n),
         learning_rate_multiplier=float(multiplier or auto_learning_rate_multiplier(n)),
     )
 
