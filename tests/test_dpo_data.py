@@ -240,3 +240,26 @@ def test_a_dpo_job_echoes_its_method_with_hyperparameters_null(client):
     supervised = upload(client, jsonl(chat(i) for i in range(10)))
     plain = client.fine_tuning.jobs.create(training_file=supervised.id, model="gpt-4o-mini")
     assert plain.method.type == "supervised" and plain.hyperparameters.n_epochs == "auto"
+
+
+# ---------------------------------------------------------------------------------------------
+# openft eval on a DPO held-out file
+
+
+def test_eval_reads_a_dpo_file_as_prompts_with_the_preferred_reference_and_scores_preference():
+    from openft.data.pricing import inference_price
+    from openft.eval.arms import as_chats, held_out_examples
+    from openft.eval.metrics import Answer, arm_metrics
+
+    report = validate_chat_jsonl(jsonl([pair(0), pair(1, preferred="Ahoy! Rome.", rejected="Rome.")]))
+    chats, rejected = as_chats(report.examples, report.method)
+    held_out = held_out_examples(chats, report.example_lines, rejected)
+    assert [(h.turns[-1]["role"], h.reference, h.rejected) for h in held_out] == [
+        ("user", "Ahoy! Paris.", "Paris."),
+        ("user", "Ahoy! Rome.", "Rome."),
+    ]
+    answers = [Answer("Ahoy! Paris!", 1, 1, 0.1), Answer("Rome", 1, 1, 0.1)]
+    price = inference_price("gpt-4o-mini", fine_tuned=False)
+    references = [h.reference for h in held_out]
+    assert arm_metrics(answers, references, False, price, rejected)["preferred_rate"] == 0.5
+    assert arm_metrics(answers, references, False, price)["preferred_rate"] is None

@@ -28,6 +28,7 @@ METRICS = (  # (key, label, format)
     ("exact_match", "exact match", "{:.0%}"),
     ("similarity", "similarity", "{:.3f}"),
     ("json_valid", "valid JSON", "{:.0%}"),
+    ("preferred_rate", "closer to preferred (DPO)", "{:.0%}"),
     ("mean_output_tokens", "output tokens (mean)", "{:.1f}"),
     ("mean_prompt_tokens", "prompt tokens (mean)", "{:.1f}"),
     ("mean_latency_seconds", "latency here (s, mean)", "{:.2f}"),
@@ -38,7 +39,13 @@ METRICS = (  # (key, label, format)
 
 def eval_command(
     model: Annotated[str, typer.Option(help="The fine-tuned model (ft:…) to evaluate.")],
-    file: Annotated[Path, typer.Option(help="Held-out chat JSONL: the last message of each line is the reference.")],
+    file: Annotated[
+        Path,
+        typer.Option(
+            help="Held-out chat JSONL (the last message of each line is the reference), or DPO pairs "
+            "(the preferred output is; the report adds how often answers are closer to it than to the other)."
+        ),
+    ],
     train_file: Annotated[
         Path | None,
         typer.Option(help="File for the system message and few-shot examples. Default: the job's training file."),

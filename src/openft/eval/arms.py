@@ -1,7 +1,9 @@
 """The four arms of an eval and the exact messages each one sends.
 
 A held-out example is a chat whose last message is the assistant's reference answer; the
-messages before it are the prompt. Every arm sends the prompt's user/assistant turns; they
+messages before it are the prompt. A DPO file's pair is its input followed by the preferred
+output (`as_chats`), the non-preferred output kept next to it for the `preferred_rate` score.
+Every arm sends the prompt's user/assistant turns; they
 differ in the model and in what comes before those turns:
 
 1. `base_zero_shot`: the base model, with the system message;
@@ -21,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from openft.data.chat_format import content_text
+from openft.data.preference import preference_chats
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class HeldOut:
     system: str | None  # the example's own system message
     turns: list[dict]  # the prompt's other messages, in order
     reference: str  # the last assistant message: the answer the arms are scored against
+    rejected: str | None = None  # a DPO file's non-preferred output (the reference is the preferred)
 
 
 class NoReference(ValueError):
@@ -56,17 +60,27 @@ class NoReference(ValueError):
         self.line = line
 
 
-def held_out_examples(examples: list[dict], lines: list[int]) -> list[HeldOut]:
-    """Split valid chat examples (as `validate_chat_jsonl` returns them) into prompt and reference."""
+def as_chats(examples: list[dict], method: str | None) -> tuple[list[dict], list[str] | None]:
+    """Valid examples of a file as chats, and for a DPO file its non-preferred outputs' texts."""
+    if method != "dpo":
+        return examples, None
+    chats = [preference_chats(example)[0] for example in examples]
+    return chats, [content_text(example["non_preferred_output"][0].get("content")) for example in examples]
+
+
+def held_out_examples(examples: list[dict], lines: list[int], rejected: list[str] | None = None) -> list[HeldOut]:
+    """Split valid chat examples (as `validate_chat_jsonl` returns them, DPO ones `as_chats`) into
+    prompt and reference."""
     held_out = []
-    for example, line in zip(examples, lines, strict=True):
+    for n, (example, line) in enumerate(zip(examples, lines, strict=True)):
         messages = [_plain(message) for message in example["messages"]]
         if messages[-1]["role"] != "assistant" or not messages[-1].get("content"):
             raise NoReference(line)
         prompt = messages[:-1]
         systems = [m["content"] for m in prompt if m["role"] in ("system", "developer")]
         turns = [m for m in prompt if m["role"] not in ("system", "developer")]
-        held_out.append(HeldOut(line, systems[0] if systems else None, turns, messages[-1]["content"]))
+        other = rejected[n] if rejected else None
+        held_out.append(HeldOut(line, systems[0] if systems else None, turns, messages[-1]["content"], other))
     return held_out
 
 

@@ -4,6 +4,9 @@
 - `similarity`: the mean of rapidfuzz's normalized Indel similarity (`fuzz.ratio` / 100; 1.0 is
   identical text), which gives partial credit where exact match gives none: "Ahoy matey! Rome"
   against "Ahoy matey! Rome." scores 0.97, a different answer in a different style near 0.2.
+- `preferred_rate`: for a DPO held-out file (the reference is its preferred output), the share of
+  answers more similar to the preferred output than to the non-preferred one (ties count for
+  neither), otherwise None: did the fine-tune move towards what the pairs prefer?
 - `json_valid`: the share of answers that parse as JSON, only when every reference is a JSON
   object or array (otherwise None: a plain-text task has no JSON to get right).
 - token means come from the server's usage counts, i.e. the local model's tokenizer, which is
@@ -52,8 +55,18 @@ def references_are_json(references: list[str]) -> bool:
     return bool(references) and all(is_json_document(reference) for reference in references)
 
 
-def arm_metrics(answers: list[Answer], references: list[str], json_task: bool, price: InferencePrice) -> dict:
-    """The arm's row of the report."""
+def prefers(output: str, preferred: str, rejected: str) -> bool:
+    return similarity(output, preferred) > similarity(output, rejected)
+
+
+def arm_metrics(
+    answers: list[Answer],
+    references: list[str],
+    json_task: bool,
+    price: InferencePrice,
+    rejected: list[str] | None = None,
+) -> dict:
+    """The arm's row of the report; `rejected`: a DPO file's non-preferred outputs."""
     prompt_tokens = fmean(a.prompt_tokens for a in answers)
     completion_tokens = fmean(a.completion_tokens for a in answers)
     latency = fmean(a.seconds for a in answers)
@@ -62,6 +75,11 @@ def arm_metrics(answers: list[Answer], references: list[str], json_task: bool, p
         "exact_match": fmean(exact_match(a.output, r) for a, r in pairs),
         "similarity": round(fmean(similarity(a.output, r) for a, r in pairs), 4),
         "json_valid": fmean(is_json_document(a.output) for a in answers) if json_task else None,
+        "preferred_rate": (
+            fmean(prefers(a.output, r, other) for (a, r), other in zip(pairs, rejected, strict=True))
+            if rejected is not None
+            else None
+        ),
         "mean_output_tokens": round(completion_tokens, 2),
         "mean_prompt_tokens": round(prompt_tokens, 2),
         "mean_latency_seconds": round(latency, 4),

@@ -33,6 +33,9 @@ class ArmMetrics(BaseModel):
     """Mean rapidfuzz `fuzz.ratio` / 100 against the reference; 1.0 is identical."""
     json_valid: float | None
     """Share of answers that are a JSON object or array; null unless every reference is one."""
+    preferred_rate: float | None = None
+    """DPO held-out files: share of answers more similar to the preferred output than to the
+    non-preferred one; null for a supervised file."""
     mean_output_tokens: float
     mean_prompt_tokens: float
     mean_latency_seconds: float

@@ -24,6 +24,7 @@ from openft.eval.arms import (
     HeldOut,
     NoReference,
     arm_messages,
+    as_chats,
     few_shot_turns,
     held_out_examples,
     training_system_message,
@@ -148,11 +149,11 @@ class EvalService:
 
     def _held_out(self, organization_id: str, file_id: str) -> list[HeldOut]:
         raw = self._content(organization_id, file_id, "file")
-        report = validate_chat_jsonl(raw, "supervised")
+        report = validate_chat_jsonl(raw)
         if not report.ok:
             raise OpenFTError(400, format_error_message(report), param="file", code="invalid_file_format")
         try:
-            return held_out_examples(report.examples, report.example_lines)
+            return held_out_examples(*_chats_with_lines(report))
         except NoReference as error:
             raise OpenFTError(
                 400, f"Invalid held-out file. {error}", param="file", code="invalid_file_format"
@@ -170,10 +171,10 @@ class EvalService:
                 "file for the system message and few-shot examples).",
                 param="training_file",
             ) from None
-        report = validate_chat_jsonl(raw, "supervised")
+        report = validate_chat_jsonl(raw)
         if not report.ok:
             raise OpenFTError(400, format_error_message(report), param=param, code="invalid_file_format")
-        return report.examples
+        return as_chats(report.examples, report.method)[0]  # a DPO file's pairs: their preferred chats
 
     def _content(self, organization_id: str, file_id: str, param: str) -> bytes:
         try:
@@ -219,6 +220,11 @@ class EvalService:
             ) from None
 
 
+def _chats_with_lines(report) -> tuple[list[dict], list[int], list[str] | None]:
+    chats, rejected = as_chats(report.examples, report.method)
+    return chats, report.example_lines, rejected
+
+
 def _prices(model: str) -> dict:
     """OpenAI's inference prices for the base and the fine-tuned arms of a job on `model`."""
     reference = inference_price(model, fine_tuned=False) is None
@@ -238,13 +244,14 @@ def _arm_report(
     arm: Arm, model: str, shots: int, held_out: list[HeldOut], answers: list[Answer], price: InferencePrice
 ) -> dict:
     references = [example.reference for example in held_out]
+    rejected = [example.rejected for example in held_out] if held_out and held_out[0].rejected is not None else None
     return {
         "name": arm.name,
         "title": arm.title,
         "model": model,
         "system_message": arm.system_message,
         "shots": shots,
-        "metrics": arm_metrics(answers, references, references_are_json(references), price),
+        "metrics": arm_metrics(answers, references, references_are_json(references), price, rejected),
         "samples": [
             {
                 "line": example.line,

@@ -1,6 +1,7 @@
 "use strict";
 // One job: status and progress, loss/accuracy charts from its metrics events, checkpoints,
 // events, and the cancel/pause/resume buttons. Polled every 2 s until the job has finished.
+// A DPO job adds its reward margin and reward accuracy charts (trainer/dpo.py's metrics).
 const jobId = document.getElementById("job").dataset.jobId;
 const TERMINAL = ["succeeded", "failed", "cancelled"];
 const LOSS = [
@@ -12,6 +13,16 @@ const ACCURACY = [
   ["train_mean_token_accuracy", "train", "#2563eb", false],
   ["valid_mean_token_accuracy", "validation", "#dc2626", true],
   ["full_valid_mean_token_accuracy", "full validation", "#16a34a", false],
+];
+const MARGIN = [
+  ["train_rewards_margins", "train", "#2563eb", false],
+  ["valid_rewards_margins", "validation", "#dc2626", true],
+  ["full_valid_rewards_margins", "full validation", "#16a34a", false],
+];
+const REWARD_ACCURACY = [
+  ["train_rewards_accuracies", "train", "#2563eb", false],
+  ["valid_rewards_accuracies", "validation", "#dc2626", true],
+  ["full_valid_rewards_accuracies", "full validation", "#16a34a", false],
 ];
 
 let timer;
@@ -33,6 +44,12 @@ async function refresh() {
   const metrics = events.filter((e) => e.type === "metrics" && e.data).map((e) => e.data).sort((a, b) => a.step - b.step);
   drawChart(document.getElementById("loss-chart"), series(metrics, LOSS));
   drawChart(document.getElementById("accuracy-chart"), series(metrics, ACCURACY));
+  const dpo = job.method && job.method.type === "dpo";
+  document.getElementById("preference-charts").hidden = !dpo;
+  if (dpo) {
+    drawChart(document.getElementById("margin-chart"), series(metrics, MARGIN));
+    drawChart(document.getElementById("reward-accuracy-chart"), series(metrics, REWARD_ACCURACY));
+  }
   renderCheckpoints(checkpoints);
   document.getElementById("events").replaceChildren(...events.map((e) =>
     el("li", { class: `event ${e.level}` }, el("time", {}, fmtTime(e.created_at)), " ", e.message)));
@@ -53,13 +70,17 @@ function renderJob(job, events) {
     progress += ` · about ${fmtDuration(Math.max(0, job.estimated_finish - Date.now() / 1000))} left`;
   }
   document.getElementById("job-progress").textContent = progress;
-  const hp = job.hyperparameters;
+  // a DPO job's hyperparameters are in its method only (top-level null, as OpenAI's)
+  const method = job.method ? job.method.type : "supervised";
+  const hp = job.method ? job.method[method].hyperparameters : job.hyperparameters;
   const details = [
     ["model", job.model],
     ["fine-tuned model", job.fine_tuned_model ? el("a", { href: `/playground?b=${encodeURIComponent(job.fine_tuned_model)}&a=${encodeURIComponent(job.model)}` }, job.fine_tuned_model) : "—"],
     ["training file", job.training_file],
     ["validation file", job.validation_file || "—"],
-    ["hyperparameters", `n_epochs ${hp.n_epochs}, batch_size ${hp.batch_size}, learning_rate_multiplier ${hp.learning_rate_multiplier}`],
+    ["method", method],
+    ["hyperparameters", `n_epochs ${hp.n_epochs}, batch_size ${hp.batch_size}, learning_rate_multiplier ${hp.learning_rate_multiplier}`
+      + (method === "dpo" ? `, beta ${hp.beta}` : "")],
     ["trained tokens", job.trained_tokens ? job.trained_tokens.toLocaleString() : "—"],
     ["created", fmtTime(job.created_at)],
     ["finished", fmtTime(job.finished_at) || "—"],
