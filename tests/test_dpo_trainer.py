@@ -2,6 +2,7 @@
 formula computed directly from log-probabilities, the reference taken from the model as loaded,
 only the final reply trained, and the subprocess's events, checkpoints and exact resume."""
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -100,6 +101,33 @@ def test_one_batch_loss_equals_the_formula(spec):
     rewards_chosen = spec.beta * (chosen - ref[:, 0])
     assert metrics["rewards_chosen"] == pytest.approx(float(rewards_chosen.mean()), abs=1e-5)
     assert metrics["rewards_accuracies"] == float((margins > 0).double().mean())
+
+
+def test_from_an_ft_models_adapter_the_reference_is_that_model(spec, tmp_path):
+    torch.manual_seed(1)
+    _, supervised, _ = load_policy(spec, torch.device("cpu"))
+    with torch.no_grad():
+        for name, parameter in supervised.named_parameters():
+            if "lora_B" in name:  # a "supervised fine-tune": an adapter that changes the model
+                parameter.normal_(0, 0.2)
+    supervised.save_pretrained(tmp_path / "sft")
+
+    from_ft = dataclasses.replace(spec, init_adapter=str(tmp_path / "sft"))
+    tokenizer, policy, pad_id = load_policy(from_ft, torch.device("cpu"))
+    pairs = dpo.load_pairs(tokenizer, spec.training_file, spec.max_length, "training_file")
+    reference = dpo.reference_logps(policy, pairs, 2, pad_id, "cpu").double()
+    supervised.eval()
+    with torch.no_grad():
+        expected = torch.tensor(
+            [[direct_logps(supervised, p.chosen), direct_logps(supervised, p.rejected)] for p in pairs]
+        )
+        with supervised.disable_adapter():
+            base = torch.tensor(
+                [[direct_logps(supervised, p.chosen), direct_logps(supervised, p.rejected)] for p in pairs]
+            )
+    assert reference == pytest.approx(expected, abs=1e-3)
+    assert float((reference - base).abs().max()) > 0.1  # the base would be another reference
+    assert any(p.requires_grad for name, p in policy.named_parameters() if "lora_" in name)  # and it trains on
 
 
 def run_trainer(spec: TrainSpec, path: Path) -> list[dict]:
