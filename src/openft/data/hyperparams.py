@@ -29,6 +29,10 @@ SFT term, and "auto" is:
 - batch_size: a tenth of the pairs, from 1 up to 8 (TRL's default batch, which the rate above was
   measured with), or the supervised rule's when that is larger (from 4,000 pairs on). A preference
   step compares pairs; one pair per step makes the reward margins swing from step to step.
+Checked with openft's own trainer on the bundled model (tests/data/dpo_ahoy.jsonl: 24 pairs of
+the base's answer with and without a leading "Ahoy!"; auto gave 4 epochs, batch 2, 1e-4, beta
+0.1): all 6 held-out capital questions got "Ahoy! The capital of France is Paris." and the like,
+the base's answer with the trait once (tests/test_dpo_workflow.py asserts it).
 
 A value the user gives is used as is, once `validate_requested_hyperparameters` has accepted it.
 `qlora` (openft's) chooses how the memory plan loads the base (trainer/plan.py), not a number.
