@@ -98,7 +98,7 @@ def test_sft_then_dpo_from_the_ft_model(live_server, ahoy_fine_tune):
 
     checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
     assert sorted(c.step_number for c in checkpoints) == [3, 6]
-    assert all("train_rewards_accuracies" in c.metrics for c in checkpoints)
+    assert all("train_rewards_accuracies" in c.metrics.model_dump() for c in checkpoints)
     results = client.files.content(job.result_files[0]).content
     rows = list(csv.DictReader(io.StringIO(base64.b64decode(results).decode())))
     assert len(rows) == 6 and rows[0]["train_loss"] and rows[-1]["valid_rewards_margins"]
