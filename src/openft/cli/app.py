@@ -86,6 +86,16 @@ def serve(
     from openft.server.app import create_app
 
     _prepare_bases(settings, Database(settings))
+    if settings.upstream_base_url:
+        from openft.services.upstream import shown_url
+        from openft.settings import OPENAI_ALIASES
+
+        typer.echo(
+            f"Chat models this server does not serve go to the upstream at {shown_url(settings.upstream_base_url)}, "
+            f"the OpenAI names ({', '.join(OPENAI_ALIASES)}) included: they no longer mean "
+            f"{settings.default_base_model} here.",
+            err=True,
+        )
     uvicorn.run(create_app(settings, run_worker=not no_worker), host=host, port=port, log_level="warning")
 
 
