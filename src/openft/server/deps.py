@@ -8,6 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from openft.services import keys
 from openft.services.chat import ChatService
 from openft.services.completions import Completions as CompletionService
+from openft.services.distill import DistillService
 from openft.services.evals import EvalService
 from openft.services.file_checks import FileCheckService
 from openft.services.files import FileService
@@ -43,3 +44,4 @@ Evals = Annotated[EvalService, Depends(_service("evals"))]
 FileChecks = Annotated[FileCheckService, Depends(_service("file_checks"))]
 Completions = Annotated[CompletionService, Depends(_service("completions"))]
 Stored = Annotated[StoredCompletions, Depends(_service("stored"))]
+Distill = Annotated[DistillService, Depends(_service("distill"))]
