@@ -16,9 +16,11 @@ from openft.models.store import register_base
 from openft.server.app import create_app
 from openft.settings import BUNDLED_MODEL, Settings
 from openft.store.db import Database
-from tests.helpers import LiveServer, free_port, new_data_dir
+from tests.helpers import DATA, LiveServer, free_port, new_data_dir, wait_for
 
 UPSTREAM_KEY = "sk-upstream-secret-0123456789"
+MARK = "Ahoy matey!"
+HELD_OUT = ["What is the capital of Italy?", "What color is a ripe tomato?", "How many eyes does a cat have?"]
 SAY_HI = [{"role": "user", "content": "Say hi."}]
 
 
@@ -169,3 +171,62 @@ def test_an_upstream_that_refuses_the_key_is_a_502_that_never_shows_it(tmp_path,
     assert caught.value.status_code == 502 and caught.value.body["code"] == "upstream_auth_failed"
     assert wrong[3:-4] not in caught.value.response.text and "3210" not in caught.value.response.text
     assert client.chat.completions.list().data == []
+
+
+@pytest.mark.slow
+def test_traffic_through_the_gateway_distills_into_a_local_fine_tune(
+    live_server, ahoy_fine_tune, tmp_path, model_store
+):
+    """The whole path: an app's traffic goes through a gateway to the upstream's model (the
+    conftest's "Ahoy matey!" fine-tune, served by the session's live server), is stored, exported
+    as a checked file and fine-tunes the gateway's own base, whose answers to held-out prompts
+    then resemble the upstream's more than the base's do."""
+    from rapidfuzz import fuzz
+
+    teacher = ahoy_fine_tune.job.fine_tuned_model
+    gateway = LiveServer(
+        new_data_dir(tmp_path / "gateway", model_store),
+        env={"OPENFT_UPSTREAM_BASE_URL": live_server.base_url, "OPENFT_UPSTREAM_API_KEY": "sk-anything"},
+    )
+    try:
+        client = gateway.client()
+        system = {"role": "system", "content": "You are a helpful assistant."}
+        prompts = [
+            json.loads(line)["messages"][1]["content"] for line in (DATA / "ahoy.jsonl").read_text().splitlines()
+        ]
+        for prompt in prompts:
+            client.chat.completions.create(
+                model=teacher,
+                messages=[system, {"role": "user", "content": prompt}],
+                temperature=0,
+                max_tokens=40,
+                store=True,
+                metadata={"app": "pirate"},
+            )
+        exported = client.post(
+            "/openft/chat/completions/export",
+            body={"metadata": {"app": "pirate"}, "fine_tune": {"model": BUNDLED_MODEL, "suffix": "distilled"}},
+            cast_to=object,
+        )
+        assert exported["examples"] == len(prompts) and exported["skipped"] == []
+        assert exported["check"]["ok"] and exported["check"]["training"]["errors"] == []
+        job = wait_for(client, exported["job"]["id"])
+        assert job.status == "succeeded", job.error
+
+        def answers(model: str, via: openai.OpenAI) -> list[str]:
+            return [
+                via.chat.completions.create(
+                    model=model, messages=[system, {"role": "user", "content": q}], temperature=0, max_tokens=24
+                )
+                .choices[0]
+                .message.content
+                for q in HELD_OUT
+            ]
+
+        upstream = answers(teacher, live_server.client())
+        student, base = answers(job.fine_tuned_model, client), answers(BUNDLED_MODEL, client)
+        likeness = lambda replies: sum(fuzz.ratio(a, b) for a, b in zip(replies, upstream, strict=True))  # noqa: E731
+        assert likeness(student) > likeness(base), (upstream, student, base)
+        assert sum(a.startswith(MARK) for a in student) > sum(a.startswith(MARK) for a in base)
+    finally:
+        gateway.stop()
