@@ -235,3 +235,25 @@ def test_replies_queued_for_storing_are_written_before_shutdown_ends(tmp_path):
             ask(client, f"q{n}", store=True)
         assert server.rows() < 3  # the replies did not wait for their writes
     assert server.rows() == 3
+
+
+def test_the_store_filters_and_expires_on_both_backends(db_url, tmp_path):
+    """The queries the routes make, on SQLite and PostgreSQL: metadata paths, text, time, order."""
+    from openft.services.stored_completions import Record, StoredCompletions
+
+    settings = Settings(data_dir=tmp_path, db_url=db_url)
+    stored = StoredCompletions(settings, Database(settings))
+    now = int(time.time())
+
+    def record(n: int, created_at: int) -> Record:
+        response = {"id": f"chatcmpl-{n}", "choices": [{"message": {"content": f"Reply {n}"}}]}
+        request = {"messages": [{"role": "user", "content": f"Ask {n}"}]}
+        return Record("org-a", "m", {"k": str(n % 2)}, request, response, True, "local", created_at)
+
+    stored.add([record(n, now - n) for n in range(4)] + [record(9, now - 40 * 86400)])
+    rows, more = stored.list("org-a", metadata={"k": "1"}, order="desc")
+    assert [r.id for r in rows] == ["chatcmpl-3", "chatcmpl-1"] and not more
+    assert [r.id for r in stored.list("org-a", text="REPLY 2")[0]] == ["chatcmpl-2"]
+    assert [r.id for r in stored.list("org-a", since=now - 1)[0]] == ["chatcmpl-0", "chatcmpl-1"]
+    assert stored.list("org-b")[0] == [] and stored.count("org-a") == 4  # the 40-day-old one is not shown
+    assert stored.expire() == 1 and stored.count("org-a") == 4
