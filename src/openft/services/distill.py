@@ -23,6 +23,7 @@ from openft.services.stored_completions import StoredCompletions
 from openft.store.tables import StoredCompletionRow
 
 PAGE = 500
+MAX_TIME = 2**53  # Unix seconds: beyond any date, within every database's integer
 
 
 class Selection(BaseModel):
@@ -32,8 +33,8 @@ class Selection(BaseModel):
 
     model: str | None = None
     metadata: Metadata | None = None
-    since: int | None = None  # created at or after (Unix seconds)
-    until: int | None = None  # created before
+    since: int | None = Field(default=None, ge=0, le=MAX_TIME)  # created at or after (Unix seconds)
+    until: int | None = Field(default=None, ge=0, le=MAX_TIME)  # created before
     text: str | None = None  # in a message or the reply, any case
     ids: list[str] | None = None
     limit: int | None = Field(default=None, ge=1)

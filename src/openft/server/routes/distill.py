@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from openft.protocol.common import ListPage, page
 from openft.server.deps import Caller, Distill, Stored
 from openft.server.routes.chat import StoredCompletion, metadata_filter
-from openft.services.distill import ExportParams
+from openft.services.distill import MAX_TIME, ExportParams
 from openft.services.stored_completions import stored_object
 
 router = APIRouter(prefix="/v1/openft/chat/completions", tags=["openft"])
@@ -20,8 +20,8 @@ def search(
     caller: Caller,
     stored: Stored,
     model: str | None = None,
-    since: int | None = None,
-    until: int | None = None,
+    since: int | None = Query(None, ge=0, le=MAX_TIME),
+    until: int | None = Query(None, ge=0, le=MAX_TIME),
     text: str | None = None,
     after: str | None = None,
     limit: int = Query(20, ge=1, le=100),
