@@ -45,11 +45,13 @@ def test_each_arm_sends_its_own_prompt():
     ]
     assert arm_messages(ARM["fine_tuned"], example, system, shots) == [SYSTEM, user]
     assert arm_messages(ARM["fine_tuned_no_system"], example, system, shots) == [user]
-    assert [(arm.fine_tuned, arm.system_message, arm.few_shot) for arm in ARMS] == [
-        (False, True, False),
-        (False, True, True),
-        (True, True, False),
-        (True, False, False),
+    assert arm_messages(ARM["fine_tuned_constrained"], example, system, shots) == [SYSTEM, user]
+    assert [(arm.fine_tuned, arm.system_message, arm.few_shot, arm.constrained) for arm in ARMS] == [
+        (False, True, False, False),
+        (False, True, True, False),
+        (True, True, False, False),
+        (True, False, False, False),
+        (True, True, False, True),  # on JSON tasks only
     ]
 
 

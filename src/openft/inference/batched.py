@@ -4,14 +4,18 @@ One scheduler thread owns the model. Between two decode steps it admits waiting 
 MAX_BATCH rows, of one base model): they are prefilled together (grouped by prompt length), each
 into its own KV-cache slot, pick their first token and join the next step. Every step decodes
 one token for every running row, each with its own adapter (up to MAX_LOADED_ADAPTERS loaded,
-least recently used evicted), sampling parameters, stop strings and seed. A row that finishes,
-or whose caller went away, leaves at once and its slot goes to the next generation.
+least recently used evicted), sampling parameters, stop strings, seed and grammar. A row that
+finishes, or whose caller went away, leaves at once and its slot goes to the next generation. A
+generation whose grammar is still compiling (grammar.py, on another thread) waits in the queue
+without holding the running rows up.
 
 Bases the decoder does not support (another architecture) are served by the transformers +
 peft engine (hf.py).
 """
 
+import queue
 from collections import deque
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +28,8 @@ from openft.inference.hf import HFEngine
 from openft.inference.local import LoadedBase, LocalEngine
 from openft.inference.rows import Generation, Row
 from openft.storage import Storage
+
+GRAMMAR_POLL_SECONDS = 0.005  # how often an idle scheduler looks whether a grammar is compiled
 
 
 class DecoderBase(LoadedBase):
@@ -88,6 +94,9 @@ class BatchedEngine(LocalEngine):
         while True:
             if not running and not waiting:
                 waiting.append(incoming.get())
+            elif not running:  # what waits, waits for its grammar (compiled on another thread)
+                with suppress(queue.Empty):
+                    waiting.append(incoming.get(timeout=GRAMMAR_POLL_SECONDS))
             while not incoming.empty():
                 waiting.append(incoming.get_nowait())
             with torch.inference_mode():
@@ -117,6 +126,9 @@ class BatchedEngine(LocalEngine):
                 continue
             try:
                 base = self._base(base_name)
+                if generation.params.grammar and not base.grammars.ready(generation.params.grammar):
+                    deferred.append(generation)
+                    continue
                 adapter_dir = self._adapter_dir(generation.model)
                 busy = {entry.adapter for entry in running + joining}
                 adapter = base.decoder.adapters.slot(adapter_dir, busy)

@@ -20,6 +20,7 @@ from transformers.utils import logging as transformers_logging
 from openft.data.chat_format import ChatTemplate
 from openft.hardware import compute_dtype
 from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams
+from openft.inference.grammar import Grammars
 from openft.inference.rows import Generation
 from openft.storage import Storage
 
@@ -41,6 +42,7 @@ class LoadedBase:
         # The tokenizer's end of sequence and the model config's.
         eos = config.eos_token_id
         self.stop_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])}
+        self.grammars = Grammars(self.tokenizer, config.vocab_size, self.stop_ids)
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
         return self.chat_template.prompt_ids(prompt.messages, prompt.tools)
