@@ -35,6 +35,7 @@ BY_TYPE = {
     "array": {"items", "minItems", "maxItems"},
     "object": {"properties", "required", "additionalProperties"},
 }
+KEYWORDS = ANY_SCHEMA | ANNOTATIONS | set().union(*BY_TYPE.values())
 MAX_PROPERTIES = 5000
 MAX_DEPTH = 10
 MAX_ENUM_VALUES = 1000
@@ -56,7 +57,8 @@ def strict_schema_error(schema) -> str | None:
     try:
         if not isinstance(schema, dict) or schema.get("type") != "object" or "anyOf" in schema:
             got = schema.get("type") if isinstance(schema, dict) else None
-            raise _Violation((), f"schema must be a JSON Schema of 'type: \"object\"', got 'type: {json.dumps(got)}'.")
+            got = f"'type: {json.dumps(got)}'"
+            raise _Violation(None, f"schema must be a JSON Schema of 'type: \"object\"', got {got}.")
         checker.schema(schema, (), depth=1)
         checker.totals()
     except _Violation as violation:
@@ -76,6 +78,9 @@ class _Checker:
             raise _Violation(context, "schema must be a JSON Schema object.")
         if depth > MAX_DEPTH:
             raise _Violation(context, f"the schema is nested more than {MAX_DEPTH} levels deep.")
+        for key in schema:
+            if key not in KEYWORDS and not (key == "$schema" and context == ()):
+                raise _Violation(context, f"'{key}' is not permitted.")
         types = schema.get("type")
         kinds = types if isinstance(types, list) else [types] if types is not None else []
         for kind in kinds:
@@ -86,9 +91,8 @@ class _Checker:
         allowed = ANY_SCHEMA | ANNOTATIONS
         for kind in kinds:
             allowed |= BY_TYPE.get(kind, set())
-        for key in schema:
-            if key not in allowed and not (key == "$schema" and context == ()):
-                raise _Violation(context, f"'{key}' is not permitted.")
+        for key in schema.keys() - allowed - {"$schema"}:
+            raise _Violation(context, f"'{key}' is not permitted for type {json.dumps(types)}.")
         if "format" in schema and schema["format"] not in FORMATS:
             raise _Violation(context, f"format {json.dumps(schema['format'])} is not permitted.")
         self._values(schema, context)
