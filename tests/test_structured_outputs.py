@@ -64,7 +64,7 @@ def test_the_strict_subset_takes_what_openai_takes():
         (obj({"a": {"description": "no type"}}), "In context=('properties', 'a'), schema must have a 'type' key."),
         (obj({"a": {"allOf": [STRING]}}), "In context=('properties', 'a'), 'allOf' is not permitted."),
         (obj({"a": {"type": "string", "format": "binary"}}), """In context=('properties', 'a'), format "binary" is"""),
-        (obj({"a": {"type": "string", "minimum": 1}}), "In context=('properties', 'a'), 'minimum' is not permitted for"),
+        (obj({"a": {"type": "string", "minimum": 1}}), "In context=('properties', 'a'), 'minimum' is not permitted"),
         (
             obj({"a": {"$ref": "#/$defs/b"}}, **{"$defs": {"b": {"type": "object", "properties": {}}}}),
             "In context=('$defs', 'b'), 'additionalProperties' is required",
