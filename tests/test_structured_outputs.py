@@ -183,6 +183,9 @@ def test_malformed_structured_requests_are_400(api):
     unknown = {"type": "function", "function": {"name": "get_time"}}
     assert "no function named 'get_time'" in bad_request(client, tools=[WEATHER], tool_choice=unknown).message
     assert bad_request(client, tools=[WEATHER], tool_choice="always").code == "invalid_value"
+    not_a_function = {"type": "function", "function": "x"}
+    assert bad_request(client, tools=[WEATHER], tool_choice=not_a_function).param == "tool_choice"
+    assert bad_request(client, tools=[{"type": "function", "function": "x"}]).param == "tools[0].function"
 
 
 # ---------------------------------------------------------------------------------------------

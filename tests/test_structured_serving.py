@@ -173,6 +173,14 @@ def test_parse_returns_the_pydantic_object_and_streaming_the_same_json(live_serv
     mode = ask(client, "Describe a cat.", response_format={"type": "json_object"}).choices[0].message.content
     assert isinstance(json.loads(mode), dict)
 
+    # logprobs are of the constrained distribution: where the grammar leaves fewer tokens than
+    # asked for, fewer are listed (never -inf)
+    listed = ask(client, question, response_format=response_format("nested", schema), logprobs=True, top_logprobs=5)
+    assert listed.choices[0].message.content == whole
+    tokens = listed.choices[0].logprobs.content
+    assert all(-1e9 < alternative.logprob <= 0 for token in tokens for alternative in token.top_logprobs)
+    assert any(len(token.top_logprobs) < 5 for token in tokens)
+
 
 def test_strict_and_forced_tool_calls_follow_their_parameters(live_server):
     client = live_server.client()

@@ -36,7 +36,8 @@ def reply_grammar(request: ChatCompletionRequest) -> str | None:
     reply = _reply_schema(request)
     tools, forced = _callable_tools(request)
     if tools and (forced or reply is not None or any(tool.strict for tool in tools)):
-        parallel = request.parallel_tool_calls is not False  # OpenAI's default: parallel calls allowed
+        # OpenAI's default allows parallel calls; a legacy function_call is one call
+        parallel = bool(request.tools) and request.parallel_tool_calls is not False
         return tools_grammar(tools, forced=forced, parallel=parallel, reply_schema=reply)
     if reply is not None:
         return json_grammar(*reply)
@@ -88,7 +89,7 @@ def _reply_schema(request: ChatCompletionRequest) -> tuple[dict, bool] | None:
 def _callable_tools(request: ChatCompletionRequest) -> tuple[list[Tool], bool]:
     """The functions the reply may call (none when it may not), and whether it must call one."""
     if request.tools:
-        offered = [(f"tools[{n}].function", tool.get("function") or {}) for n, tool in enumerate(request.tools)]
+        offered = [(f"tools[{n}].function", tool.get("function")) for n, tool in enumerate(request.tools)]
         choice, param = request.tool_choice, "tool_choice"
     elif request.functions:
         offered = [(f"functions[{n}]", function) for n, function in enumerate(request.functions)]
@@ -109,7 +110,8 @@ def _callable_tools(request: ChatCompletionRequest) -> tuple[list[Tool], bool]:
     if choice == "required" and param == "tool_choice":
         return tools, True
     if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name") if param == "tool_choice" else choice.get("name")
+        named_by = choice.get("function") if param == "tool_choice" else choice
+        name = named_by.get("name") if isinstance(named_by, dict) else None
         named = [tool for tool in tools if tool.name == name]
         if not named:
             raise OpenFTError(
@@ -129,7 +131,9 @@ def _callable_tools(request: ChatCompletionRequest) -> tuple[list[Tool], bool]:
     )
 
 
-def _tool(function: dict, at: str) -> Tool:
+def _tool(function, at: str) -> Tool:
+    if not isinstance(function, dict):
+        raise _missing(at)
     name = function.get("name")
     if not isinstance(name, str) or not name:
         raise _missing(f"{at}.name")
