@@ -32,7 +32,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from openft.models.bundled import import_bundled  # noqa: E402
+from openft.models.store import import_bundled  # noqa: E402
 from schemas import SCHEMAS  # noqa: E402
 
 MAX_STEPS = 64

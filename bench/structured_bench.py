@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from openft.inference.batched import BatchedEngine  # noqa: E402
 from openft.inference.constraints import ANY_OBJECT, Tool, json_grammar, tools_grammar  # noqa: E402
 from openft.inference.engine import ModelRef, Prompt, SamplingParams  # noqa: E402
-from openft.models.bundled import import_bundled  # noqa: E402
+from openft.models.store import import_bundled  # noqa: E402
 from openft.settings import BUNDLED_MODEL, Settings  # noqa: E402
 from openft.storage import Storage  # noqa: E402
 from schemas import SCHEMAS  # noqa: E402
