@@ -71,6 +71,12 @@ def write_gguf(model, tokenizer_dir: Path, path: Path, quantization: str, name: 
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    _check_shape(path, config)
+
+
+# The attributes that fix a model's shape: a reader that rebuilds others would load garbage.
+_SHAPE = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+_SHAPE += ("head_dim", "vocab_size", "tie_word_embeddings")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,6 +116,24 @@ def _architecture(config) -> str:
     return arch
 
 
+def _check_shape(path: Path, config) -> None:
+    """The file's metadata must rebuild this model's shape through transformers' GGUF reader
+    (Qwen3's reader, for one, assumes a head size of 128); else the file is not kept."""
+    from transformers import AutoConfig
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    read = load_gguf_checkpoint(str(path), return_tensors=False)["config"]
+    rebuilt = AutoConfig.for_model(**read)
+    wrong = [a for a in _SHAPE if getattr(rebuilt, a, None) != getattr(config, a, None)]
+    if wrong:
+        path.unlink()
+        raise ExportError(
+            f"GGUF export of this {config.model_type} model would not read back with the same shape "
+            f"({', '.join(wrong)} differ). Export --format merged and convert it with llama.cpp's "
+            "convert_hf_to_gguf.py."
+        )
+
+
 def _config_value(config, attribute: str):
     value = getattr(config, attribute, None)
     if value is None and attribute == "rope_theta":  # transformers 5 keeps it in rope_parameters
@@ -133,6 +157,15 @@ def _add_config(writer, config) -> None:
             writer.add_float32(f"{writer.arch}.{key}", value)
         else:
             raise ExportError(f"GGUF export cannot write the config value {attribute}={value!r}.")
+    head_dim = getattr(config, "head_dim", None)
+    written = GGUF_CONFIG_MAPPING[config.model_type]
+    if (
+        head_dim
+        and head_dim != config.hidden_size // config.num_attention_heads
+        and "attention.key_length" not in written
+    ):
+        writer.add_key_length(head_dim)  # llama.cpp assumes hidden / heads unless told
+        writer.add_value_length(head_dim)
 
 
 # ---------------------------------------------------------------------------------------------

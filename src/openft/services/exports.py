@@ -231,7 +231,7 @@ class ExportService:
         }
         if checkpoint is not None:
             card["metrics"] = checkpoint.metrics
-            if target.model.id != job.fine_tuned_model:
+            if target.model.id != job.planned_model_name:
                 card["checkpoint_step"] = checkpoint.step_number
         return card
 

@@ -16,5 +16,8 @@ def export(
 ) -> StreamingResponse:
     archive = exports.archive(caller.organization_id, model, format, quantization)
     return StreamingResponse(
-        archive.chunks(), "application/x-tar", archive.headers(), background=BackgroundTask(archive.close)
+        archive.chunks(),
+        media_type="application/x-tar",
+        headers=archive.headers(),
+        background=BackgroundTask(archive.close),
     )
