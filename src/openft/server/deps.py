@@ -8,6 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from openft.services import keys
 from openft.services.chat import ChatService
 from openft.services.evals import EvalService
+from openft.services.exports import ExportService
 from openft.services.file_checks import FileCheckService
 from openft.services.files import FileService
 from openft.services.fine_tuning import FineTuningService
@@ -39,3 +40,4 @@ Models = Annotated[ModelService, Depends(_service("models"))]
 Chat = Annotated[ChatService, Depends(_service("chat"))]
 Evals = Annotated[EvalService, Depends(_service("evals"))]
 FileChecks = Annotated[FileCheckService, Depends(_service("file_checks"))]
+Exports = Annotated[ExportService, Depends(_service("exports"))]
