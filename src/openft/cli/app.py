@@ -9,6 +9,7 @@ import typer
 
 from openft.cli import data as data_commands
 from openft.cli import evals as eval_commands
+from openft.cli import export as export_commands
 from openft.cli import keys as key_commands
 from openft.cli import models as model_commands
 from openft.cli.options import DEFAULT_DATA_DIR, DataDir
@@ -16,6 +17,7 @@ from openft.settings import Settings
 
 app = typer.Typer(help="openft: a self-hosted, OpenAI-compatible fine-tuning service.", no_args_is_help=True)
 app.add_typer(model_commands.app, name="models")
+model_commands.app.command("export")(export_commands.export_command)
 app.add_typer(data_commands.app, name="data")
 app.add_typer(key_commands.app, name="keys")
 app.command("eval")(eval_commands.eval_command)

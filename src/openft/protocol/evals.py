@@ -33,6 +33,8 @@ class ArmMetrics(BaseModel):
     """Mean rapidfuzz `fuzz.ratio` / 100 against the reference; 1.0 is identical."""
     json_valid: float | None
     """Share of answers that are a JSON object or array; null unless every reference is one."""
+    schema_valid: float | None = None
+    """Share of answers valid against `json_schema`; null unless every reference is JSON."""
     mean_output_tokens: float
     mean_prompt_tokens: float
     mean_latency_seconds: float
@@ -51,7 +53,7 @@ class Sample(BaseModel):
 
 
 class EvalArm(BaseModel):
-    name: Literal["base_zero_shot", "base_few_shot", "fine_tuned", "fine_tuned_no_system"]
+    name: Literal["base_zero_shot", "base_few_shot", "fine_tuned", "fine_tuned_no_system", "fine_tuned_constrained"]
     title: str
     model: str
     system_message: bool
@@ -96,7 +98,10 @@ class Eval(BaseModel):
     system_message: str | None
     """The training file's system message (held-out examples with their own use theirs)."""
     json_task: bool
-    """Every reference is a JSON object or array, so `json_valid` is scored."""
+    """Every reference is a JSON object or array, so `json_valid` and `schema_valid` are scored."""
+    json_schema: dict | None = None
+    """A JSON task's schema, inferred from the training replies and the references: what
+    `schema_valid` checks and the `fine_tuned_constrained` arm is held to."""
     examples: list[Reference]
     arms: list[EvalArm]
     ranking: list[str]

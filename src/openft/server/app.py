@@ -15,11 +15,12 @@ from openft.errors import OpenFTError, file_too_large
 from openft.inference import make_engine
 from openft.runner.worker import Worker
 from openft.server import dashboard
-from openft.server.routes import chat, distill, evals, file_checks, files, fine_tuning, models
+from openft.server.routes import chat, distill, evals, export, file_checks, files, fine_tuning, models
 from openft.services.chat import ChatService
 from openft.services.completions import Completions
 from openft.services.distill import DistillService
 from openft.services.evals import EvalService
+from openft.services.exports import ExportService
 from openft.services.file_checks import FileCheckService
 from openft.services.files import FileService
 from openft.services.fine_tuning import FineTuningService
@@ -73,7 +74,8 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     app.state.evals = EvalService(db, file_service, model_service, app.state.chat)
     app.state.file_checks = FileCheckService(settings, file_service, model_service)
     app.state.distill = DistillService(stored, file_service, app.state.file_checks, app.state.fine_tuning)
-    for module in (files, file_checks, fine_tuning, models, chat, distill, evals):
+    app.state.exports = ExportService(settings, db, model_service, file_service)
+    for module in (files, file_checks, fine_tuning, export, models, chat, distill, evals):
         app.include_router(module.router)
     dashboard.mount(app)
     _install_error_handlers(app)

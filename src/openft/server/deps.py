@@ -10,6 +10,7 @@ from openft.services.chat import ChatService
 from openft.services.completions import Completions as CompletionService
 from openft.services.distill import DistillService
 from openft.services.evals import EvalService
+from openft.services.exports import ExportService
 from openft.services.file_checks import FileCheckService
 from openft.services.files import FileService
 from openft.services.fine_tuning import FineTuningService
@@ -45,3 +46,4 @@ FileChecks = Annotated[FileCheckService, Depends(_service("file_checks"))]
 Completions = Annotated[CompletionService, Depends(_service("completions"))]
 Stored = Annotated[StoredCompletions, Depends(_service("stored"))]
 Distill = Annotated[DistillService, Depends(_service("distill"))]
+Exports = Annotated[ExportService, Depends(_service("exports"))]

@@ -7,6 +7,7 @@ const METRICS = [
   ["exact_match", "exact match", (v) => `${Math.round(v * 100)}%`, "high"],
   ["similarity", "similarity to reference", (v) => v.toFixed(3), "high"],
   ["json_valid", "valid JSON", (v) => `${Math.round(v * 100)}%`, "high"],
+  ["schema_valid", "valid against the schema", (v) => `${Math.round(v * 100)}%`, "high"],
   ["mean_output_tokens", "output tokens (mean)", (v) => v.toFixed(1), null],
   ["mean_prompt_tokens", "prompt tokens (mean)", (v) => v.toFixed(1), "low"],
   ["mean_latency_seconds", "latency here (s, mean)", (v) => v.toFixed(2), "low"],
