@@ -246,10 +246,11 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from openft.cli.data import model_in_store
+    from openft.cli.data import base_in_store
     from openft.settings import BUNDLED_MODEL, Settings
 
-    tokenizer = AutoTokenizer.from_pretrained(model_in_store(Settings(data_dir=args.data_dir), BUNDLED_MODEL))
+    settings = Settings(data_dir=args.data_dir)
+    tokenizer = AutoTokenizer.from_pretrained(settings.models_dir / base_in_store(settings, BUNDLED_MODEL))
     with tempfile.TemporaryDirectory() as tmp:
         path = args.keep or Path(tmp) / "train.jsonl"
         _, seconds, _ = timed(lambda: generate(path, args.examples, scale=args.scale))

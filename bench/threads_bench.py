@@ -147,7 +147,7 @@ def main() -> None:
         return
 
     from openft.cores import usable_cores
-    from openft.models.bundled import import_bundled
+    from openft.models.store import import_bundled
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.data_dir or Path(tmp) / "data"

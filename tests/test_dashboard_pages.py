@@ -13,7 +13,7 @@ from openft.services.keys import KeyService
 from openft.settings import Settings
 from openft.store.db import Database
 
-PAGES = ["/", "/files", "/jobs/ftjob-abc", "/playground", "/evals", "/evals/eval-abc", "/login"]
+PAGES = ["/", "/files", "/jobs/ftjob-abc", "/playground", "/evals", "/evals/eval-abc", "/logs", "/login"]
 ASSETS = Path(dashboard.__file__).parent
 
 

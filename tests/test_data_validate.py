@@ -377,6 +377,41 @@ def test_identical_system_message_needs_several_examples_all_with_that_message()
     assert codes(report.warnings) == [(3, "missing_system_message")]
 
 
+def test_a_reply_that_should_be_json_but_is_not_is_warned_about_with_its_line():
+    asks = "Answer in JSON."
+    report = validate_chat_jsonl(
+        jsonl(
+            chat(user="a", reply='{"answer": 4}', system=asks),
+            chat(user="b", reply="The answer is 4.", system=asks),  # the system message asks for JSON
+            chat(user="c", reply="Sure thing.", system="Be brief."),  # most replies are not JSON: fine
+        )
+    )
+    assert report.ok and line_warnings(report) == [(2, "invalid_json_reply")]
+    assert "messages[2]" in report.warnings[0].message and "asks for JSON" in report.warnings[0].message
+
+
+def test_in_a_file_of_json_replies_the_other_replies_are_warned_about_at_the_end():
+    fenced = '```json\n{"answer": 2}\n```'
+    weather = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    call = messages(USER, {"role": "assistant", "content": None, "tool_calls": [weather]})
+    reply = {"role": "assistant", "content": "[1]"}
+    untrained = messages(USER, {"role": "assistant", "content": "nope", "weight": 0}, USER, reply)
+    report = validate_chat_jsonl(
+        jsonl(
+            *(chat(user=f"q{i}", reply=json.dumps({"answer": i}), system=f"S{i % 2}") for i in range(4)),
+            chat(user="x", reply=fenced, system="S0"),
+            chat(user="y", reply="Four.", system="S1"),
+            call,  # a tool call is not a reply to judge
+            untrained,  # nor an untrained one
+        )
+    )
+    assert report.ok
+    json_warnings = [(w.line, w.code) for w in report.warnings if w.code == "invalid_json_reply"]
+    assert json_warnings == [(5, "invalid_json_reply"), (6, "invalid_json_reply")]
+    fence, text = (w.message for w in report.warnings if w.code == "invalid_json_reply")
+    assert "code fence" in fence and "5 of the file's 7 trained replies are JSON" in text
+
+
 # ---------------------------------------------------------------------------------------------
 # Auto hyperparameters
 

@@ -4,6 +4,7 @@ import pytest
 
 from openft.data.pricing import InferencePrice, inference_price
 from openft.eval.arms import ARMS, NoReference, arm_messages, few_shot_turns, held_out_examples, training_system_message
+from openft.eval.json_schema import inferred_schema, schema_valid
 from openft.eval.metrics import Answer, arm_metrics, exact_match, ranking, references_are_json, similarity
 
 SYSTEM = {"role": "system", "content": "You are a pirate."}
@@ -45,11 +46,13 @@ def test_each_arm_sends_its_own_prompt():
     ]
     assert arm_messages(ARM["fine_tuned"], example, system, shots) == [SYSTEM, user]
     assert arm_messages(ARM["fine_tuned_no_system"], example, system, shots) == [user]
-    assert [(arm.fine_tuned, arm.system_message, arm.few_shot) for arm in ARMS] == [
-        (False, True, False),
-        (False, True, True),
-        (True, True, False),
-        (True, False, False),
+    assert arm_messages(ARM["fine_tuned_constrained"], example, system, shots) == [SYSTEM, user]
+    assert [(arm.fine_tuned, arm.system_message, arm.few_shot, arm.constrained) for arm in ARMS] == [
+        (False, True, False, False),
+        (False, True, True, False),
+        (True, True, False, False),
+        (True, False, False, False),
+        (True, True, False, True),  # on JSON tasks only
     ]
 
 
@@ -107,6 +110,19 @@ def test_arm_metrics_average_the_answers_and_price_them():
     # 1,000 requests x (200 tokens x $3 + 20 tokens x $6) per 1M tokens
     assert metrics["cost_per_1k_requests_usd"] == pytest.approx(0.72)
     assert arm_metrics(answers, ["x", "y"], json_task=False, price=price)["json_valid"] is None
+
+
+def test_a_json_task_schema_is_inferred_closed_and_checked():
+    schema = inferred_schema(['{"a": 1, "b": {"c": "x"}}', '{"a": 2.5, "b": {"c": "y"}, "d": null}', "prose"])
+    assert schema["properties"]["a"] == {"type": "number"} and sorted(schema["required"]) == ["a", "b"]
+    assert schema["additionalProperties"] is False and schema["properties"]["b"]["additionalProperties"] is False
+    assert schema_valid('{"a": 3, "b": {"c": "z"}}', schema)
+    assert not schema_valid('{"a": 3, "b": {"c": "z", "e": 1}}', schema) and not schema_valid("prose", schema)
+    assert inferred_schema(["prose", "4"]) is None
+    price = InferencePrice("gpt-3.5-turbo", input=3.0, output=6.0)
+    answers = [Answer('{"a": 1, "b": {"c": "x"}}', 1, 1, 0.1), Answer('{"a": 1}', 1, 1, 0.1)]
+    assert arm_metrics(answers, ["{}", "{}"], json_task=True, price=price, schema=schema)["schema_valid"] == 0.5
+    assert arm_metrics(answers, ["{}", "{}"], json_task=True, price=price)["schema_valid"] is None
 
 
 def test_fine_tunes_cost_more_per_token_at_openai():

@@ -76,9 +76,9 @@ class Server:
     def client(self, key: str = "sk-test") -> openai.OpenAI:
         return openai.OpenAI(base_url="http://testserver/v1", api_key=key, http_client=self.http, max_retries=0)
 
-    def fine_tune(self, client: openai.OpenAI) -> tuple[str, str]:
-        """A job on TRAINING whose fine-tune is registered as the worker would (no training)."""
-        training = client.files.create(file=("train.jsonl", TRAINING), purpose="fine-tune")
+    def fine_tune(self, client: openai.OpenAI, data: bytes = TRAINING) -> tuple[str, str]:
+        """A job on `data` whose fine-tune is registered as the worker would (no training)."""
+        training = client.files.create(file=("train.jsonl", data), purpose="fine-tune")
         job = client.fine_tuning.jobs.create(training_file=training.id, model="gpt-3.5-turbo", suffix="ahoy")
         with self.db.session() as session:
             row = session.scalar(select(JobRow).where(JobRow.id == job.id))
@@ -94,6 +94,47 @@ def create_eval(client: openai.OpenAI, **body) -> dict:
 @pytest.fixture
 def server(tmp_path) -> Server:
     return Server(tmp_path / "data")
+
+
+class JsonEngine(ScriptedEngine):
+    """A JSON task: the fine-tune learned JSON but not the whole format (its answers lack "sure"),
+    unless its reply is constrained; the base model answers in prose."""
+
+    def generate(self, model, prompt, params):
+        self.calls.append((model.adapter_key, prompt.messages, params))
+        number = {"What is 1?": "One.", "What is 2?": "Two."}.get(prompt.messages[-1]["content"], "Hm.")
+        if params.grammar is not None:
+            text = json.dumps({"answer": number, "sure": True})
+        elif model.adapter_key:
+            text = json.dumps({"answer": number})
+        else:
+            text = f"The answer is {number.lower()}"
+        yield Chunk(text, "stop", self.count_prompt_tokens(model, prompt), len(text.split()))
+
+
+def test_a_json_task_is_scored_against_its_schema_with_and_without_constraining(server):
+    server.engine = server.app.state.chat.engine = JsonEngine()
+    client = server.client()
+    answer = lambda text: json.dumps({"answer": text, "sure": True})  # noqa: E731
+    training = jsonl(example(f"Question {i}?", answer(f"Answer {i}.")) for i in range(12))
+    model, _ = server.fine_tune(client, training)
+    held_out = jsonl([example("What is 1?", answer("One.")), example("What is 2?", answer("Two."))])
+    file = client.files.create(file=("heldout.jsonl", held_out), purpose="evals")
+    report = create_eval(client, model=model, file=file.id, shots=1, max_tokens=32)
+
+    assert report["json_task"] is True
+    schema = report["json_schema"]
+    assert schema["properties"] == {"answer": {"type": "string"}, "sure": {"type": "boolean"}}
+    assert sorted(schema["required"]) == ["answer", "sure"] and schema["additionalProperties"] is False
+    arms = {arm["name"]: arm["metrics"] for arm in report["arms"]}
+    assert list(arms)[-1] == "fine_tuned_constrained"
+    assert (arms["fine_tuned"]["json_valid"], arms["fine_tuned"]["schema_valid"]) == (1.0, 0.0)
+    assert (arms["fine_tuned_constrained"]["schema_valid"], arms["fine_tuned_constrained"]["exact_match"]) == (1, 1)
+    assert arms["base_zero_shot"]["schema_valid"] == 0.0
+    assert report["ranking"][0] == "fine_tuned_constrained"
+    # Only the constrained arm's requests carried a grammar: the task's schema.
+    constrained = [params.grammar for _, _, params in server.engine.calls if params.grammar]
+    assert len(constrained) == 2 and all('"sure": {"type": "boolean"}' in grammar for grammar in constrained)
 
 
 def test_report_compares_four_arms_and_ranks_the_fine_tune_first(server):

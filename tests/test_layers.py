@@ -13,7 +13,7 @@ LAYERS = [
     {"storage"},
     {"store"},
     {"models"},
-    {"trainer", "inference", "eval"},
+    {"trainer", "inference", "eval", "export"},
     {"runner"},
     {"services"},
     {"server"},

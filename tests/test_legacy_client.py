@@ -53,3 +53,17 @@ def test_legacy_seed_workflow(live_server, legacy_openai):
     assert result.returncode == 0, result.stderr[-3000:]
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["fine_tuned_model"].startswith("ft:gpt-3.5-turbo:personal:legacy:")
+
+
+def test_legacy_structured_outputs(live_server, legacy_openai):
+    """response_format and a forced legacy function call, through openai 0.28's module API."""
+    result = subprocess.run(
+        [sys.executable, str(HERE / "legacy" / "structured.py"), live_server.base_url],
+        env={**os.environ, "PYTHONPATH": str(legacy_openai)},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert json.loads(seen["city"]).keys() == {"city", "country"}

@@ -141,8 +141,8 @@ def engine_over(root: Path, tiny_models: dict[str, Path], **options) -> BatchedE
     """An engine whose model store holds every tiny base (`tiny-<family>`)."""
     models = root / "models"
     models.mkdir(parents=True)
-    for path in tiny_models.values():
-        (models / path.name).symlink_to(path, target_is_directory=True)
+    for family, path in tiny_models.items():
+        (models / f"tiny-{family}").symlink_to(path, target_is_directory=True)
     return BatchedEngine(models, 1, Storage.for_settings(Settings(data_dir=root)), root / "cache", **options)
 
 
@@ -277,7 +277,7 @@ def many_bases(tmp_path_factory, model_store, tiny_models):
     settings = Settings(data_dir=data_dir)
     db = Database(settings)
     for family in ("llama", "qwen2", "gemma", "phi3"):
-        target = settings.models_dir / tiny_models[family].name
+        target = settings.models_dir / f"tiny-{family}"
         shutil.copytree(tiny_models[family], target)
         config = json.loads((target / "config.json").read_text())
         if isinstance(config["eos_token_id"], list):

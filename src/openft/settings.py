@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_MODEL = "SmolLM2-135M-Instruct"
@@ -77,6 +78,15 @@ class Settings(BaseSettings):
     # A chat request without max_tokens stops here rather than at the context limit: a small
     # model that loops would otherwise hold the engine for minutes.
     default_max_tokens: int = 1024
+    # An OpenAI-compatible server (OpenAI, vLLM, another openft) that answers the chat models
+    # this one does not serve, the OpenAI names included (services/upstream.py): a base URL
+    # ending in /v1, and the key sent to it, which no client ever sees.
+    upstream_base_url: str | None = None
+    upstream_api_key: SecretStr | None = None
+    # Store every chat completion, as if each request had `store: true` (unless it says false).
+    store_all_completions: bool = False
+    # Stored completions older than this are deleted (OpenAI keeps them 30 days).
+    stored_completions_retention_days: float = 30.0
 
     @property
     def models_dir(self) -> Path:

@@ -9,6 +9,7 @@ import typer
 
 from openft.cli import data as data_commands
 from openft.cli import evals as eval_commands
+from openft.cli import export as export_commands
 from openft.cli import keys as key_commands
 from openft.cli import models as model_commands
 from openft.cli.options import DEFAULT_DATA_DIR, DataDir
@@ -16,6 +17,7 @@ from openft.settings import Settings
 
 app = typer.Typer(help="openft: a self-hosted, OpenAI-compatible fine-tuning service.", no_args_is_help=True)
 app.add_typer(model_commands.app, name="models")
+model_commands.app.command("export")(export_commands.export_command)
 app.add_typer(data_commands.app, name="data")
 app.add_typer(key_commands.app, name="keys")
 app.command("eval")(eval_commands.eval_command)
@@ -86,6 +88,16 @@ def serve(
     from openft.server.app import create_app
 
     _prepare_bases(settings, Database(settings))
+    if settings.upstream_base_url:
+        from openft.services.upstream import shown_url
+        from openft.settings import OPENAI_ALIASES
+
+        typer.echo(
+            f"Chat models this server does not serve go to the upstream at {shown_url(settings.upstream_base_url)}, "
+            f"the OpenAI names ({', '.join(OPENAI_ALIASES)}) included: they no longer mean "
+            f"{settings.default_base_model} here.",
+            err=True,
+        )
     uvicorn.run(create_app(settings, run_worker=not no_worker), host=host, port=port, log_level="warning")
 
 

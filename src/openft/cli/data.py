@@ -9,6 +9,7 @@ the ETA (`openft.runner.throughput`, benchmarked once), and the printed report.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 from enum import StrEnum
@@ -303,3 +304,114 @@ def _distribution(d: dict) -> str:
 
 def _money(usd: float) -> str:
     return f"{usd:,.2f}" if usd >= 0.01 else f"{usd:.4f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# openft data export: stored completions as training data
+
+
+@app.command("export")
+def export_command(
+    model: Annotated[
+        str | None, typer.Option(help="Only completions of this model (the name the client asked for).")
+    ] = None,
+    metadata: Annotated[
+        list[str] | None, typer.Option(help="Only completions with this metadata, KEY=VALUE (repeatable).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only completions created on or after this date (2026-11-01, or with a time).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many examples.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The JSONL file to write.")] = Path("distilled.jsonl"),
+    upload: Annotated[bool, typer.Option("--upload", help="Also upload it as a fine-tune file.")] = False,
+    dpo_from: Annotated[
+        str | None,
+        typer.Option(
+            help="Write preference pairs (DPO) instead: the better reply of each completion from "
+            "'metadata:KEY' (a metadata value set with POST /v1/chat/completions/{id}) or from a JSONL file "
+            'of {"completion_id": …, "preferred": …} lines; the stored reply is the non-preferred one.'
+        ),
+    ] = None,
+    org: Annotated[str | None, typer.Option(help="The organization's name (default: the local one).")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Write stored chat completions (`store: true`) as a training file: each one's input
+    messages and tools with the stored reply (dropped streams and cut-off replies are skipped),
+    checked as `openft data check` checks, and with --upload, uploaded for a fine-tuning job.
+
+    Example usage:
+
+        openft data export --model gpt-4o --metadata app=support --since 2026-11-01 -o support.jsonl
+        openft data export --metadata app=support --upload
+        openft data export --dpo-from metadata:preferred -o pairs.jsonl
+        openft data export --dpo-from relabelled.jsonl -o pairs.jsonl
+    """
+    from datetime import datetime
+
+    from openft.data.distill import jsonl, preferred_from_metadata, read_replacements
+    from openft.services.distill import Selection, export
+    from openft.services.stored_completions import StoredCompletions
+    from openft.store.db import Database
+
+    settings = Settings(data_dir=data_dir)
+    db = Database(settings)
+    organization_id = _organization_id(settings, db, org)
+    pairs = dict(pair.split("=", 1) for pair in metadata or [] if "=" in pair)
+    if len(pairs) != len(metadata or []):
+        fail("--metadata takes KEY=VALUE")
+    try:
+        since_time = int(datetime.fromisoformat(since).timestamp()) if since else None
+    except ValueError:
+        fail(f"--since: {since!r} is not a date (2026-11-01, or 2026-11-01T12:00)")
+    preferred = None
+    if dpo_from and dpo_from.startswith("metadata:"):
+        key = dpo_from.removeprefix("metadata:")
+        preferred = lambda stored: preferred_from_metadata(stored, key)  # noqa: E731
+    elif dpo_from:
+        try:
+            replacements = read_replacements(Path(dpo_from))
+        except (OSError, ValueError) as e:
+            fail(f"--dpo-from: {e}")
+        preferred = lambda stored: replacements.get(stored.id)  # noqa: E731
+
+    selection = Selection(model=model, metadata=pairs or None, since=since_time, limit=limit)
+    result = export(StoredCompletions(settings, db), organization_id, selection, preferred)
+    reasons = collections.Counter(skipped["reason"] for skipped in result.skipped)
+    for reason, count in reasons.items():
+        typer.echo(f"Skipped {count}: {reason}", err=True)
+    if not result.lines:
+        fail("No stored completion makes a training example (see `GET /v1/chat/completions` for what is stored).")
+    output.write_bytes(jsonl(result.lines))
+    typer.echo(f"Wrote {len(result.lines)} {'preference pairs' if preferred else 'examples'} to {output}")
+
+    if not preferred:  # the data check reads supervised files
+        name = settings.default_base_model
+        tokenizer = _load_tokenizer(settings.models_dir / base_in_store(settings, name))
+        training = check_file(tokenizer, output, MAX_LENGTH)
+        if problem := check_example_count(training.stats.examples if training.stats else 0):
+            training.errors.append(problem)
+        for issue in training.errors[:MAX_ISSUES_SHOWN]:
+            typer.echo(f"error {issue.code}: {issue.message}", err=True)
+        if training.errors:
+            fail(f"The data check found {len(training.errors)} errors in {output}: run `openft data check {output}`.")
+        typer.echo(f"Data check: clean ({training.stats.examples} examples for {name}).")
+    if upload:
+        from openft.services.files import FileService
+
+        with output.open("rb") as source:
+            row = FileService(settings, db).create(organization_id, output.name, "fine-tune", source)
+        typer.echo(f"Uploaded as {row.id}")
+
+
+def _organization_id(settings: Settings, db, name: str | None) -> str:
+    from sqlalchemy import select
+
+    from openft.store.tables import OrganizationRow
+
+    if name is None or name == settings.organization:
+        return settings.organization_id
+    with db.session() as session:
+        found = session.scalar(select(OrganizationRow.id).where(OrganizationRow.name == name))
+    if found is None:
+        fail(f"--org: no organization named {name!r} (see `openft keys list`)")
+    return found

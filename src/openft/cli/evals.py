@@ -29,6 +29,7 @@ METRICS = (  # (key, label, format)
     ("similarity", "similarity", "{:.3f}"),
     ("json_valid", "valid JSON", "{:.0%}"),
     ("preferred_rate", "closer to preferred (DPO)", "{:.0%}"),
+    ("schema_valid", "valid against the schema", "{:.0%}"),
     ("mean_output_tokens", "output tokens (mean)", "{:.1f}"),
     ("mean_prompt_tokens", "prompt tokens (mean)", "{:.1f}"),
     ("mean_latency_seconds", "latency here (s, mean)", "{:.2f}"),
@@ -61,9 +62,11 @@ def eval_command(
 ) -> None:
     """Compare a fine-tune with its base model on held-out examples, in four arms: the base model
     zero-shot and few-shot (both with the training system message), the fine-tune with the system
-    message, and the fine-tune without it. Reports exact match, similarity to the reference, JSON
-    validity (for JSON answers), mean output and prompt tokens, latency, and OpenAI's projected
-    price per 1K requests next to the time here. The report is stored: `openft serve` shows it.
+    message, and the fine-tune without it; on a JSON task, also the fine-tune held to the task's
+    schema (structured outputs). Reports exact match, similarity to the reference, JSON validity
+    and validity against the schema (for JSON answers), mean output and prompt tokens, latency,
+    and OpenAI's projected price per 1K requests next to the time here. The report is stored:
+    `openft serve` shows it.
 
     Exits 1 on any error.
 

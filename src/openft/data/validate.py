@@ -31,8 +31,15 @@ Error codes:
              invalid_function_call, invalid_tool_call_id
 Warning codes:
   blank_line, duplicate_example, missing_system_message, missing_user_message,
-  short_assistant_reply, identical_system_message (file level),
+  short_assistant_reply, invalid_json_reply, identical_system_message (file level),
   identical_preference_outputs (DPO: the two replies are the same, so there is nothing to prefer)
+
+`invalid_json_reply`: a trained assistant reply that is meant to be JSON (its example's system
+message says "JSON", or most trained replies of the file are a JSON object or array) but is
+not one. The fine-tune would learn to break the format, and a structured-output request
+(`response_format`) would force it into JSON it never saw. Replies of files that are mostly
+JSON are only known at the end of the file: the lines of replies that are not JSON are kept
+(4 bytes each) until then.
 
 The 10-example minimum is not applied here: the server applies `check_example_count` when a job
 is created (as OpenAI does), and the CLI applies both.
@@ -43,6 +50,8 @@ import hashlib
 import io
 import itertools
 import json
+import re
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -144,6 +153,7 @@ def iter_chat_jsonl(lines: Iterable[bytes], report: ValidationReport) -> Iterato
     for lineno, chunk in enumerate(rest, start=blank + 1):
         if (example := _check_line(lineno, chunk, report, state)) is not None:
             yield lineno, example
+    report.warnings += _json_reply_warnings(state)
     if warning := _identical_system_warning(state):
         report.warnings.append(warning)
 
@@ -159,6 +169,13 @@ class _FileState:
     examples: int = 0
     system_prompts: set[str | None] = field(default_factory=set)  # the first two seen: enough to tell
     method: str | None = None
+    json_replies: int = 0  # trained assistant replies that are a JSON object or array
+    text_replies: int = 0  # ... and those that are not
+    # Where the text replies are (line, message index) of examples whose system message does not
+    # ask for JSON: each gets a warning if most replies of the file turn out to be JSON.
+    text_reply_lines: array = field(default_factory=lambda: array("I"))
+    text_reply_indexes: array = field(default_factory=lambda: array("I"))
+    text_reply_fenced: array = field(default_factory=lambda: array("b"))  # in a ``` code fence
 
 
 def _check_line(lineno: int, chunk: bytes, report: ValidationReport, state: _FileState) -> dict | None:
@@ -187,7 +204,9 @@ def _check_line(lineno: int, chunk: bytes, report: ValidationReport, state: _Fil
     report.errors += [_issue(lineno, code, detail) for code, detail in errors]
     if errors:
         return None
-    warnings = _preference_warnings(example) if dpo else _example_warnings(example)
+    warnings = (
+        _preference_warnings(example) if dpo else _example_warnings(example) + _json_replies(lineno, example, state)
+    )
     report.warnings += [_issue(lineno, code, detail) for code, detail in warnings]
     digest = hashlib.blake2b(_canonical(example), digest_size=16).digest()
     if digest in state.first_seen:
@@ -593,6 +612,62 @@ def _example_warnings(example: dict) -> Problems:
             )
             warnings.append(("short_assistant_reply", detail))
     return warnings
+
+
+_JSON_WORD = re.compile(r"\bjson\b", re.IGNORECASE)
+
+
+def _json_replies(lineno: int, example: dict, state: _FileState) -> Problems:
+    """Counts the example's trained replies that are JSON and those that are not; the latter are
+    warned about now if the system message asks for JSON, else remembered for the end."""
+    asks_for_json = bool(_JSON_WORD.search(_system_prompt(example) or ""))
+    warnings: Problems = []
+    for i, message in enumerate(example["messages"]):
+        if message["role"] != "assistant" or message.get("weight", 1) != 1 or _makes_call(message):
+            continue
+        reply = content_text(message.get("content")).strip()
+        if _is_json_document(reply):
+            state.json_replies += 1
+            continue
+        state.text_replies += 1
+        fenced = reply.startswith("```")
+        if asks_for_json:
+            warnings.append(("invalid_json_reply", _not_json_detail(i, fenced, "the system message asks for JSON")))
+        else:
+            state.text_reply_lines.append(lineno)
+            state.text_reply_indexes.append(i)
+            state.text_reply_fenced.append(fenced)
+    return warnings
+
+
+def _json_reply_warnings(state: _FileState) -> list[DataIssue]:
+    """The replies that are not JSON in a file whose trained replies mostly are."""
+    if state.json_replies <= state.text_replies:
+        return []
+    total = state.json_replies + state.text_replies
+    why = f"{state.json_replies} of the file's {total} trained replies are JSON"
+    return [
+        _issue(line, "invalid_json_reply", _not_json_detail(index, fenced, why))
+        for line, index, fenced in zip(state.text_reply_lines, state.text_reply_indexes, state.text_reply_fenced)
+    ]
+
+
+def _not_json_detail(index: int, fenced: bool, why: str) -> str:
+    return (
+        f"messages[{index}]: the assistant reply is not a JSON object or array"
+        + (" (it is wrapped in a ``` code fence)" if fenced else "")
+        + f", but {why}; the fine-tune would learn to break the format. Make it valid JSON, or remove"
+        " the example, to silence this warning"
+    )
+
+
+def _is_json_document(text: str) -> bool:
+    if not text.startswith(("{", "[")):  # most text replies: no parse attempted
+        return False
+    try:
+        return isinstance(json.loads(text), (dict, list))
+    except ValueError:
+        return False
 
 
 def _identical_system_warning(state: _FileState) -> DataIssue | None:

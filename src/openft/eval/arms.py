@@ -1,4 +1,4 @@
-"""The four arms of an eval and the exact messages each one sends.
+"""The arms of an eval and the exact messages each one sends.
 
 A held-out example is a chat whose last message is the assistant's reference answer; the
 messages before it are the prompt. A DPO file's pair is its input followed by the preferred
@@ -11,7 +11,10 @@ differ in the model and in what comes before those turns:
    turns (the prompting baseline a fine-tune must beat, and the long prompt it saves);
 3. `fine_tuned`: the fine-tuned model, with the system message;
 4. `fine_tuned_no_system`: the fine-tuned model with no system message at all (OpenAI's guide:
-   did the behaviour move into the weights, or does it still need the instructions?).
+   did the behaviour move into the weights, or does it still need the instructions?);
+5. `fine_tuned_constrained`, on JSON tasks only: arm 3 with its reply held to the task's schema
+   (structured outputs): next to arm 3, what the fine-tune learned on its own and what the
+   constraint adds.
 
 "The system message" is the held-out example's own, when it has one (that is what production
 sends), else the one the training file uses most (what the model was trained with).
@@ -33,6 +36,7 @@ class Arm:
     fine_tuned: bool  # which model: the fine-tune, or the base it was trained from
     system_message: bool
     few_shot: bool
+    constrained: bool = False  # the reply held to the task's JSON schema
 
 
 ARMS = (
@@ -40,6 +44,14 @@ ARMS = (
     Arm("base_few_shot", "Base, few-shot, system message", fine_tuned=False, system_message=True, few_shot=True),
     Arm("fine_tuned", "Fine-tuned, system message", fine_tuned=True, system_message=True, few_shot=False),
     Arm("fine_tuned_no_system", "Fine-tuned, no system message", fine_tuned=True, system_message=False, few_shot=False),
+    Arm(
+        "fine_tuned_constrained",
+        "Fine-tuned, constrained to the schema",
+        fine_tuned=True,
+        system_message=True,
+        few_shot=False,
+        constrained=True,
+    ),
 )
 
 

@@ -9,6 +9,8 @@
   neither), otherwise None: did the fine-tune move towards what the pairs prefer?
 - `json_valid`: the share of answers that parse as JSON, only when every reference is a JSON
   object or array (otherwise None: a plain-text task has no JSON to get right).
+- `schema_valid`: the share of answers that are valid against the task's schema (json_schema.py,
+  inferred from its JSON replies), on JSON tasks only.
 - token means come from the server's usage counts, i.e. the local model's tokenizer, which is
   also what the projected OpenAI cost multiplies; OpenAI's tokenizer counts differently, so the
   cost is an estimate of scale, not a quote.
@@ -16,13 +18,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from statistics import fmean
 
 from rapidfuzz import fuzz
 
 from openft.data.pricing import InferencePrice
+from openft.eval.json_schema import json_document, schema_valid
 
 
 @dataclass(frozen=True)
@@ -44,11 +46,7 @@ def similarity(output: str, reference: str) -> float:
 
 
 def is_json_document(text: str) -> bool:
-    """Whether `text` is a JSON object or array (a bare number or string does not make a JSON task)."""
-    try:
-        return isinstance(json.loads(text), (dict, list))
-    except ValueError:
-        return False
+    return json_document(text) is not None
 
 
 def references_are_json(references: list[str]) -> bool:
@@ -64,9 +62,11 @@ def arm_metrics(
     references: list[str],
     json_task: bool,
     price: InferencePrice,
+    schema: dict | None = None,
     rejected: list[str] | None = None,
 ) -> dict:
-    """The arm's row of the report; `rejected`: a DPO file's non-preferred outputs."""
+    """The arm's row of the report (`schema`: the JSON task's, for `schema_valid`; `rejected`: a
+    DPO file's non-preferred outputs, for `preferred_rate`)."""
     prompt_tokens = fmean(a.prompt_tokens for a in answers)
     completion_tokens = fmean(a.completion_tokens for a in answers)
     latency = fmean(a.seconds for a in answers)
@@ -80,6 +80,7 @@ def arm_metrics(
             if rejected is not None
             else None
         ),
+        "schema_valid": fmean(schema_valid(a.output, schema) for a in answers) if schema is not None else None,
         "mean_output_tokens": round(completion_tokens, 2),
         "mean_prompt_tokens": round(prompt_tokens, 2),
         "mean_latency_seconds": round(latency, 4),

@@ -5,9 +5,11 @@ One scheduler thread owns the models. Between two decode steps it admits waiting
 to MAX_BATCH rows, of one base model): they are prefilled together (grouped by prompt length),
 each into its own KV-cache slot, pick their first token and join the next step. Every step
 decodes one token for every running row, each with its own adapter (up to MAX_LOADED_ADAPTERS
-loaded, least recently used evicted), sampling parameters, stop strings and seed. A row that
-finishes, or whose caller went away, leaves at once and its slot goes to the next generation. A
-transformers base runs the same way, except that its rows cannot join a running batch (hf.py).
+loaded, least recently used evicted), sampling parameters, stop strings, seed and grammar. A row
+that finishes, or whose caller went away, leaves at once and its slot goes to the next generation.
+A transformers base runs the same way, except that its rows cannot join a running batch (hf.py).
+A generation whose grammar is still compiling (grammar.py, on another thread) waits in the queue
+without holding the running rows up.
 
 Between bases: a batch holds rows of one base, and a batch of another base starts when it ends.
 Fairness: a batch starts with every waiting generation of the base of the oldest waiting one,
@@ -21,6 +23,7 @@ budget) happens only between batches, so it never unloads a base whose rows are 
 import queue
 import time
 from collections import deque
+from contextlib import suppress
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +33,7 @@ from openft.inference.local import LocalEngine
 from openft.inference.rows import Generation, Row
 
 GATHER_SECONDS = 0.01  # an idle engine waits this long for generations sent at the same moment
+GRAMMAR_POLL_SECONDS = 0.005  # how often an idle scheduler looks whether a grammar is compiled
 
 
 @dataclass
@@ -48,6 +52,9 @@ class BatchedEngine(LocalEngine):
             if not running and not waiting:
                 waiting.append(self._next(incoming))
                 time.sleep(GATHER_SECONDS)
+            elif not running:  # what waits, waits for its grammar (compiled on another thread)
+                with suppress(queue.Empty):
+                    waiting.append(incoming.get(timeout=GRAMMAR_POLL_SECONDS))
             self._use_cores(True)
             while not incoming.empty():
                 waiting.append(incoming.get_nowait())
@@ -91,6 +98,9 @@ class BatchedEngine(LocalEngine):
                 deferred.append(generation)
                 continue
             try:
+                if generation.params.grammar and not base.grammars.ready(generation.params.grammar):
+                    deferred.append(generation)
+                    continue
                 adapter_dir = self._adapter_dir(generation.model)
                 busy = {entry.adapter for entry in running + joining}
                 adapter = model.adapters.slot(adapter_dir, busy)

@@ -31,6 +31,7 @@ class SamplingParams:
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit)
     logprobs: bool = False
     top_logprobs: int = 0
+    grammar: str | None = None  # what the reply must match (constraints.py: llguidance's Lark)
 
 
 @dataclass(frozen=True)

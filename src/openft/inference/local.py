@@ -32,6 +32,7 @@ from openft.data.chat_format import ChatTemplate
 from openft.hardware import compute_dtype
 from openft.inference.decoder import LlamaDecoder, unsupported_reason
 from openft.inference.engine import MAX_LOADED_ADAPTERS, Chunk, ModelRef, Prompt, SamplingParams
+from openft.inference.grammar import Grammars
 from openft.inference.hf import TransformersModel
 from openft.inference.rows import Generation
 from openft.models.facts import trusts_remote_code
@@ -66,6 +67,7 @@ class LoadedBase:
             ends.append(GenerationConfig.from_pretrained(path).eos_token_id)
         self.stop_ids = {token for end in ends for token in (end if isinstance(end, list) else [end])} - {None}
         self.decoded = not transformers_only and unsupported_reason(self.config) is None
+        self.grammars = Grammars(self.tokenizer, self.config.vocab_size, self.stop_ids)
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
         return self.chat_template.prompt_ids(prompt.messages, prompt.tools)

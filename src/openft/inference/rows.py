@@ -52,6 +52,8 @@ class Row:
         self.generator = None
         if params.seed is not None:
             self.generator = torch.Generator(device=base.device).manual_seed(params.seed)
+        # The reply's grammar, compiled before the row was admitted (grammar.py)
+        self.grammar = base.grammars.matcher(params.grammar) if params.grammar else None
         self.generated: list[int] = []
         self.counts: Counter[int] = Counter()
         self.logprobs: list[TokenLogprob] = []  # of tokens not yet handed out with a chunk
@@ -66,7 +68,11 @@ class Row:
         logits = penalize(
             bias(logits, params.logit_bias), self.counts, params.presence_penalty, params.frequency_penalty
         )
+        if self.grammar is not None:
+            logits = self.grammar.mask(logits)
         token = next_token(logits, params.temperature, params.top_p, self.generator)
+        if self.grammar is not None:
+            self.grammar.accept(token)
         self.generated.append(token)
         self.counts[token] += 1
         if token in self.base.stop_ids:

@@ -49,6 +49,8 @@ def token_logprobs(logits: torch.Tensor, token: int, top: int) -> tuple[float, l
     logprobs = torch.log_softmax(logits.float(), dim=-1)
     best = torch.topk(logprobs, top) if top else None
     alternatives = list(zip(best.indices.tolist(), best.values.tolist())) if best is not None else []
+    # A grammar's mask leaves some positions fewer possible tokens than asked for: no -inf entries.
+    alternatives = [(other, logprob) for other, logprob in alternatives if logprob > float("-inf")]
     # Ties (common with bf16 logits) in token order, as greedy's argmax breaks them.
     alternatives.sort(key=lambda alternative: (-alternative[1], alternative[0]))
     return float(logprobs[token]), alternatives

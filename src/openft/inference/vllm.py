@@ -6,8 +6,11 @@ first request.
 
 Prompts are rendered here with the same chat template and message normalisation as training
 (data/chat_format.py) and sent as token ids; fine-tunes are LoRARequests on their adapter
-directory. vLLM's asyncio API runs on a loop of its own thread, behind the engine protocol's
-blocking iterators.
+directory. A reply's grammar (structured outputs, inference/constraints.py) goes to vLLM's own
+structured-output parameters, `StructuredOutputsParams(grammar=...)`, with the engine's backend
+set to `guidance`: llguidance, the library openft's engines compile the same text with (not run
+here: no GPU host with vLLM; this follows vLLM's documented API). vLLM's asyncio API runs on a
+loop of its own thread, behind the engine protocol's blocking iterators.
 """
 
 import asyncio
@@ -66,7 +69,7 @@ class VLLMEngine:
     async def _run(self, engine, tokenizer, ids, params: SamplingParams, lora, request_id: str, chunks: queue.Queue):
         from vllm import SamplingParams as VLLMSamplingParams
         from vllm import TokensPrompt
-        from vllm.sampling_params import RequestOutputKind
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         sampling = VLLMSamplingParams(
             temperature=params.temperature,
@@ -79,6 +82,8 @@ class VLLMEngine:
             logit_bias=dict(params.logit_bias) or None,
             logprobs=max(params.top_logprobs, 1) if params.logprobs else None,
             output_kind=RequestOutputKind.DELTA,
+            # openft's grammar text is llguidance's Lark, which vLLM's guidance backend compiles
+            structured_outputs=StructuredOutputsParams(grammar=params.grammar) if params.grammar else None,
         )
         generated = 0
         try:
@@ -101,6 +106,7 @@ class VLLMEngine:
         with self._lock:
             if base not in self._engines:
                 from vllm import AsyncEngineArgs, AsyncLLMEngine
+                from vllm.config import StructuredOutputsConfig
 
                 self._engines[base] = AsyncLLMEngine.from_engine_args(
                     AsyncEngineArgs(
@@ -110,6 +116,7 @@ class VLLMEngine:
                         enable_lora=True,
                         max_loras=MAX_LOADED_ADAPTERS,
                         max_lora_rank=MAX_LORA_RANK,
+                        structured_outputs_config=StructuredOutputsConfig(backend="guidance"),
                     )
                 )
             return self._engines[base]

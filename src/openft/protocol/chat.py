@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from openft.protocol.common import Metadata
+
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -35,12 +37,15 @@ class ChatCompletionRequest(BaseModel):
     logprobs: bool | None = None
     max_completion_tokens: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
+    metadata: Metadata | None = None
     n: int | None = Field(default=1, ge=1, le=128)
     parallel_tool_calls: bool | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     response_format: dict[str, Any] | None = None
     seed: int | None = None
     stop: str | list[str] | None = None
+    # Keep the request and its reply (services/stored_completions.py).
+    store: bool | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)

@@ -36,6 +36,8 @@ class ArmMetrics(BaseModel):
     preferred_rate: float | None = None
     """DPO held-out files: share of answers more similar to the preferred output than to the
     non-preferred one; null for a supervised file."""
+    schema_valid: float | None = None
+    """Share of answers valid against `json_schema`; null unless every reference is JSON."""
     mean_output_tokens: float
     mean_prompt_tokens: float
     mean_latency_seconds: float
@@ -54,7 +56,7 @@ class Sample(BaseModel):
 
 
 class EvalArm(BaseModel):
-    name: Literal["base_zero_shot", "base_few_shot", "fine_tuned", "fine_tuned_no_system"]
+    name: Literal["base_zero_shot", "base_few_shot", "fine_tuned", "fine_tuned_no_system", "fine_tuned_constrained"]
     title: str
     model: str
     system_message: bool
@@ -99,7 +101,10 @@ class Eval(BaseModel):
     system_message: str | None
     """The training file's system message (held-out examples with their own use theirs)."""
     json_task: bool
-    """Every reference is a JSON object or array, so `json_valid` is scored."""
+    """Every reference is a JSON object or array, so `json_valid` and `schema_valid` are scored."""
+    json_schema: dict | None = None
+    """A JSON task's schema, inferred from the training replies and the references: what
+    `schema_valid` checks and the `fine_tuned_constrained` arm is held to."""
     examples: list[Reference]
     arms: list[EvalArm]
     ranking: list[str]

@@ -15,14 +15,19 @@ from openft.errors import OpenFTError, file_too_large
 from openft.inference import make_engine
 from openft.runner.worker import Worker
 from openft.server import dashboard
-from openft.server.routes import chat, evals, file_checks, files, fine_tuning, models
+from openft.server.routes import chat, distill, evals, export, file_checks, files, fine_tuning, models
 from openft.services.chat import ChatService
+from openft.services.completions import Completions
+from openft.services.distill import DistillService
 from openft.services.evals import EvalService
+from openft.services.exports import ExportService
 from openft.services.file_checks import FileCheckService
 from openft.services.files import FileService
 from openft.services.fine_tuning import FineTuningService
 from openft.services.keys import KeyService
 from openft.services.models import ModelService
+from openft.services.stored_completions import StoredCompletions
+from openft.services.upstream import Upstream
 from openft.settings import Settings
 from openft.store.db import Database
 
@@ -35,6 +40,8 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     db = Database(settings)
     model_service = ModelService(settings, db)
     file_service = FileService(settings, db)
+    stored = StoredCompletions(settings, db)
+    upstream = upstream_of(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -45,8 +52,13 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
                 target=Worker(settings, db).run_forever, args=(stop,), name="openft-worker", daemon=True
             )
             thread.start()
+        stored.recorder.start_sweeping()
         yield
         stop.set()
+        # Replies already sent may still be queued for storing: written before the process ends.
+        stored.recorder.close()
+        if upstream:
+            await upstream.close()
         if thread:
             thread.join(timeout=30)
 
@@ -57,14 +69,25 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     app.state.models = model_service
     app.state.fine_tuning = FineTuningService(settings, db, file_service, model_service)
     app.state.chat = ChatService(model_service, make_engine(settings), settings.default_max_tokens)
+    app.state.stored = stored
+    app.state.completions = Completions(settings, app.state.chat, model_service, stored.recorder, upstream)
     app.state.evals = EvalService(db, file_service, model_service, app.state.chat)
     app.state.file_checks = FileCheckService(settings, file_service, model_service)
-    for module in (files, file_checks, fine_tuning, models, chat, evals):
+    app.state.distill = DistillService(stored, file_service, app.state.file_checks, app.state.fine_tuning)
+    app.state.exports = ExportService(settings, db, model_service, file_service)
+    for module in (files, file_checks, fine_tuning, export, models, chat, distill, evals):
         app.include_router(module.router)
     dashboard.mount(app)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     return app
+
+
+def upstream_of(settings: Settings) -> Upstream | None:
+    if not settings.upstream_base_url:
+        return None
+    key = settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else None
+    return Upstream(settings.upstream_base_url, key)
 
 
 class BodyLimit:

@@ -7,11 +7,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from openft.services import keys
 from openft.services.chat import ChatService
+from openft.services.completions import Completions as CompletionService
+from openft.services.distill import DistillService
 from openft.services.evals import EvalService
+from openft.services.exports import ExportService
 from openft.services.file_checks import FileCheckService
 from openft.services.files import FileService
 from openft.services.fine_tuning import FineTuningService
 from openft.services.models import ModelService
+from openft.services.stored_completions import StoredCompletions
 
 # Parses `Authorization: Bearer …` and declares the scheme in /openapi.json; KeyService decides.
 bearer = HTTPBearer(auto_error=False)
@@ -39,3 +43,7 @@ Models = Annotated[ModelService, Depends(_service("models"))]
 Chat = Annotated[ChatService, Depends(_service("chat"))]
 Evals = Annotated[EvalService, Depends(_service("evals"))]
 FileChecks = Annotated[FileCheckService, Depends(_service("file_checks"))]
+Completions = Annotated[CompletionService, Depends(_service("completions"))]
+Stored = Annotated[StoredCompletions, Depends(_service("stored"))]
+Distill = Annotated[DistillService, Depends(_service("distill"))]
+Exports = Annotated[ExportService, Depends(_service("exports"))]

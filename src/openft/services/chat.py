@@ -1,5 +1,6 @@
 """Chat completions: check the request, resolve the model name, and turn engine chunks into
-OpenAI's response or stream chunks."""
+OpenAI's response or stream chunks. What the reply must match (response_format, strict tools,
+a forced tool call) is structured.py's."""
 
 import asyncio
 import json
@@ -29,6 +30,7 @@ from openft.protocol.chat import (
     Usage,
 )
 from openft.services.models import ModelService
+from openft.services.structured import reply_grammar
 
 FINGERPRINT = "fp_openft"
 T = TypeVar("T")
@@ -138,6 +140,8 @@ class ChatService:
         self, organization_id: str, request: ChatCompletionRequest
     ) -> tuple[ModelRef, Prompt, SamplingParams]:
         _reject_unsupported(request)
+        # Checking a schema compiles it (milliseconds, more for a large one): off the event loop.
+        grammar = await asyncio.to_thread(reply_grammar, request)
         model = self.models.resolve(organization_id, request.model)
         prompt = Prompt([_template_message(m) for m in request.messages], chat_tools(request.tools, request.functions))
         prompt_tokens = await asyncio.to_thread(self.engine.count_prompt_tokens, model, prompt)
@@ -154,7 +158,7 @@ class ChatService:
                 param="messages",
                 code="context_length_exceeded",
             )
-        return model, prompt, sampling_params(request, self.default_max_tokens)
+        return model, prompt, replace(sampling_params(request, self.default_max_tokens), grammar=grammar)
 
 
 def sampling_params(request: ChatCompletionRequest, default_max_tokens: int) -> SamplingParams:
@@ -230,12 +234,6 @@ def _template_message(message) -> dict:
 def _reject_unsupported(request: ChatCompletionRequest) -> None:
     if request.top_logprobs and not request.logprobs:
         raise OpenFTError(400, "top_logprobs requires logprobs to be true.", param="top_logprobs")
-    if request.response_format and request.response_format.get("type") not in (None, "text"):
-        raise OpenFTError(
-            400,
-            f"response_format type '{request.response_format.get('type')}' is not supported by this server yet.",
-            param="response_format",
-        )
     for token, bias in (request.logit_bias or {}).items():
         if not token.isdigit() or not -100 <= bias <= 100:
             raise OpenFTError(

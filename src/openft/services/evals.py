@@ -1,8 +1,10 @@
 """`openft eval` and `POST /v1/openft/evals`: did fine-tuning help?
 
-The held-out examples go through the four arms of `openft.eval.arms` via the same `ChatService`
+The held-out examples go through the arms of `openft.eval.arms` via the same `ChatService`
 the chat API uses (temperature 0, so reruns agree), are scored by `openft.eval.metrics`, and the
-report is stored (`EvalRow`) for `GET /v1/openft/evals` and the dashboard. The fine-tune's job
+report is stored (`EvalRow`) for `GET /v1/openft/evals` and the dashboard. On a JSON task the
+fine-tune is also asked with its reply constrained to the task's inferred schema
+(`openft.eval.json_schema`), and every arm's answers are checked against that schema. The fine-tune's job
 names the base model for the base arms and, unless the caller gives one, the training file
 that provides the system message and the few-shot examples.
 """
@@ -15,6 +17,7 @@ import time
 from sqlalchemy import select
 
 from openft import ids
+from openft.data.chat_format import content_text
 from openft.data.pricing import REFERENCE_PRICE_MODEL, InferencePrice, inference_price
 from openft.data.validate import validate_chat_jsonl
 from openft.errors import OpenFTError, not_found
@@ -29,6 +32,7 @@ from openft.eval.arms import (
     held_out_examples,
     training_system_message,
 )
+from openft.eval.json_schema import inferred_schema
 from openft.eval.metrics import Answer, arm_metrics, exact_match, ranking, references_are_json, similarity
 from openft.protocol.chat import ChatCompletionRequest
 from openft.protocol.evals import Eval, EvalCreateParams
@@ -58,17 +62,23 @@ class EvalService:
         shots = few_shot_turns(training, n_shots)
         prices = _prices(job.model)
 
+        references = [example.reference for example in held_out]
+        json_task = references_are_json(references)
+        schema = inferred_schema([_last_reply(example) for example in training] + references) if json_task else None
         arms, prompts, warm = [], [], None
         for arm in ARMS:
+            if arm.constrained and schema is None:
+                continue
             model = params.model if arm.fine_tuned else job.model
             messages = [arm_messages(arm, example, system, shots) for example in held_out]
             if model != warm:
                 # One untimed token first: loading the model or attaching the adapter is not latency.
                 await self._ask(organization_id, arm, model, messages[0], 1)
                 warm = model
-            answers = await self._run(organization_id, arm, model, messages, params.max_tokens)
+            response_format = _response_format(schema) if arm.constrained else None
+            answers = await self._run(organization_id, arm, model, messages, params.max_tokens, response_format)
             price = prices["fine_tuned" if arm.fine_tuned else "base"]
-            arms.append(_arm_report(arm, model, n_shots if arm.few_shot else 0, held_out, answers, price))
+            arms.append(_arm_report(arm, model, n_shots if arm.few_shot else 0, held_out, answers, price, schema))
             if arm.name == "fine_tuned":
                 prompts = messages
         report = {
@@ -78,7 +88,8 @@ class EvalService:
             "shots": n_shots,
             "max_tokens": params.max_tokens,
             "system_message": system,
-            "json_task": references_are_json([example.reference for example in held_out]),
+            "json_task": json_task,
+            "json_schema": schema,
             "examples": [
                 {"line": example.line, "prompt": prompt, "reference": example.reference}
                 for example, prompt in zip(held_out, prompts, strict=True)
@@ -187,12 +198,18 @@ class EvalService:
     # running
 
     async def _run(
-        self, organization_id: str, arm: Arm, model: str, prompts: list[list[dict]], max_tokens: int
+        self,
+        organization_id: str,
+        arm: Arm,
+        model: str,
+        prompts: list[list[dict]],
+        max_tokens: int,
+        response_format: dict | None,
     ) -> list[Answer]:
         answers = []
         for messages in prompts:
             started = time.perf_counter()
-            completion = await self._ask(organization_id, arm, model, messages, max_tokens)
+            completion = await self._ask(organization_id, arm, model, messages, max_tokens, response_format)
             seconds = time.perf_counter() - started
             answers.append(
                 Answer(
@@ -204,8 +221,23 @@ class EvalService:
             )
         return answers
 
-    async def _ask(self, organization_id: str, arm: Arm, model: str, messages: list[dict], max_tokens: int):
-        request = ChatCompletionRequest(model=model, messages=messages, temperature=0, max_tokens=max_tokens, seed=SEED)
+    async def _ask(
+        self,
+        organization_id: str,
+        arm: Arm,
+        model: str,
+        messages: list[dict],
+        max_tokens: int,
+        response_format: dict | None = None,
+    ):
+        request = ChatCompletionRequest(
+            model=model,
+            messages=messages,
+            temperature=0,
+            max_tokens=max_tokens,
+            seed=SEED,
+            response_format=response_format,
+        )
         try:
             return await self.chat.complete(organization_id, request)
         except OpenFTError as error:
@@ -240,8 +272,26 @@ def _price(price: InferencePrice) -> dict:
     return {"input": price.input, "output": price.output}
 
 
+def _last_reply(example: dict) -> str:
+    """A training example's last assistant reply (its answer), as text."""
+    replies = [m.get("content") for m in example["messages"] if m["role"] == "assistant"]
+    return content_text(replies[-1]) if replies else ""
+
+
+def _response_format(schema: dict) -> dict:
+    """The constrained arm's: the task's schema, held to as far as the grammar engine supports it
+    (not strict: an inferred schema need not be in OpenAI's strict subset)."""
+    return {"type": "json_schema", "json_schema": {"name": "eval_task", "schema": schema, "strict": False}}
+
+
 def _arm_report(
-    arm: Arm, model: str, shots: int, held_out: list[HeldOut], answers: list[Answer], price: InferencePrice
+    arm: Arm,
+    model: str,
+    shots: int,
+    held_out: list[HeldOut],
+    answers: list[Answer],
+    price: InferencePrice,
+    schema: dict | None,
 ) -> dict:
     references = [example.reference for example in held_out]
     rejected = [example.rejected for example in held_out] if held_out and held_out[0].rejected is not None else None
@@ -251,7 +301,7 @@ def _arm_report(
         "model": model,
         "system_message": arm.system_message,
         "shots": shots,
-        "metrics": arm_metrics(answers, references, references_are_json(references), price, rejected),
+        "metrics": arm_metrics(answers, references, references_are_json(references), price, schema, rejected),
         "samples": [
             {
                 "line": example.line,

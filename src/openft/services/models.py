@@ -69,6 +69,15 @@ class ModelService:
         row = self.get(organization_id, name)
         return ModelRef(base_model=row.base_model, adapter_key=row.adapter_key)
 
+    def serves(self, organization_id: str, name: str) -> bool:
+        """Whether `name` is served here without the OpenAI names' fallback to the default base: a
+        base, an alias that configuration or `openft models add --alias` set, or the caller's
+        fine-tune. With an upstream, any other name is the upstream's (services/completions.py)."""
+        if name in self.settings.model_aliases:
+            return True
+        with self.db.session() as session:
+            return session.scalar(_visible_to(organization_id).where(ModelRow.id == name)) is not None
+
     def owner(self, name: str) -> str | None:
         """The organization that owns fine-tune `name`; None for base models and unknown names.
         For trusted local callers (the CLI on its own data dir), not for requests."""

@@ -183,3 +183,27 @@ class EvalRow(Base):
     model: Mapped[str] = mapped_column(String)  # the fine-tune evaluated
     # The whole report (protocol/evals.py's `Eval` less id, created_at and model).
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class StoredCompletionRow(Base):
+    """A chat completion created with `store: true` (or under OPENFT_STORE_ALL_COMPLETIONS): what
+    was asked and what was answered, for the stored-completions API and for distilling."""
+
+    __tablename__ = "stored_completions"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String, unique=True, index=True)  # the completion's "chatcmpl-…"
+    organization_id: Mapped[str] = mapped_column(String, index=True)
+    created_at: Mapped[int] = mapped_column(Integer, index=True)
+    model: Mapped[str] = mapped_column(String)  # the name the client asked for
+    completion_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    # The request's messages, tools and parameters, as the client sent them (less store/metadata).
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The `chat.completion` answered: for a stream, assembled from its chunks.
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # "completed", or "incomplete" for a stream the client dropped: never exported as an answer.
+    status: Mapped[str] = mapped_column(String)
+    # Lower-cased message and reply text, for the dashboard's text filter.
+    search_text: Mapped[str] = mapped_column(Text)
+    # Where it was answered: "local" or "upstream".
+    served_by: Mapped[str] = mapped_column(String)

@@ -46,6 +46,11 @@ def eval_report(request: Request, eval_id: str):
     return _page(request, "eval.html", eval_id=eval_id)
 
 
+@router.get("/logs")
+def logs(request: Request):
+    return _page(request, "logs.html")
+
+
 @router.get("/login")
 def login(request: Request):
     return _page(request, "login.html")

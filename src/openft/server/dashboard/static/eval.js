@@ -8,6 +8,7 @@ const METRICS = [
   ["similarity", "similarity to reference", (v) => v.toFixed(3), "high"],
   ["json_valid", "valid JSON", (v) => `${Math.round(v * 100)}%`, "high"],
   ["preferred_rate", "closer to preferred than non-preferred (DPO)", (v) => `${Math.round(v * 100)}%`, "high"],
+  ["schema_valid", "valid against the schema", (v) => `${Math.round(v * 100)}%`, "high"],
   ["mean_output_tokens", "output tokens (mean)", (v) => v.toFixed(1), null],
   ["mean_prompt_tokens", "prompt tokens (mean)", (v) => v.toFixed(1), "low"],
   ["mean_latency_seconds", "latency here (s, mean)", (v) => v.toFixed(2), "low"],

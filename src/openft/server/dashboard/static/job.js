@@ -90,6 +90,21 @@ function renderJob(job, events) {
   document.getElementById("pause").hidden = job.status !== "running";
   document.getElementById("resume").hidden = job.status !== "paused";
   document.getElementById("cancel").hidden = TERMINAL.includes(job.status);
+  // A job distilled from stored completions (Logs page) kept some apart for its eval.
+  const heldOut = job.metadata && job.metadata.held_out_file;
+  const evalButton = document.getElementById("eval-held-out");
+  evalButton.hidden = !(heldOut && job.status === "succeeded");
+  evalButton.onclick = async () => {
+    evalButton.disabled = true;
+    try {
+      const report = await api("/openft/evals", { method: "POST", json: { model: job.fine_tuned_model, file: heldOut } });
+      location.href = `/evals/${report.id}`;
+    } catch (error) {
+      pageError(error);
+    } finally {
+      evalButton.disabled = false;
+    }
+  };
 }
 
 function renderCheckpoints(checkpoints) {

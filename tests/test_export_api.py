@@ -1,0 +1,181 @@
+"""The export route and command in process, on a fine-tune registered through the store with a
+stand-in adapter (the peft export copies peft's files as they are, so no model loads here): who
+may export what, the errors, the archive's shape and determinism, and that a failed export
+leaves nothing behind. (Exports of a trained fine-tune that load and compute: test_export.py.)"""
+
+import io
+import json
+import tarfile
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from openft import ids
+from openft.cli.app import app as cli
+from openft.models.store import register_base, register_fine_tune
+from openft.server.app import create_app
+from openft.services.keys import KeyService
+from openft.settings import BUNDLED_MODEL, Settings
+from openft.store.db import Database
+from openft.store.tables import CheckpointRow, JobRow
+from tests.helpers import TEN_EXAMPLES, in_process_client
+
+ADAPTER_FILES = {
+    "adapter_config.json": b'{"r": 8, "base_model_name_or_path": "/srv/x"}',
+    "adapter_model.safetensors": b"\x01" * 1000,
+}
+
+
+class Exporting:
+    """A server with keys for acme (A) and globex (B); B owns a fine-tune and its checkpoint."""
+
+    def __init__(self, root):
+        self.settings = Settings(data_dir=root)
+        self.db = Database(self.settings)
+        register_base(self.db, BUNDLED_MODEL)
+        keys = KeyService(self.settings, self.db)
+        self.app = create_app(self.settings, run_worker=False)
+        self.http = TestClient(self.app)
+        self.key_a, self.key_b = keys.create("acme")[0], keys.create("globex")[0]
+        b = in_process_client(self.app, self.key_b)
+        self.file = b.files.create(file=("b.jsonl", TEN_EXAMPLES), purpose="fine-tune")
+        job = b.fine_tuning.jobs.create(training_file=self.file.id, model="gpt-3.5-turbo", suffix="b")
+        self.job_id = job.id
+        with self.db.session() as session:
+            row = session.scalar(select(JobRow).where(JobRow.id == job.id))
+            self.model = row.planned_model_name
+            for name, key in ((self.model, f"adapters/{job.id}"), (self.checkpoint, f"checkpoints/{job.id}/step-10")):
+                register_fine_tune(session, self.settings, row, name, key + ("/adapter" if "step" in key else ""))
+            self.checkpoint_id = ids.checkpoint_id()
+            session.add(
+                CheckpointRow(
+                    id=self.checkpoint_id,
+                    job_id=job.id,
+                    created_at=int(time.time()),
+                    fine_tuned_model_checkpoint=self.checkpoint,
+                    step_number=10,
+                    metrics={"step": 10, "train_loss": 0.5},
+                )
+            )
+        for folder in (f"adapters/{job.id}", f"checkpoints/{job.id}/step-10/adapter"):
+            for name, content in ADAPTER_FILES.items():
+                (root / folder).mkdir(parents=True, exist_ok=True)
+                (root / folder / name).write_bytes(content)
+        record = {
+            "base_model_path": "/srv/models/x",
+            "training_file": "/srv/files/f",
+            "output_dir": "/srv/o",
+            "seed": 3,
+        }
+        (root / f"adapters/{job.id}/training_config.json").write_text(json.dumps(record))
+
+    @property
+    def checkpoint(self) -> str:
+        return self.model + ":ckpt-step-10"
+
+    def get(self, key: str, model: str, **params) -> httpx.Response:
+        return self.http.get(
+            f"/v1/openft/models/{model}/export", params=params, headers={"Authorization": f"Bearer {key}"}
+        )
+
+
+@pytest.fixture
+def server(data_dir) -> Exporting:
+    return Exporting(data_dir)
+
+
+def members(response: httpx.Response) -> dict[str, bytes]:
+    assert response.status_code == 200, response.text
+    with tarfile.open(fileobj=io.BytesIO(response.content)) as tar:
+        return {member.name: tar.extractfile(member).read() for member in tar.getmembers()}
+
+
+def test_the_owner_downloads_a_tar_of_the_adapter_card_and_record(server):
+    response = server.get(server.key_b, server.model, format="peft")
+    folder = server.model.replace(":", "-") + "-peft"
+    assert response.headers["content-disposition"] == f'attachment; filename="{folder}.tar"'
+    files = members(response)
+    assert sorted(files) == [f"{folder}/{name}" for name in ("README.md", *ADAPTER_FILES, "training_config.json")]
+    assert files[f"{folder}/adapter_model.safetensors"] == ADAPTER_FILES["adapter_model.safetensors"]
+    assert json.loads(files[f"{folder}/adapter_config.json"]) == {"r": 8, "base_model_name_or_path": BUNDLED_MODEL}
+    record = json.loads(files[f"{folder}/training_config.json"])
+    assert record == {"base_model": BUNDLED_MODEL, "training_file": server.file.id, "validation_file": None, "seed": 3}
+    card = files[f"{folder}/README.md"].decode()
+    assert server.file.id in card and "sha256" in card and server.job_id in card
+    # Same fine-tune, same archive: only the card's exported_at may differ (a second apart here).
+    time.sleep(1.1)
+    again = server.get(server.key_b, server.model, format="peft").content
+    differ = [n for n in range(len(again)) if again[n] != response.content[n]]
+    assert len(again) == len(response.content) and differ
+    header = response.content.index(b"exported_at: ")
+    assert all(header < n < header + 40 for n in differ)
+
+
+def test_checkpoints_export_by_name_and_by_id(server):
+    by_name = members(server.get(server.key_b, server.checkpoint, format="peft"))
+    by_id = members(server.get(server.key_b, server.checkpoint_id, format="peft"))
+    assert list(by_name) == list(by_id) and "checkpoint at step 10" in next(
+        v.decode() for k, v in by_id.items() if k.endswith("README.md")
+    )
+
+
+def test_another_organization_gets_the_404_of_a_name_that_does_not_exist(server):
+    for name in (server.model, server.checkpoint, server.checkpoint_id, "ft:gpt-3.5-turbo:globex:b:nothere"):
+        response = server.get(server.key_a, name, format="peft")
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "model_not_found" and name in response.json()["error"]["message"]
+    assert server.get("sk-wrong", server.model, format="peft").status_code == 401
+
+
+def test_bad_requests_are_400_naming_the_parameter(server):
+    cases = [
+        ({"format": "onnx"}, server.model, "format"),
+        ({}, server.model, "format"),
+        ({"format": "gguf", "quantization": "q4_k_m"}, server.model, "quantization"),
+        ({"format": "peft", "quantization": "q8_0"}, server.model, "quantization"),
+        ({"format": "peft"}, "gpt-3.5-turbo", "format"),  # a base has no adapter
+    ]
+    for params, model, param in cases:
+        response = server.get(server.key_b, model, **params)
+        assert response.status_code == 400, (params, response.text)
+        assert response.json()["error"]["param"] == param
+
+
+def test_a_failed_export_leaves_nothing_behind(server):
+    (server.settings.data_dir / f"adapters/{server.job_id}/adapter_model.safetensors").unlink()
+    response = server.get(server.key_b, server.model, format="peft")
+    assert response.status_code == 500 and response.json()["error"]["type"] == "server_error"
+    assert list((server.settings.data_dir / "exports").iterdir()) == []
+
+    output = server.settings.data_dir.parent / "out"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "models",
+            "export",
+            server.model,
+            "--format",
+            "peft",
+            "-o",
+            str(output),
+            "--data-dir",
+            str(server.settings.data_dir),
+        ],
+    )
+    assert result.exit_code == 1 and "failed" in result.output
+    assert not output.exists() and not list(output.parent.glob(".out.*"))
+
+
+def test_the_command_exports_into_a_new_folder_only(server, tmp_path):
+    output = tmp_path / "b-peft"
+    args = ["models", "export", server.checkpoint_id, "--format", "peft", "-o", str(output)]
+    args += ["--data-dir", str(server.settings.data_dir)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert (output / "adapter_model.safetensors").read_bytes() == ADAPTER_FILES["adapter_model.safetensors"]
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 1 and "already exists" in again.output
