@@ -39,7 +39,13 @@ def test_the_report_is_the_cli_report_of_the_same_file_without_an_eta(client, da
     )
     assert cli_report["eta"]["tokens_per_second"] == 100.0
     assert report["training"]["file"] == uploaded.id  # never the server's path
-    assert report == {**cli_report, "training": {**cli_report["training"], "file": uploaded.id}, "eta": None}
+    assert cli_report["plan"]["fits"] and report["plan"] is None  # the plan too is this host's
+    assert report == {
+        **cli_report,
+        "training": {**cli_report["training"], "file": uploaded.id},
+        "eta": None,
+        "plan": None,
+    }
     assert report["ok"] and report["training"]["stats"]["examples"] == 20 and report["cost"]["usd"] > 0
     priced = client.get(
         f"/openft/files/{uploaded.id}/check", cast_to=object, options={"params": {"model": "gpt-4o-mini"}}

@@ -116,6 +116,6 @@ def test_a_template_that_rewrites_earlier_turns_is_refused(tiny_models):
 def test_a_base_stops_at_its_generation_configs_end_of_turn(tiny_models, family, stop):
     from openft.inference.local import LoadedBase
 
-    base = LoadedBase(tiny_models[family])
+    base = LoadedBase(tiny_models[family], transformers_only=False)
     assert base.tokenizer.convert_tokens_to_ids(stop) in base.stop_ids
     assert base.tokenizer.eos_token_id in base.stop_ids

@@ -38,7 +38,8 @@ class FileCheckService:
             training = check_lines(tokenizer, lines, row.id, MAX_LENGTH)  # named by its id, never a path
         if problem := check_example_count(training.stats.examples if training.stats else 0):
             training.errors.append(problem)
-        return build_report(target, training, None, {}, MAX_LENGTH, speed=None)
+        # Like the ETA, a memory plan is for the host that would train, which this is not.
+        return {**build_report(target, training, None, {}, MAX_LENGTH, speed=None), "plan": None}
 
     def _tokenizer(self, path: Path):
         with self._lock:
