@@ -261,5 +261,5 @@ def test_eval_reads_a_dpo_file_as_prompts_with_the_preferred_reference_and_score
     answers = [Answer("Ahoy! Paris!", 1, 1, 0.1), Answer("Rome", 1, 1, 0.1)]
     price = inference_price("gpt-4o-mini", fine_tuned=False)
     references = [h.reference for h in held_out]
-    assert arm_metrics(answers, references, False, price, rejected)["preferred_rate"] == 0.5
+    assert arm_metrics(answers, references, False, price, rejected=rejected)["preferred_rate"] == 0.5
     assert arm_metrics(answers, references, False, price)["preferred_rate"] is None
