@@ -32,6 +32,20 @@ REPLY = {"role": "assistant", "content": "Sunny."}
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
 CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
 
+
+def pair(i: int, preferred: str | None = None, rejected: str | None = None) -> dict:
+    """A DPO example (OpenAI's preference format)."""
+    return {
+        "input": {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Q{i}?"}]},
+        "preferred_output": [{"role": "assistant", "content": preferred or f"Ahoy! A{i}."}],
+        "non_preferred_output": [{"role": "assistant", "content": rejected or f"A{i}."}],
+    }
+
+
+def dpo_third_line(bad: dict) -> bytes:
+    return jsonl(pair(1), pair(2), bad, pair(3))
+
+
 # code -> (crafted file, the line the error is on; None for the file as a whole)
 CASES = {
     "empty_file": (b"\n\n", None),
@@ -73,6 +87,10 @@ CASES = {
         ),
         3,
     ),
+    "dpo_example_in_supervised_file": (third_line(pair(9)), 3),
+    "supervised_example_in_dpo_file": (dpo_third_line(chat(9)), 3),
+    "missing_input": (dpo_third_line({key: value for key, value in pair(9).items() if key != "input"}), 3),
+    "invalid_preference_output": (dpo_third_line({**pair(9), "non_preferred_output": []}), 3),
 }
 
 
@@ -89,4 +107,9 @@ WARNING_CASES = {
     "missing_user_message": (ten_around(with_messages({"role": "system", "content": "Be brief."}, REPLY)), 3),
     "short_assistant_reply": (ten_around(with_messages(USER, {**REPLY, "content": "k"})), 3),
     "identical_system_message": (jsonl(*(chat(i) for i in range(12))), None),
+    "invalid_json_reply": (ten_around(with_messages({"role": "system", "content": "Answer in JSON."}, USER, REPLY)), 3),
+    "identical_preference_outputs": (
+        jsonl(pair(1), pair(2), pair(9, "Paris.", "Paris."), *(pair(i) for i in range(3, 12))),
+        3,
+    ),
 }

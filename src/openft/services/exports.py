@@ -47,8 +47,9 @@ from openft.store.tables import CheckpointRow, FileRow, JobRow, ModelRow
 log = logging.getLogger("openft.exports")
 CHUNK = 2**20
 BLOCK = tarfile.BLOCKSIZE
-# The training record's host paths become what they stand for.
-_PATH_FIELDS = ("base_model_path", "training_file", "validation_file", "output_dir")
+# The training record's host paths become what they stand for, or go (the cores' lock folder, the
+# parent fine-tune's adapter on the training host).
+_PATH_FIELDS = ("base_model_path", "training_file", "validation_file", "output_dir", "cores_dir", "init_adapter")
 
 
 @dataclass(frozen=True)
