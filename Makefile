@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 DATA_DIR ?= .openft
 
-.PHONY: demo test venv format
+.PHONY: demo test test-slow venv format
 
 venv: $(VENV)/.installed
 
@@ -25,6 +25,10 @@ test: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/pytest -v --durations=15 $(PYTEST_ARGS)
+
+# Only the end-to-end tests marked slow (CI leaves them out: .ci/run).
+test-slow: venv
+	$(BIN)/pytest -v --durations=15 -m slow $(PYTEST_ARGS)
 
 # Rewrite the code as `make test` wants it.
 format: venv
