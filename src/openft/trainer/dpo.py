@@ -55,6 +55,7 @@ from openft.trainer.ranks import Ranks
 from openft.trainer.sft import (
     MAX_GRAD_NORM,
     _silent,
+    checkpoint,
     collate,
     epoch_batches,
     latest_checkpoint,
@@ -62,7 +63,6 @@ from openft.trainer.sft import (
     optimizer_and_schedule,
     resume,
     save_adapter,
-    save_checkpoint,
     use_attention_for,
 )
 from openft.trainer.spec import TrainSpec
@@ -174,20 +174,8 @@ def train_dpo(spec: TrainSpec, emit) -> None:
                 file=sys.stderr,
             )
 
-        path = ckpt_dir / f"step-{step}"
-        if ranks.leader:
-            position = {"step": step, "epoch": epoch + 1, "tokens": tokens, "total_steps": total_steps}
-            save_checkpoint(path, model, optimizer, scheduler, position, device)
-        ranks.barrier()
-        emit(
-            {
-                "type": "checkpoint",
-                "step": step,
-                "epoch": epoch + 1,
-                "path": str(path / "adapter"),
-                "metrics": {k: v for k, v in metrics.items() if k not in ("type", "total_steps")},
-            }
-        )
+        position = {"step": step, "epoch": epoch + 1, "tokens": tokens, "total_steps": total_steps}
+        checkpoint(ckpt_dir, position, metrics, model, optimizer, scheduler, device, ranks, emit)
 
     adapter_dir = out_dir / "adapter"
     if ranks.leader:

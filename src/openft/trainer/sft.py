@@ -203,21 +203,8 @@ def train(spec: TrainSpec, emit) -> None:
                 file=sys.stderr,
             )
 
-        # checkpoint at the end of each epoch: adapter + everything needed to resume
-        path = ckpt_dir / f"step-{step}"
-        if ranks.leader:
-            position = {"step": step, "epoch": epoch + 1, "tokens": tokens, "total_steps": total_steps}
-            save_checkpoint(path, model, optimizer, scheduler, position, device)
-        ranks.barrier()
-        emit(
-            {
-                "type": "checkpoint",
-                "step": step,
-                "epoch": epoch + 1,
-                "path": str(path / "adapter"),
-                "metrics": {k: v for k, v in metrics.items() if k not in ("type", "total_steps")},
-            }
-        )
+        position = {"step": step, "epoch": epoch + 1, "tokens": tokens, "total_steps": total_steps}
+        checkpoint(ckpt_dir, position, metrics, model, optimizer, scheduler, device, ranks, emit)
 
     # ---------------------------------------------------------------------------------------
     # save: the adapter, with the resolved config next to it
@@ -419,6 +406,24 @@ def evaluate(model, examples: list[RenderedExample], batch_size: int, pad_id: in
         batch_loss_sum, batch_correct, batch_n = batch_loss(model, *batch)
         loss, correct, n = loss + batch_loss_sum.item(), correct + batch_correct.item(), n + batch_n
     return loss / n, correct / n
+
+
+def checkpoint(ckpt_dir: Path, position: dict, metrics: dict, model, optimizer, scheduler, device, ranks, emit) -> None:
+    """The end of an epoch: a checkpoint (adapter + everything needed to resume) written by the
+    leader, then its event, with the epoch's last metrics."""
+    path = ckpt_dir / f"step-{position['step']}"
+    if ranks.leader:
+        save_checkpoint(path, model, optimizer, scheduler, position, device)
+    ranks.barrier()
+    emit(
+        {
+            "type": "checkpoint",
+            "step": position["step"],
+            "epoch": position["epoch"],
+            "path": str(path / "adapter"),
+            "metrics": {k: v for k, v in metrics.items() if k not in ("type", "total_steps")},
+        }
+    )
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, position: dict, device: torch.device) -> None:
