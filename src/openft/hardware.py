@@ -18,10 +18,13 @@ def cpu_has_native_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
-def compute_dtype(device_type: str) -> str:
-    """The dtype of frozen weights on a device ("cuda" or "cpu"), as a torch attribute name: bf16
-    where the hardware multiplies it natively (CUDA, or a CPU with `cpu_has_native_bf16`), else
-    fp32. The one rule the trainer, its benchmark and the engines follow."""
+def compute_dtype(device_type: str, setting: str = "auto") -> str:
+    """The dtype of frozen weights on a device ("cuda" or "cpu"), as a torch attribute name: the
+    setting (`OPENFT_COMPUTE_DTYPE`) unless it is "auto", else bf16 where the hardware multiplies
+    it natively (CUDA, or a CPU with `cpu_has_native_bf16`), else fp32. The one rule the trainer,
+    its benchmark and the engines follow."""
+    if setting != "auto":
+        return setting
     return "bfloat16" if device_type == "cuda" or cpu_has_native_bf16() else "float32"
 
 

@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     # The "openft" engine's base weights on CPU: "auto" packs to int4 the weights that already
     # are 4-bit groups (exact), "int4" packs all (lossy), "none" keeps bf16/fp32.
     serve_quantize: Literal["auto", "int4", "none"] = "auto"
+    # The dtype frozen weights compute in, for training and serving alike: "auto" is bf16 on CUDA
+    # and on CPUs that multiply it natively (AVX512-BF16, AMX), else fp32 (hardware.py). Forcing
+    # one lets a host run the other kind of CPU's float path (the test suite runs both).
+    compute_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    # Greedy replies (temperature 0) that never depend on which other requests share their
+    # batch: each prompt is prefilled alone, and each matmul of a decode step runs on at least as
+    # many rows as its kernel needs to treat every row alike (inference/invariance.py). Costs
+    # nothing measurable on a CPU with native bf16; on fp32 it slows a lone stream (bench/README.md).
+    batch_invariant: bool = True
     worker_poll_seconds: float = 0.5
     # A running job whose worker has not renewed its lease for this long is claimed again.
     lease_seconds: float = 30.0

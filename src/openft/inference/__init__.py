@@ -41,4 +41,6 @@ def local_engine(settings: Settings) -> Engine:
         quantize=settings.serve_quantize,
         transformers_only=settings.engine == "hf",
         memory_budget=None if settings.serve_memory_gb is None else int(settings.serve_memory_gb * 2**30),
+        compute_dtype=settings.compute_dtype,
+        batch_invariant=settings.batch_invariant,
     )

@@ -94,7 +94,7 @@ class BatchedEngine(LocalEngine):
         deferred: deque[Generation] = deque()
         while waiting:
             generation = waiting.popleft()
-            if generation.model.base_model != base_name or len(running) + len(joining) >= MAX_BATCH:
+            if generation.model.base_model != base_name or len(running) + len(joining) >= self._batch_limit(model):
                 deferred.append(generation)
                 continue
             try:
@@ -113,8 +113,7 @@ class BatchedEngine(LocalEngine):
             except BaseException as error:
                 generation.fail(error)
         waiting.extend(deferred)
-        # A transformers batch starts as one left-padded prefill; the decoder's, in groups.
-        for group in _prefill_groups(joining) if model.joins_running else [joining] if joining else []:
+        for group in self._prefill_groups(joining, model):
             first = len(running)
             try:
                 logits = model.prefill(
@@ -131,6 +130,30 @@ class BatchedEngine(LocalEngine):
             running.extend(group)
             self._drop_finished(running, model)
         return model
+
+    def _batch_limit(self, model) -> int:
+        """Rows a batch of this model may hold. With batch invariance, a transformers model's
+        batch is one row: its left-padded batch would change each row's numbers."""
+        return 1 if self.batch_invariant and not model.joins_running else MAX_BATCH
+
+    def _prefill_groups(self, joining: list[_Running], model) -> list[list[_Running]]:
+        """How the joining rows are prefilled: alone, with batch invariance (a prompt's shapes
+        then never depend on the others'); else a transformers batch as one left-padded prefill,
+        the decoder's in groups of similar prompt length, shortest first, so that padding every
+        prompt of a group to its longest at most doubles the group's tokens."""
+        if self.batch_invariant or not joining:
+            return [[entry] for entry in joining]
+        if not model.joins_running:
+            return [joining]
+        groups: list[list[_Running]] = []
+        for entry in sorted(joining, key=lambda entry: len(entry.row.prompt_ids)):
+            group = groups[-1] if groups else None
+            length = len(entry.row.prompt_ids)
+            if group and (len(group) + 1) * length <= 2 * (sum(len(e.row.prompt_ids) for e in group) + length):
+                group.append(entry)
+            else:
+                groups.append([entry])
+        return groups
 
     def _step(self, running: list[_Running], model) -> None:
         logits = model.decode([entry.token for entry in running], [entry.adapter for entry in running])
@@ -150,17 +173,3 @@ class BatchedEngine(LocalEngine):
                 entry.row.close()
         model.keep([slot for slot, entry in enumerate(running) if entry.row.active])
         running[:] = [entry for entry in running if entry.row.active]
-
-
-def _prefill_groups(joining: list[_Running]) -> list[list[_Running]]:
-    """Joining rows in groups of similar prompt length, shortest first, so that padding every
-    prompt of a group to its longest at most doubles the group's tokens."""
-    groups: list[list[_Running]] = []
-    for entry in sorted(joining, key=lambda entry: len(entry.row.prompt_ids)):
-        group = groups[-1] if groups else None
-        length = len(entry.row.prompt_ids)
-        if group and (len(group) + 1) * length <= 2 * (sum(len(e.row.prompt_ids) for e in group) + length):
-            group.append(entry)
-        else:
-            groups.append([entry])
-    return groups

@@ -15,9 +15,13 @@ Llama 3's and YaRN's scaling come for free; the variants whose angles depend on 
 length are refused).
 """
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 
+from openft.inference.engine import MAX_BATCH
+from openft.inference.invariance import fewest_rows, padded
 from openft.inference.lora import AdapterBank
 from openft.inference.weights import DenseLinear, linear
 
@@ -76,9 +80,18 @@ class _Layer:
 class LlamaDecoder:
     joins_running = True  # rows join a running batch (each has its own cache slot)
 
-    def __init__(self, model, quantize: str, dtype: torch.dtype, device: torch.device, adapter_capacity: int):
+    def __init__(
+        self,
+        model,
+        quantize: str,
+        dtype: torch.dtype,
+        device: torch.device,
+        adapter_capacity: int,
+        batch_invariant: bool = True,
+    ):
         config = model.config
-        self.dtype, self.device = dtype, device
+        self.dtype, self.device, self.batch_invariant = dtype, device, batch_invariant
+        self._fewest_rows: dict[tuple, int] = {}  # invariance.py: per matmul and thread count
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         self.eps = config.rms_norm_eps
@@ -153,34 +166,41 @@ class LlamaDecoder:
         ids = torch.tensor([prompt + [0] * (width - len(prompt)) for prompt in prompts], device=self.device)
         positions = torch.arange(width, device=self.device).expand(len(prompts), width)
         last = torch.tensor([len(prompt) - 1 for prompt in prompts], device=self.device)
-        logits = self._forward(ids, positions, attend, self.adapters.selection(adapters), last)
+        logits = self._forward(ids, positions, attend, adapters, last=last)
         for slot, prompt in zip(slots, prompts):
             self.lengths[slot] = len(prompt)
         return logits
 
     def decode(self, tokens: list[int], adapters: list[int]) -> torch.Tensor:
         """One step for the rows in slots 0..n-1, each given its next token (`adapters`: each
-        row's adapter slot, 0 for the base). Returns logits [n, vocab]."""
+        row's adapter slot, 0 for the base). Returns logits [n, vocab]. Each row attends to
+        exactly its own cached positions (its window's, on a sliding layer), one row at a time,
+        so that its attention is computed as it would be with no other row beside it."""
         n = len(tokens)
         positions = torch.tensor(self.lengths[:n], device=self.device)
-        longest = max(self.lengths[:n]) + 1
-        self._reserve(n, longest)
+        self._reserve(n, max(self.lengths[:n]) + 1)
         rows = torch.arange(n, device=self.device)
-        key = torch.arange(longest, device=self.device)[None]
-        visible = key <= positions[:, None]
-        masks = {None: visible[:, None, None]}
-        for window in set(self.windows) - {None}:
-            masks[window] = (visible & (key > positions[:, None] - window))[:, None, None]
+        ends = [length + 1 for length in self.lengths[:n]]
+        starts = {window: [max(0, end - window) if window else 0 for end in ends] for window in set(self.windows)}
 
         def attend(layer: int, q, k, v):
             self.keys[layer, rows, :, positions] = k[:, :, 0].float()
             self.values[layer, rows, :, positions] = v[:, :, 0].float()
-            keys, values = self.keys[layer, :n, :, :longest], self.values[layer, :n, :, :longest]
-            mask = masks[self.windows[layer]]
-            return F.scaled_dot_product_attention(q.float(), keys, values, attn_mask=mask, enable_gqa=True).to(q.dtype)
+            keys, values, begin = self.keys[layer], self.values[layer], starts[self.windows[layer]]
+            q = q.float()
+            attended = [
+                F.scaled_dot_product_attention(
+                    q[row : row + 1],
+                    keys[row : row + 1, :, begin[row] : ends[row]],
+                    values[row : row + 1, :, begin[row] : ends[row]],
+                    enable_gqa=True,
+                )
+                for row in range(n)
+            ]
+            return torch.cat(attended).to(self.dtype)
 
         tokens_tensor = torch.tensor(tokens, device=self.device)[:, None]
-        logits = self._forward(tokens_tensor, positions[:, None], attend, self.adapters.selection(adapters))
+        logits = self._forward(tokens_tensor, positions[:, None], attend, adapters, decoding=True)
         for row in range(n):
             self.lengths[row] += 1
         return logits
@@ -196,16 +216,18 @@ class LlamaDecoder:
                 self.values[:, target, :, :length] = self.values[:, source, :, :length]
                 self.lengths[target] = length
 
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, attend, selection, last=None) -> torch.Tensor:
-        """Logits at each row's `last` position (default: its final one)."""
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, attend, adapters, last=None, decoding=False):
+        """Logits at each row's `last` position (default: its final one). A decode step's matmuls
+        run on at least the rows their kernels need to treat every row alike (invariance.py)."""
         rows, width = ids.shape
         heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
+        groups = self.adapters.groups(adapters)
         h = self.embed[ids]
         for index, layer in enumerate(self.layers):
             x = F.rms_norm(h, h.shape[-1:], layer.input_norm, self.eps)
-            q, k, v = self._project(index, "qkv", layer.qkv, x, selection).split(
-                [heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], dim=-1
+            q, k, v = self._project(index, "qkv", layer.qkv, x, groups, decoding).split(
+                [heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], -1
             )
             q, k = q.view(rows, width, heads, head_dim), k.view(rows, width, kv_heads, head_dim)
             if layer.q_norm is not None:
@@ -215,17 +237,36 @@ class LlamaDecoder:
             k = _rotate(k.transpose(1, 2), cos, sin)
             v = v.view(rows, width, kv_heads, head_dim).transpose(1, 2)
             attended = attend(index, q, k, v).transpose(1, 2).reshape(rows, width, heads * head_dim)
-            h = h + self._project(index, "o", layer.o, attended, selection)
+            h = h + self._project(index, "o", layer.o, attended, groups, decoding)
             x = F.rms_norm(h, h.shape[-1:], layer.post_attention_norm, self.eps)
-            gate, up = self._project(index, "gate_up", layer.gate_up, x, selection).chunk(2, dim=-1)
-            h = h + self._project(index, "down", layer.down, F.silu(gate) * up, selection)
-        h = h[:, -1] if last is None else h[torch.arange(rows, device=self.device), last]
-        return self.head(F.rms_norm(h, h.shape[-1:], self.norm, self.eps)).float()
+            gate, up = self._project(index, "gate_up", layer.gate_up, x, groups, decoding).chunk(2, dim=-1)
+            h = h + self._project(index, "down", layer.down, F.silu(gate) * up, groups, decoding)
+        h = h[:, -1:] if last is None else h[torch.arange(rows, device=self.device), last][:, None]
+        h = F.rms_norm(h, h.shape[-1:], self.norm, self.eps)
+        return self._invariant("head", self.head, h, decoding)[:, 0].float()
 
-    def _project(self, layer: int, name: str, weights, x: torch.Tensor, selection) -> torch.Tensor:
-        y = weights(x)
-        delta = self.adapters.delta(layer, name, x, selection)
-        return y if delta is None else y.add_(delta)
+    def _project(self, layer: int, name: str, weights, x: torch.Tensor, groups, decoding: bool) -> torch.Tensor:
+        y = self._invariant(name, weights, x, decoding)
+        for rows, slot in groups:
+            a, b = self.adapters.a[name][layer, slot], self.adapters.b[name][layer, slot]
+            low_rank = partial(_low_rank, a, b)
+            delta = self._invariant(("lora", name), low_rank, x if rows is None else x[rows], decoding)
+            if rows is None:
+                y.add_(delta)
+            else:  # the same elementwise add, on the group's rows
+                y[rows] = y[rows].add_(delta)
+        return y
+
+    def _invariant(self, key, op, x: torch.Tensor, decoding: bool) -> torch.Tensor:
+        """op(x) on at least the rows from which op's kernel treats every row alike (measured for
+        `key` at this thread count the first time; invariance.py). Only decode steps are padded:
+        a prompt is prefilled alone, so its shapes never depend on other rows."""
+        if not (decoding and self.batch_invariant):
+            return op(x)
+        key = (key, type(op).__name__, self.adapters.rank, torch.get_num_threads())
+        if key not in self._fewest_rows:
+            self._fewest_rows[key] = fewest_rows(op, x.shape[-1], MAX_BATCH, x.dtype, self.device)
+        return padded(op, x, self._fewest_rows[key])
 
     def _reserve(self, slots: int, length: int) -> None:
         """Grows the KV cache to hold `slots` rows of `length` positions (doubling, so growing
@@ -243,6 +284,10 @@ class LlamaDecoder:
         values[:, :have_slots, :, :have_length] = self.values
         self.keys, self.values = keys, values
         self.lengths += [0] * (shape[1] - len(self.lengths))
+
+
+def _low_rank(a: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return x.to(a.dtype) @ a @ b
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

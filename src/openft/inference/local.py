@@ -51,13 +51,13 @@ class LoadedBase:
     """A base model's tokenizer side, as the engine serves it: tokenizer and chat template,
     device and dtype, context length, the tokens that end a reply, and which model runs it."""
 
-    def __init__(self, path: Path, transformers_only: bool):
-        self.path = path
+    def __init__(self, path: Path, transformers_only: bool, dtype_setting: str = "auto", batch_invariant: bool = True):
+        self.path, self.batch_invariant = path, batch_invariant
         self.remote_code = trusts_remote_code(path)  # added with --trust-remote-code
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.remote_code)
         self.chat_template = ChatTemplate(self.tokenizer)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.dtype = getattr(torch, compute_dtype(self.device.type))
+        self.dtype = getattr(torch, compute_dtype(self.device.type, dtype_setting))
         self.config = AutoConfig.from_pretrained(path, trust_remote_code=self.remote_code)
         self.context_length = self.config.max_position_embeddings
         # The tokenizer's end of sequence, the model config's and the generation config's (a list
@@ -82,7 +82,7 @@ class LoadedBase:
         # Loaded as stored: the decoder converts each weight itself, packing to int4 only the
         # weights whose stored values are exact 4-bit groups (which a cast would round).
         model = AutoModelForCausalLM.from_pretrained(self.path, dtype="auto")
-        return LlamaDecoder(model, quantize, self.dtype, self.device, MAX_LOADED_ADAPTERS)
+        return LlamaDecoder(model, quantize, self.dtype, self.device, MAX_LOADED_ADAPTERS, self.batch_invariant)
 
     def estimated_bytes(self) -> int:
         """What its weights will take once loaded, before loading them: parameters x dtype."""
@@ -188,9 +188,12 @@ class LocalEngine:
         quantize: str = "auto",
         transformers_only: bool = False,
         memory_budget: int | None = None,
+        compute_dtype: str = "auto",
+        batch_invariant: bool = True,
     ):
         self.models_dir, self.threads, self.storage, self.cache_dir = models_dir, threads, storage, cache_dir
         self.quantize, self.transformers_only = quantize, transformers_only
+        self.compute_dtype, self.batch_invariant = compute_dtype, batch_invariant
         # This engine's share of the host's cores, beside the training jobs busy there (openft/cores.py).
         self.cores = CoreShare(cores_dir, "engine", threads)
         self._bases: dict[str, LoadedBase] = {}
@@ -217,7 +220,9 @@ class LocalEngine:
     def _base(self, name: str) -> LoadedBase:
         with self._lock:
             if name not in self._bases:
-                self._bases[name] = LoadedBase(self.models_dir / name, self.transformers_only)
+                self._bases[name] = LoadedBase(
+                    self.models_dir / name, self.transformers_only, self.compute_dtype, self.batch_invariant
+                )
             return self._bases[name]
 
     def _next(self, incoming: queue.Queue[Generation]) -> Generation:

@@ -1,8 +1,7 @@
 """LoRA adapters for batched serving: every loaded adapter's A and B matrices stacked per
-projection, so one forward pass applies a different adapter to each row (Punica's gathered
-LoRA: row i gets x_i @ A[slot_i] @ B[slot_i], as two batched matmuls). Masking one matmul over
-every slot's matrices instead was slower here: it reads every loaded adapter, each row only its
-own.
+projection, so one forward pass applies a different adapter to each row: the rows of each
+adapter in the batch get x @ A[slot] @ B[slot] (`groups`). Masking one matmul over every slot's
+matrices instead was slower here: it reads every loaded adapter, each group only its own.
 
 The decoder fuses q/k/v and gate/up into one projection each, so their adapters are fused too:
 A side by side, B block-diagonal. Slot 0 is all zeros (the base model); adapters of lower rank
@@ -72,25 +71,20 @@ class AdapterBank:
         self.slots[adapter_dir] = slot
         return slot
 
-    def selection(self, slots: list[int]):
-        """A batch's adapters as `delta` takes them: None (every row is the base), the slot of
-        every row, or a LongTensor of one slot per row."""
-        distinct = set(slots)
-        if distinct == {0}:
-            return None
-        if len(distinct) == 1:
-            return slots[0]
-        return torch.tensor(slots, device=self.device)
-
-    def delta(self, layer: int, projection: str, x: torch.Tensor, selection) -> torch.Tensor | None:
-        """The adapters' addition to `projection`'s output for x [rows, tokens, in]."""
-        if selection is None or not self.a:
-            return None
-        a, b = self.a[projection][layer], self.b[projection][layer]
-        x = x.to(a.dtype)
-        if isinstance(selection, int):
-            return x @ a[selection] @ b[selection]
-        return torch.bmm(torch.bmm(x, a[selection]), b[selection])
+    def groups(self, slots: list[int]) -> list[tuple[torch.Tensor | None, int]]:
+        """The rows of each adapter in a batch (`slots`: each row's), as (row indices, slot);
+        the indices are None where every row has that adapter. Base rows (slot 0) are in none.
+        Each group is multiplied by its own adapter's matrices: gathering every row's A and B
+        instead copied megabytes a step, and a row's bits would depend on the other rows'
+        adapters (which path the batch took)."""
+        if not self.a:
+            return []
+        if set(slots) == {slots[0]} and slots[0]:
+            return [(None, slots[0])]
+        return [
+            (torch.tensor([row for row, s in enumerate(slots) if s == slot], device=self.device), slot)
+            for slot in sorted(set(slots) - {0})
+        ]
 
     def _load(self, adapter_dir: Path, slot: int) -> None:
         config = json.loads((adapter_dir / "adapter_config.json").read_text())

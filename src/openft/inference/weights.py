@@ -55,6 +55,11 @@ class Int4Linear:
 class DenseLinear:
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype, device: torch.device):
         self.weight = weight.to(device=device, dtype=dtype).contiguous()
+        if device.type == "cpu" and dtype == torch.float32:
+            # Stored [in, out] (this is a view of it): MKL's fp32 GEMM then treats every row alike
+            # from 2 rows on, at the speed of the [out, in] layout, which takes 16 rows for that
+            # (a 16-row step costs ~2.5x a 1-row one; inference/invariance.py).
+            self.weight = self.weight.t().contiguous().t()
         self.bias = None if bias is None else bias.to(device=device, dtype=dtype)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

@@ -29,10 +29,14 @@ def this_device(settings: Settings) -> Device:
     if gpus:
         name, memory = min(gpus, key=lambda gpu: gpu[1])
         device = Device(
-            "cuda", name, memory, compute_dtype("cuda"), importlib.util.find_spec("bitsandbytes") is not None
+            "cuda",
+            name,
+            memory,
+            compute_dtype("cuda", settings.compute_dtype),
+            importlib.util.find_spec("bitsandbytes") is not None,
         )
     else:
-        device = Device("cpu", cpu_name(), cpu_memory(), compute_dtype("cpu"), qlora=False)
+        device = Device("cpu", cpu_name(), cpu_memory(), compute_dtype("cpu", settings.compute_dtype), qlora=False)
     if settings.worker_memory_gib is not None:
         device = Device(
             device.kind,
