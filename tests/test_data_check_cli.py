@@ -23,7 +23,9 @@ from tests.helpers import new_data_dir
 MARV = Path(__file__).parent.parent / "examples" / "marv.jsonl"
 SEEDED_TOKENS_PER_SECOND = 100.0
 
-runner = CliRunner()
+# Wide enough that rich never wraps a line the tests look for (where it wraps depends on figures
+# that differ by host, such as the memory plan).
+runner = CliRunner(env={"COLUMNS": "240"})
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ only the final reply trained, and the subprocess's events, checkpoints and exact
 
 import dataclasses
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -16,8 +17,10 @@ import torch.nn.functional as F
 from openft.data.labels import IGNORE_INDEX
 from openft.trainer import dpo
 from openft.trainer.sft import load_policy
-from openft.trainer.spec import TrainSpec
+from openft.settings import BUNDLED_MODEL
+from openft.trainer.spec import Lora, TrainSpec
 
+CPU = torch.device("cpu")
 QUESTIONS = ["What is 2+2?", "Name a colour.", "Who wrote Hamlet?", "Where is Tokyo?", "Why is the sky blue?"]
 
 
@@ -66,7 +69,9 @@ def direct_logps(model, rendered) -> torch.Tensor:
 
 
 def test_one_batch_loss_equals_the_formula(spec):
+    """In fp32, where a batched forward pass and a direct one agree to the tolerance checked."""
     torch.manual_seed(0)
+    spec = dataclasses.replace(spec, base_dtype="float32")
     tokenizer, model, pad_id = load_policy(spec, torch.device("cpu"))
     pairs = dpo.load_pairs(tokenizer, spec.training_file, spec.max_length, "training_file")
 
@@ -74,7 +79,7 @@ def test_one_batch_loss_equals_the_formula(spec):
     trained = tokenizer.decode([t for t in pairs[1].chosen.labels if t != IGNORE_INDEX])
     assert "Ahoy! Answer 1." in trained and "Hello there" not in trained
 
-    reference = dpo.reference_logps(model, pairs, 3, pad_id, "cpu")
+    reference = dpo.reference_logps(model, pairs, pad_id, CPU)
     with torch.no_grad():  # a fresh adapter computes the base: the reference is the base
         base = torch.tensor([[direct_logps(model, p.chosen), direct_logps(model, p.rejected)] for p in pairs])
         for name, parameter in model.named_parameters():
@@ -83,7 +88,7 @@ def test_one_batch_loss_equals_the_formula(spec):
     assert reference.double() == pytest.approx(base, abs=1e-3)
 
     model.eval()
-    batch = dpo.collate_pairs(pairs, pad_id, "cpu")
+    batch = dpo.collate_pairs(pairs, pad_id, CPU)
     with torch.no_grad():
         sums = dpo.pair_sums(model, *batch, reference, spec.beta)
         chosen = torch.stack([direct_logps(model, p.chosen) for p in pairs])
@@ -104,7 +109,9 @@ def test_one_batch_loss_equals_the_formula(spec):
 
 
 def test_from_an_ft_models_adapter_the_reference_is_that_model(spec, tmp_path):
+    """Which model the reference is, checked in fp32 (a direct forward pass agrees to 1e-3 there)."""
     torch.manual_seed(1)
+    spec = dataclasses.replace(spec, base_dtype="float32")
     _, supervised, _ = load_policy(spec, torch.device("cpu"))
     with torch.no_grad():
         for name, parameter in supervised.named_parameters():
@@ -115,7 +122,7 @@ def test_from_an_ft_models_adapter_the_reference_is_that_model(spec, tmp_path):
     from_ft = dataclasses.replace(spec, init_adapter=str(tmp_path / "sft"))
     tokenizer, policy, pad_id = load_policy(from_ft, torch.device("cpu"))
     pairs = dpo.load_pairs(tokenizer, spec.training_file, spec.max_length, "training_file")
-    reference = dpo.reference_logps(policy, pairs, 2, pad_id, "cpu").double()
+    reference = torch.cat([dpo.reference_logps(policy, pairs[b : b + 2], pad_id, CPU) for b in (0, 2)]).double()
     supervised.eval()
     with torch.no_grad():
         expected = torch.tensor(
@@ -128,6 +135,39 @@ def test_from_an_ft_models_adapter_the_reference_is_that_model(spec, tmp_path):
     assert reference == pytest.approx(expected, abs=1e-3)
     assert float((reference - base).abs().max()) > 0.1  # the base would be another reference
     assert any(p.requires_grad for name, p in policy.named_parameters() if "lora_" in name)  # and it trains on
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_first_step_loss_is_log_2_from_an_ft_models_adapter(tmp_path, model_store, dtype):
+    """At step 1 the policy is the reference, so every implicit reward is 0 and the loss is log 2,
+    on both float paths: the reference log-probabilities are computed as the policy's are (same
+    batches, padding and attention), on the bundled model, from an adapter that changes it and
+    was trained with LoRA dropout."""
+    base = model_store / BUNDLED_MODEL
+    spec = TrainSpec(
+        base_model_path=str(base),
+        training_file=str(pairs_file(tmp_path / "train.jsonl", 10)),
+        output_dir=str(tmp_path / "out"),
+        n_epochs=1,
+        batch_size=4,
+        max_length=128,
+        method="dpo",
+        beta=0.1,
+        base_dtype=dtype,
+        lora=Lora(dropout=0.1),
+    )
+    torch.manual_seed(2)
+    _, supervised, _ = load_policy(spec, torch.device("cpu"))
+    with torch.no_grad():
+        for name, parameter in supervised.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.02)
+    supervised.save_pretrained(tmp_path / "sft")
+
+    events = run_trainer(dataclasses.replace(spec, init_adapter=str(tmp_path / "sft")), tmp_path / "spec.json")
+    first = next(e for e in events if e["type"] == "metrics")
+    assert first["train_loss"] == pytest.approx(math.log(2), abs=1e-4)
+    assert first["train_rewards_margins"] == pytest.approx(0, abs=1e-4)
 
 
 def run_trainer(spec: TrainSpec, path: Path) -> list[dict]:

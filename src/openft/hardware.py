@@ -2,9 +2,11 @@
 every run), and what it holds: its CPU's RAM, its CUDA devices' memory. torch-free: the runner
 and the data check plan with it too (CUDA is asked of torch in a child process)."""
 
+import importlib.util
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,9 +59,26 @@ _CUDA_PROBE = (
 )
 
 
+def _torch_built_with_cuda() -> bool:
+    """Whether the installed torch was built for CUDA (or ROCm), read from its version file
+    without importing it: a CPU build (`cuda = None`) sees no device, and asking it costs a
+    second."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    version = Path(next(iter(spec.submodule_search_locations))) / "version.py"
+    try:
+        text = version.read_text()
+    except OSError:
+        return True  # unknown: ask torch
+    return not all(re.search(rf"^{name}\b[^=\n]*=\s*None\s*$", text, re.MULTILINE) for name in ("cuda", "hip"))
+
+
 def cuda_devices() -> list[tuple[str, int]]:
     """(name, bytes of memory) of each CUDA device the trainer would see: torch, asked in a child
     process with this one's environment (CUDA_VISIBLE_DEVICES included). Empty without CUDA."""
+    if not _torch_built_with_cuda():
+        return []
     try:
         done = subprocess.run([sys.executable, "-c", _CUDA_PROBE], capture_output=True, text=True, timeout=300)
         return [(name, memory) for name, memory in json.loads(done.stdout.strip().splitlines()[-1])]

@@ -30,10 +30,17 @@ the answer. TRL writes this loss as `loss_type=["sigmoid", "sft"]`.
 The reference is the model before the first step: the base with a fresh adapter (whose LoRA B is
 zero, so it computes the base), or an `ft:` model's adapter as it was loaded, which makes that
 supervised model the reference, as OpenAI's SFT-then-DPO flow wants. It never changes, so its
-log-probabilities are computed once, over every training and validation pair, before training
-(and again before a resumed run loads its checkpoint): no second model and no reference forward
-per step. Each step runs the chosen and rejected rows of its pairs through the policy as one
-batch of 2B rows.
+log-probabilities are computed once, before training (and again before a resumed run loads its
+checkpoint): no second model and no reference forward per step. Each step runs the chosen and
+rejected rows of its pairs through the policy as one batch of 2B rows.
+
+The reference must be computed with the numerics of the policy's forward pass, or the difference
+is a bias in every implicit reward (in bf16, a pair's log-probability depends on how wide its
+batch is padded and on the attention kernel: at step 1 the loss was 0.7068, not log 2). So the
+batches are the same in every epoch, only their order reshuffled, and each pair's reference is
+computed in the very batch (this process's share of it, under DDP) and with the attention the
+step will use; validation batches are fixed likewise. LoRA dropout is off: its noise would be a
+term in every reward. The first step's loss is then log 2 to within 1e-4 (tests/test_dpo_trainer.py).
 """
 
 from __future__ import annotations
@@ -89,6 +96,9 @@ def train_dpo(spec: TrainSpec, emit) -> None:
     torch.manual_seed(spec.seed)
 
     tokenizer, model, pad_id = load_policy(spec, device)
+    for module in model.modules():  # no LoRA dropout (see the module docstring)
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
     trained = ranks.wrap(model)
 
     train_set = load_pairs(tokenizer, spec.training_file, spec.max_length, "training_file")
@@ -101,9 +111,17 @@ def train_dpo(spec: TrainSpec, emit) -> None:
     eval_every = spec.eval_every or max(1, total_steps // 10)
     params, optimizer, scheduler, warmup = optimizer_and_schedule(model, spec, total_steps)
 
-    # the reference: the model as loaded, before any step (and before a checkpoint is restored)
-    train_reference = reference_logps(model, train_set, batch_size, pad_id, device)
-    valid_reference = reference_logps(model, valid_set, batch_size, pad_id, device)
+    # One set of batches for every epoch (and this process's share of each), the validation
+    # set's in order, and the reference in each: the model as loaded, before any step (and
+    # before a checkpoint is restored).
+    lengths = [max(len(pair.chosen.input_ids), len(pair.rejected.input_ids)) for pair in train_set]
+    batches = epoch_batches(lengths, batch_size, spec.seed, 0)
+    batch_sizes = [len(batch) for batch in batches]
+    shares = [ranks.share(batch) for batch in batches]
+    train_reference = [reference_logps(model, [train_set[i] for i in share], pad_id, device) for share, _ in shares]
+    valid_batches = [valid_set[b : b + batch_size] for b in range(0, len(valid_set), batch_size)]
+    valid_reference = [reference_logps(model, batch, pad_id, device) for batch in valid_batches]
+    eval_batches = math.ceil(spec.eval_examples / batch_size)  # the batches the periodic eval runs
 
     step, start_epoch, tokens = 0, 0, 0
     if (latest := latest_checkpoint(ckpt_dir)) is not None:
@@ -120,23 +138,22 @@ def train_dpo(spec: TrainSpec, emit) -> None:
         }
     )
 
-    lengths = [max(len(pair.chosen.input_ids), len(pair.rejected.input_ids)) for pair in train_set]
     t0, tokens0 = time.perf_counter(), tokens
     for epoch in range(start_epoch, n_epochs):
-        for batch_ids in epoch_batches(lengths, batch_size, spec.seed, epoch):
+        for b in batch_order(len(shares), spec.seed, epoch):
             if (threads := cores.threads()) != torch.get_num_threads():
                 torch.set_num_threads(threads)
             trained.train()
-            share, weight = ranks.share(batch_ids)
+            share, weight = shares[b]
             pairs = [train_set[i] for i in share]
             input_ids, attention_mask, labels = collate_pairs(pairs, pad_id, device)
             use_attention_for(model, input_ids.shape, device)
-            sums = pair_sums(trained, input_ids, attention_mask, labels, train_reference[share].to(device), spec.beta)
+            sums = pair_sums(trained, input_ids, attention_mask, labels, train_reference[b].to(device), spec.beta)
             totals = ranks.sum(
                 weight
                 * torch.stack([value.detach().double() for value in sums.values()] + [attention_mask.sum().double()])
             )
-            n_pairs = len(batch_ids)
+            n_pairs = batch_sizes[b]
             chosen_tokens = totals[list(sums).index("chosen_tokens")]
             # the batch's mean DPO loss plus the SFT term's mean over the preferred tokens, as one
             # process would compute it over the whole batch (DDP averages over ranks: hence world)
@@ -158,13 +175,11 @@ def train_dpo(spec: TrainSpec, emit) -> None:
                 "tokens": tokens,
             }
             if valid_set and (step % eval_every == 0 or step == total_steps):
-                some = slice(0, spec.eval_examples)
-                results = evaluate_pairs(
-                    model, valid_set[some], valid_reference[some], batch_size, pad_id, device, spec.beta
-                )
+                some = slice(0, eval_batches)
+                results = evaluate_pairs(model, valid_batches[some], valid_reference[some], pad_id, device, spec.beta)
                 metrics.update({f"valid_{key}": value for key, value in results.items()})
             if valid_set and step == total_steps:
-                results = evaluate_pairs(model, valid_set, valid_reference, batch_size, pad_id, device, spec.beta)
+                results = evaluate_pairs(model, valid_batches, valid_reference, pad_id, device, spec.beta)
                 metrics.update({f"full_valid_{key}": value for key, value in results.items()})
             emit(metrics)
             print(
@@ -273,28 +288,32 @@ def summary(sums: dict, n_pairs: int) -> dict:
     }
 
 
+def batch_order(n_batches: int, seed: int, epoch: int) -> list[int]:
+    """The order of the (fixed) batches in an epoch: a seeded shuffle per epoch."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n_batches, generator=g).tolist()
+
+
 @torch.no_grad()
-def reference_logps(model, pairs: list[Pair], batch_size: int, pad_id: int, device) -> torch.Tensor:
-    """[len(pairs), 2]: each pair's chosen and rejected log-probabilities under `model` as it is."""
+def reference_logps(model, pairs: list[Pair], pad_id: int, device) -> torch.Tensor:
+    """[len(pairs), 2]: the chosen and rejected log-probabilities of one batch of pairs under
+    `model` as it is, computed as a training step computes that batch."""
     model.eval()
-    out = torch.zeros(len(pairs), 2)
-    for b in range(0, len(pairs), batch_size):
-        batch = collate_pairs(pairs[b : b + batch_size], pad_id, device)
-        logps, _, _ = sequence_logps(model, *batch)
-        out[b : b + batch_size] = torch.stack(logps.chunk(2), dim=1).cpu()
-    return out
+    input_ids, attention_mask, labels = collate_pairs(pairs, pad_id, device)
+    use_attention_for(model, input_ids.shape, device)
+    logps, _, _ = sequence_logps(model, input_ids, attention_mask, labels)
+    return torch.stack(logps.chunk(2), dim=1).cpu()
 
 
 @torch.no_grad()
-def evaluate_pairs(
-    model, pairs: list[Pair], reference: torch.Tensor, batch_size: int, pad_id: int, device, beta: float
-):
-    """`summary` over all of `pairs`."""
+def evaluate_pairs(model, batches: list[list[Pair]], references: list[torch.Tensor], pad_id: int, device, beta: float):
+    """`summary` over these batches of pairs (each with its reference from `reference_logps`)."""
     model.eval()
     totals: dict[str, float] = {}
-    for b in range(0, len(pairs), batch_size):
-        batch = collate_pairs(pairs[b : b + batch_size], pad_id, device)
-        sums = pair_sums(model, *batch, reference[b : b + batch_size].to(device), beta)
+    for pairs, reference in zip(batches, references):
+        input_ids, attention_mask, labels = collate_pairs(pairs, pad_id, device)
+        use_attention_for(model, input_ids.shape, device)
+        sums = pair_sums(model, input_ids, attention_mask, labels, reference.to(device), beta)
         for key, value in sums.items():
             totals[key] = totals.get(key, 0.0) + float(value)
-    return summary(totals, len(pairs))
+    return summary(totals, sum(map(len, batches)))
