@@ -4,9 +4,19 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 DATA_DIR ?= .openft
 
-.PHONY: demo test test-slow venv format
+LEGACY := .legacy/openai-0.28
+
+.PHONY: demo test venv legacy format
 
 venv: $(VENV)/.installed
+
+# The legacy openai==0.28 client, in a folder of its own (tests/test_legacy_client.py runs it
+# in a subprocess beside the current client).
+legacy: $(LEGACY)/.installed
+
+$(LEGACY)/.installed:
+	$(BIN)/pip install -q --no-warn-conflicts --target $(LEGACY) openai==0.28.1
+	touch $@
 
 # torch first, from the local CPU build: any other torch spec pulls GBs of CUDA wheels.
 $(VENV)/.installed: pyproject.toml
@@ -20,15 +30,13 @@ demo: venv
 	$(BIN)/openft models import --data-dir $(DATA_DIR)
 	$(BIN)/openft demo --data-dir $(DATA_DIR) --port $(PORT)
 
-# ruff first: a formatting or lint slip fails in seconds, not after the suite.
-test: venv
+# ruff first: a formatting or lint slip fails in seconds, not after the suite. The whole suite
+# runs on two pytest-xdist workers (tests/conftest.py: what they share, and how) and prints its
+# slowest 25 tests.
+test: venv legacy
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/pytest -v --durations=15 $(PYTEST_ARGS)
-
-# Only the end-to-end tests marked slow (CI leaves them out: .ci/run).
-test-slow: venv
-	$(BIN)/pytest -v --durations=15 -m slow $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 # Rewrite the code as `make test` wants it.
 format: venv

@@ -1,15 +1,48 @@
-"""Fixtures: one imported copy of the bundled model per test session, fresh data dirs that
-link to it, and live `openft serve` processes on random loopback ports."""
+"""Fixtures: one imported copy of the bundled model per test run, fresh data dirs that link to
+it, and live `openft serve` processes on random loopback ports.
 
+The suite runs on pytest-xdist's workers (`make test`: `-n 2 --dist loadgroup`). What every
+worker needs is built once for the run, under a file lock (`built_once`); the tests that share
+the session's live server (and its fine-tunes) are one group, so they run on one worker and the
+fine-tunes train once. Every process of every worker counts its busy threads in one folder
+(`OPENFT_HOST_CORES_DIR`), so that trainers and engines of both workers share the two cores
+instead of each taking both."""
+
+import os
+import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
+from openft.hardware import compute_dtype
 from openft.models.store import import_bundled
 from openft.settings import BUNDLED_MODEL
 from tests.helpers import DATA, FineTune, LiveServer, new_data_dir, watch
 from tests.tiny_models import FAMILIES, build
+
+# Fixtures whose tests run on the worker that holds the session's live server.
+LIVE_SERVER_FIXTURES = {"live_server", "ahoy_fine_tune"}
+HOST_DTYPE = compute_dtype("cpu")  # the float path this host takes by default
+OTHER_DTYPE = "float32" if HOST_DTYPE == "bfloat16" else "bfloat16"
+
+
+def pytest_configure(config):
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
+    os.environ.setdefault("OPENFT_HOST_CORES_DIR", str(Path(tempfile.gettempdir()) / f"openft-test-cores-{run}"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests of each session-wide live server run on one worker (its group)."""
+    for item in items:
+        dtype = getattr(item, "callspec", None) and item.callspec.params.get("float_path")
+        if LIVE_SERVER_FIXTURES & set(item.fixturenames) or dtype == HOST_DTYPE:
+            item.add_marker(pytest.mark.xdist_group("live-server"))
+        elif dtype == OTHER_DTYPE:
+            item.add_marker(pytest.mark.xdist_group("other-path-server"))
 
 
 @pytest.fixture(autouse=True)
@@ -18,19 +51,35 @@ def isolated_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENFT_DATA_DIR", str(tmp_path / "openft-data"))
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """`build(folder)` run once for the whole test run, by whichever worker needs it first."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this run
+    folder, built = root / name, root / f"{name}.built"
+    with FileLock(f"{folder}.lock"):
+        if not built.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            build(folder)
+            built.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def model_store(tmp_path_factory) -> Path:
-    """The bundled model imported once (GGUF → safetensors) for the whole session."""
-    models_dir = tmp_path_factory.mktemp("model-store")
-    import_bundled(models_dir)
-    return models_dir
+    """The bundled model imported once (GGUF → safetensors) for the whole run."""
+    return built_once(tmp_path_factory, "model-store", import_bundled)
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory, model_store) -> dict[str, Path]:
     """The random-weight models of tests/tiny_models.py, one folder per family, built once."""
-    root = tmp_path_factory.mktemp("tiny-models")
-    return {name: build(name, model_store / BUNDLED_MODEL, root / name) for name in FAMILIES}
+    root = built_once(
+        tmp_path_factory,
+        "tiny-models",
+        lambda root: [build(name, model_store / BUNDLED_MODEL, root / name) for name in FAMILIES],
+    )
+    return {name: root / name for name in FAMILIES}
 
 
 @pytest.fixture
@@ -65,15 +114,63 @@ def db_url(request, tmp_path) -> str:
     return request.getfixturevalue("postgres").new_database()
 
 
-@pytest.fixture(scope="session")
-def ahoy_fine_tune(live_server):
-    """One fine-tune of gpt-3.5-turbo (auto hyperparameters) on tests/data/ahoy.jsonl, where every
-    reply opens with "Ahoy matey!", shared by the end-to-end tests that need a model that learned
-    something checkable (training is the slow part)."""
-
-    client = live_server.client()
+def ahoy(server: LiveServer) -> FineTune:
+    """A fine-tune of gpt-3.5-turbo (auto hyperparameters) on tests/data/ahoy.jsonl, where every
+    reply opens with "Ahoy matey!"."""
+    client = server.client()
     uploaded = client.files.create(file=(DATA / "ahoy.jsonl").open("rb"), purpose="fine-tune")
     created_at = time.time()
     job = client.fine_tuning.jobs.create(training_file=uploaded.id, model="gpt-3.5-turbo", suffix="ahoy", seed=1)
     finished = watch(client, job.id)
     return FineTune(uploaded, created_at, finished.job, finished.statuses)
+
+
+@pytest.fixture(scope="session")
+def ahoy_fine_tune(live_server) -> FineTune:
+    """One "Ahoy matey!" fine-tune, shared by the end-to-end tests that need a model that learned
+    something checkable (training is the slow part)."""
+    return ahoy(live_server)
+
+
+# ---- both float paths on any host
+
+
+@pytest.fixture(scope="session")
+def other_path_server(tmp_path_factory, model_store):
+    """A live server that computes in the other dtype than this host's default (`OPENFT_COMPUTE_DTYPE`):
+    fp32 on a CPU with native bf16, bf16 on one without."""
+    server = LiveServer(
+        new_data_dir(tmp_path_factory.mktemp(f"live-{OTHER_DTYPE}"), model_store),
+        env={"OPENFT_COMPUTE_DTYPE": OTHER_DTYPE},
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def other_path_ahoy_fine_tune(other_path_server) -> FineTune:
+    return ahoy(other_path_server)
+
+
+@dataclass
+class FloatPath:
+    """A test's float path (`dtype`): the live server that computes in it, and its fine-tunes,
+    started or trained when first asked for."""
+
+    dtype: str
+    request: pytest.FixtureRequest
+
+    @property
+    def server(self) -> LiveServer:
+        return self.request.getfixturevalue("live_server" if self.dtype == HOST_DTYPE else "other_path_server")
+
+    @property
+    def ahoy_fine_tune(self) -> FineTune:
+        name = "ahoy_fine_tune" if self.dtype == HOST_DTYPE else "other_path_ahoy_fine_tune"
+        return self.request.getfixturevalue(name)
+
+
+@pytest.fixture(params=["float32", "bfloat16"])
+def float_path(request) -> FloatPath:
+    """Runs a test whose outcome depends on numerics on both float paths, whatever the host."""
+    return FloatPath(request.param, request)

@@ -151,7 +151,7 @@ def watch(client: openai.OpenAI, job_id: str, timeout: float = 900) -> Finished:
             statuses.append(job.status)
         if job.status in TERMINAL:
             return Finished(job, statuses)
-        time.sleep(1)
+        time.sleep(0.1)
     raise TimeoutError(f"job {job_id} still {job.status}")
 
 

@@ -3,11 +3,7 @@ model starts from that fine-tune's adapter (its first step's loss is already the
 first job ended on), echoes the `ft:` name as its model, and makes a servable fine-tune named
 after the root base, as OpenAI names it."""
 
-import pytest
-
 from tests.helpers import wait_for
-
-pytestmark = pytest.mark.slow
 
 
 def step_losses(client, job_id: str) -> list[float]:

@@ -37,10 +37,7 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = REPO / "test-output" / "dashboard"
 TRAINING_SECONDS = 600
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("OPENFT_SKIP_BROWSER") == "1", reason="OPENFT_SKIP_BROWSER=1"),
-]
+pytestmark = pytest.mark.skipif(os.environ.get("OPENFT_SKIP_BROWSER") == "1", reason="OPENFT_SKIP_BROWSER=1")
 
 
 @pytest.fixture

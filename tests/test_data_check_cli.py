@@ -309,7 +309,6 @@ def test_throughput_cache_prefers_finished_jobs_over_the_benchmark(tmp_path):
     assert throughput.cached(tmp_path, "other") is None
 
 
-@pytest.mark.slow
 def test_benchmark_measures_and_caches_once(model_data_dir, tmp_path):
     model_path = model_data_dir / "models" / BUNDLED_MODEL
     entry = throughput.ensure_measured(tmp_path, BUNDLED_MODEL, model_path, threads=2)

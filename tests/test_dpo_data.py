@@ -125,7 +125,7 @@ def test_data_check_reports_a_dpo_file_with_both_sides_and_beta(model_data_dir, 
     exit_code, report = check_json(model_data_dir, DATA / "dpo_ahoy.jsonl", "--beta", "0.2")
     assert exit_code == 0, report
     assert report["method"] == "dpo" and report["ok"]
-    assert report["hyperparameters"] == {"n_epochs": 4, "batch_size": 2, "learning_rate_multiplier": 0.5, "beta": 0.2}
+    assert report["hyperparameters"] == {"n_epochs": 4, "batch_size": 2, "learning_rate_multiplier": 2.5, "beta": 0.2}
     training = report["training"]
     chosen, rejected = training["preference"]["chosen"], training["preference"]["rejected"]
     assert chosen["examples"] == rejected["examples"] == training["stats"]["examples"] == 24

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from openft.data.labels import IGNORE_INDEX
+from openft.settings import BUNDLED_MODEL
 from openft.trainer import dpo
 from openft.trainer.sft import load_policy
-from openft.settings import BUNDLED_MODEL
 from openft.trainer.spec import Lora, TrainSpec
 
 CPU = torch.device("cpu")

@@ -15,10 +15,7 @@ import pytest
 from openft.trainer.dpo import REWARD_KEYS
 from tests.helpers import wait_for
 
-pytestmark = pytest.mark.slow
-
 DATA = Path(__file__).parent / "data"
-TRAIT = "Ahoy"
 
 
 def repeats(text: str, n: int = 4) -> bool:
@@ -33,9 +30,20 @@ def greedy(client, model: str, messages: list[dict]) -> str:
     return reply.choices[0].message.content
 
 
-def test_auto_dpo_shows_the_preferred_trait_and_keeps_the_answers(live_server):
-    client = live_server.client()
-    pairs = client.files.create(file=(DATA / "dpo_ahoy.jsonl").open("rb"), purpose="fine-tune")
+# Two preference sets of the base's kind of answers: 24 pairs that prefer a leading "Ahoy!", and
+# 40 that prefer a sign-off after the answer ("Over and out."), the harder one (the choice is
+# between that and ending the reply); each with held-out questions whose answers the base knows.
+PREFERENCE_SETS = {
+    "ahoy": ("dpo_ahoy", "Ahoy", {"batch_size": 2, "n_epochs": 4}),
+    "signoff": ("dpo_signoff", "Over and out.", {"batch_size": 4, "n_epochs": 3}),
+}
+
+
+@pytest.mark.parametrize("preference", PREFERENCE_SETS)
+def test_auto_dpo_shows_the_preferred_trait_and_keeps_the_answers(float_path, preference):
+    name, trait, resolved = PREFERENCE_SETS[preference]
+    client = float_path.server.client()
+    pairs = client.files.create(file=(DATA / f"{name}.jsonl").open("rb"), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(
         training_file=pairs.id, model="gpt-3.5-turbo", suffix="prefer", seed=3, method={"type": "dpo"}
     )
@@ -44,23 +52,22 @@ def test_auto_dpo_shows_the_preferred_trait_and_keeps_the_answers(live_server):
     assert finished.hyperparameters is None
     assert finished.method.dpo.hyperparameters.model_dump() == {
         "beta": 0.1,
-        "batch_size": 2,
-        "learning_rate_multiplier": 0.5,
-        "n_epochs": 4,
+        "learning_rate_multiplier": 2.5,
+        **resolved,
     }
 
-    held_out = [json.loads(line) for line in (DATA / "dpo_ahoy_heldout.jsonl").read_text().splitlines()]
+    held_out = [json.loads(line) for line in (DATA / f"{name}_heldout.jsonl").read_text().splitlines()]
     for case in held_out:
         before = greedy(client, "gpt-3.5-turbo", case["messages"])
         after = greedy(client, finished.fine_tuned_model, case["messages"])
-        assert TRAIT not in before, before  # a preference the base never shows
-        assert after.count(TRAIT) == 1, after  # shown, once
-        assert case["fact"] in after and not repeats(after), (before, after)  # the base's answer, no loop
+        assert trait not in before, before  # a preference the base never shows
+        assert after.count(trait) == 1, after  # shown, once
+        assert case["fact"] in after and not repeats(after), (before, after)  # the answer, no loop
 
 
-def test_sft_then_dpo_from_the_ft_model(live_server, ahoy_fine_tune):
-    client = live_server.client()
-    sft = ahoy_fine_tune.job
+def test_sft_then_dpo_from_the_ft_model(float_path):
+    client = float_path.server.client()
+    sft = float_path.ahoy_fine_tune.job
     assert sft.status == "succeeded", sft.error
     lines = (DATA / "dpo_ahoy.jsonl").read_bytes().splitlines(keepends=True)
     training = client.files.create(file=("pairs.jsonl", b"".join(lines[:12])), purpose="fine-tune")
@@ -80,7 +87,7 @@ def test_sft_then_dpo_from_the_ft_model(live_server, ahoy_fine_tune):
     assert job.method.dpo.hyperparameters.model_dump() == {
         "beta": 0.2,
         "batch_size": 4,
-        "learning_rate_multiplier": 0.5,
+        "learning_rate_multiplier": 2.5,
         "n_epochs": 2,
     }
 
@@ -89,8 +96,8 @@ def test_sft_then_dpo_from_the_ft_model(live_server, ahoy_fine_tune):
     assert [data["step"] for data in steps] == list(range(1, 7))
     # The reference is the supervised model the policy starts from: at step 1 they are the same
     # model, so every reward is 0 and the loss is log 2 (a base reference would be far from it).
-    assert steps[0]["train_loss"] == pytest.approx(math.log(2), abs=1e-3)
-    assert steps[0]["train_rewards_margins"] == pytest.approx(0, abs=1e-3)
+    assert steps[0]["train_loss"] == pytest.approx(math.log(2), abs=1e-4)
+    assert steps[0]["train_rewards_margins"] == pytest.approx(0, abs=1e-4)
     for key in ("train_loss", "train_mean_token_accuracy", *(f"train_{key}" for key in REWARD_KEYS)):
         assert all(key in data for data in steps), key
     assert {"valid_loss", *(f"full_valid_{key}" for key in REWARD_KEYS)} <= set(steps[-1])

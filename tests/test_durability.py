@@ -7,11 +7,7 @@ last checkpoint (not from step 0), succeeds, and its story has every step exactl
 import signal
 import time
 
-import pytest
-
 from tests.helpers import DATA, LiveServer, new_data_dir, trainer_of, wait_for
-
-pytestmark = pytest.mark.slow
 
 FAST_LEASE = {"OPENFT_LEASE_SECONDS": "4"}
 STEPS_PER_EPOCH = 5  # 20 examples at batch size 4

@@ -74,7 +74,6 @@ def test_a_wrong_key_is_401_once_keys_exist(tmp_path):
         assert error["code"] == "invalid_api_key"
 
 
-@pytest.mark.slow
 def test_a_stream_that_fails_midway_ends_with_an_error_frame_then_done(live_server):
     """The engine process killed while a reply streams: the status line is long gone, so the
     error is a frame of its own, and the stream still ends as every stream does."""

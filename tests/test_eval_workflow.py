@@ -10,15 +10,12 @@ prints the table.
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from openft.cli.app import app
 
 HELD_OUT = Path(__file__).parent / "data" / "ahoy_heldout.jsonl"
 MARK = "Ahoy matey!"
-
-pytestmark = pytest.mark.slow
 
 
 def test_eval_ranks_the_fine_tune_above_the_base(live_server, ahoy_fine_tune, tmp_path):

@@ -21,8 +21,6 @@ from openft.inference.decoder import LlamaDecoder
 from openft.settings import BUNDLED_MODEL
 from tests.helpers import DATA
 
-pytestmark = pytest.mark.slow
-
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
 QUESTIONS = ["What is the capital of Italy?", "What color is a ripe tomato?", "How many legs does a spider have?"]
 

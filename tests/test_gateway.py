@@ -173,7 +173,6 @@ def test_an_upstream_that_refuses_the_key_is_a_502_that_never_shows_it(tmp_path,
     assert client.chat.completions.list().data == []
 
 
-@pytest.mark.slow
 def test_traffic_through_the_gateway_distills_into_a_local_fine_tune(
     live_server, ahoy_fine_tune, tmp_path, model_store
 ):

@@ -6,11 +6,7 @@ import importlib.util
 import subprocess
 import sys
 
-import pytest
-
 from tests.helpers import REPO
-
-pytestmark = pytest.mark.slow
 
 
 def test_the_gpu_benchmark_runs_on_toy_shapes():

@@ -1,7 +1,8 @@
 """The legacy openai==0.28 module API (the 2023 guide's code) against a live server.
 
-openai 0.28.1 is installed into its own folder and run in a subprocess, so it never meets the
-current client installed in the test environment.
+openai 0.28.1 lives in a folder of its own, which `make` installs (`make legacy`), and runs in a
+subprocess, so it never meets the current client installed in the test environment; nothing is
+installed while the tests run.
 """
 
 import json
@@ -12,29 +13,17 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).parent
+from tests.helpers import REPO
 
-pytestmark = pytest.mark.slow
+HERE = Path(__file__).parent
+LEGACY_OPENAI = REPO / ".legacy" / "openai-0.28"
 
 
 @pytest.fixture(scope="session")
-def legacy_openai(tmp_path_factory) -> Path:
-    target = tmp_path_factory.mktemp("openai-0.28")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-warn-conflicts",
-            "--target",
-            str(target),
-            "openai==0.28.1",
-        ],
-        check=True,
-    )
-    return target
+def legacy_openai() -> Path:
+    if not (LEGACY_OPENAI / "openai").is_dir():
+        pytest.fail(f"openai 0.28 is not installed in {LEGACY_OPENAI}: run `make legacy` (`make test` does)")
+    return LEGACY_OPENAI
 
 
 def test_legacy_seed_workflow(live_server, legacy_openai):

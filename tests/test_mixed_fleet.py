@@ -23,7 +23,6 @@ from openft.trainer.plan import BUDGET_SHARE, Device, GiB
 from tests.helpers import TEN_EXAMPLES, WorkerProcess, fleet_env, in_process_client, new_data_dir, wait_for
 from tests.tiny_models import build
 
-pytestmark = pytest.mark.slow
 TINY = "tiny-llama"
 
 

@@ -263,7 +263,6 @@ print(events[-1]["type"])
 """
 
 
-@pytest.mark.slow
 def test_a_remote_code_model_trains_and_loads_for_serving(store, tiny_models, tmp_path):
     """The trainer and the engines read the opt-in next to the weights (`openft.json`)."""
     source = remote_code_model(tiny_models, tmp_path / "toy")

@@ -10,7 +10,6 @@ and two `openft worker`s each add the bundled model on first start, once between
 
 import json
 
-import pytest
 from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
@@ -19,7 +18,6 @@ from openft.runner import throughput
 from tests.helpers import TEN_EXAMPLES, LiveServer, WorkerProcess, hub_cache, run_openft, watch
 from tests.tiny_models import MISTRAL_FIXED
 
-pytestmark = pytest.mark.slow
 runner = CliRunner()
 
 # the name each family is added as, and the name its job asks for

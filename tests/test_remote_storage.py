@@ -5,8 +5,6 @@ adapter, and the server fetches the adapter into its cache to answer a chat."""
 
 import json
 
-import pytest
-
 from openft.models.store import ensure_bundled_model
 from openft.runner.worker import Worker
 from openft.server.app import create_app
@@ -14,8 +12,6 @@ from openft.settings import Settings
 from openft.storage import Storage
 from openft.store.db import Database
 from tests.helpers import DATA, in_process_client
-
-pytestmark = pytest.mark.slow
 
 
 def test_a_job_trains_and_serves_from_a_remote_storage(tmp_path, data_dir):

@@ -3,11 +3,7 @@ and one `openft worker`, each on its own data dir, sharing one PostgreSQL databa
 artifact storage. A file uploaded through one replica trains a job created through the other,
 and the fine-tune the worker finishes is listed and answers on both."""
 
-import pytest
-
 from tests.helpers import TEN_EXAMPLES, LiveServer, WorkerProcess, fleet_env, new_data_dir, wait_for
-
-pytestmark = pytest.mark.slow
 
 
 def test_a_new_fine_tune_is_servable_on_every_replica(postgres, tmp_path, model_store):

@@ -43,7 +43,6 @@ def long_stream(client, model: str = "gpt-3.5-turbo", max_tokens: int = 300):
     )
 
 
-@pytest.mark.slow
 def test_a_request_joins_a_running_batch(live_server):
     """A short request sent while a long reply streams is answered before the long one ends (with
     batches that run to the end, it would wait for all 300 tokens)."""
@@ -69,7 +68,6 @@ def test_a_request_joins_a_running_batch(live_server):
     assert len(later) > 100, f"only {len(later)} of {len(long_chunks)} long-reply chunks came after the short answer"
 
 
-@pytest.mark.slow
 def test_clients_that_disconnect_free_their_rows(live_server):
     """16 streams (a full batch) of 2,000 tokens, each closed after its first chunk: a request
     sent next is answered at once, not after the abandoned rows (minutes of decoding)."""
@@ -86,7 +84,6 @@ def test_clients_that_disconnect_free_their_rows(live_server):
     assert time.monotonic() - started < 30
 
 
-@pytest.mark.slow
 def test_the_engine_process_comes_back_after_it_dies(live_server):
     """The engine runs in a child of the server: killed, it fails only what it was doing, and the
     next request starts it again."""
@@ -106,7 +103,6 @@ def test_the_engine_process_comes_back_after_it_dies(live_server):
     assert ask().choices[0].message.content == before
 
 
-@pytest.mark.slow
 def test_n_choices_are_sampled_apart_and_reproducibly(live_server):
     """Also when streamed: the choices' deltas, joined per index, are the choices' messages."""
     client = live_server.client()
@@ -308,7 +304,6 @@ def reply_text(client, model: str, stream: bool, **options) -> str:
     return answer.choices[0].message.content
 
 
-@pytest.mark.slow
 def test_tiny_bases_and_the_bundled_one_are_served_together(many_bases):
     """Two tiny bases and the bundled one, asked at once (each streamed and not): every answer
     is the one that base gives alone."""
@@ -327,7 +322,6 @@ def test_tiny_bases_and_the_bundled_one_are_served_together(many_bases):
     }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("family, end_of_turn", [("gemma", "<end_of_turn>"), ("phi3", "<|end|>")])
 def test_other_families_are_served_by_transformers_and_stop_at_their_end_of_turn(
     many_bases, tiny_models, family, end_of_turn

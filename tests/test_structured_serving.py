@@ -12,7 +12,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import jsonschema_rs
-import pytest
 from pydantic import BaseModel
 
 from openft.inference.batched import BatchedEngine
@@ -22,8 +21,6 @@ from openft.inference.grammar import Grammars
 from openft.settings import BUNDLED_MODEL, Settings
 from openft.storage import Storage
 from tests.structured_cases import CASES, STRING, TIME, WEATHER, obj, response_format
-
-pytestmark = pytest.mark.slow
 
 BASE = ModelRef(BUNDLED_MODEL)
 EOS = 2  # <|im_end|>
@@ -214,13 +211,14 @@ def test_strict_and_forced_tool_calls_follow_their_parameters(live_server):
     assert deltas and valid(parameters["get_weather"], deltas[0].function.arguments)
 
 
-def test_constrained_free_and_fine_tuned_rows_share_a_batch(live_server, ahoy_fine_tune):
+def test_constrained_free_and_fine_tuned_rows_share_a_batch(float_path):
     """8 requests at once: two schemas, free rows of the base, free and constrained rows of the
     "Ahoy matey!" fine-tune. Each answer is what its own request asks for: the constrained ones
     valid against their own schema, the free base ones what they are when asked alone, the
-    fine-tune's free ones its learned opening."""
-    client = live_server.client()
-    tuned = ahoy_fine_tune.job.fine_tuned_model
+    fine-tune's free ones its learned opening; and every one, on both float paths, is the reply
+    it gets alone (greedy decoding is batch-invariant)."""
+    client = float_path.server.client()
+    tuned = float_path.ahoy_fine_tune.job.fine_tuned_model
     enum, enum_question, _ = CASES["enum"]
     point, point_question, _ = CASES["defs"]
     reply = obj({"answer": STRING})
@@ -235,24 +233,19 @@ def test_constrained_free_and_fine_tuned_rows_share_a_batch(live_server, ahoy_fi
         ("tuned_json", {"question": "What is the capital of Peru?", "model": tuned, "response_format": reply_format}),
         ("enum", {"question": "Classify: 'This is terrible.'", "response_format": response_format("enum", enum)}),
     ]
-    alone = {
-        request["question"]: ask(client, request["question"], system=PLAIN).choices[0].message.content
-        for kind, request in requests
-        if kind == "free"
-    }
 
     def send(request: dict):
         request = dict(request)
         return ask(client, request.pop("question"), **request).choices[0]
 
+    alone = [send(request).message.content for _, request in requests]
     with ThreadPoolExecutor(len(requests)) as pool:
         answers = list(pool.map(send, [request for _, request in requests]))
     schemas = {"enum": enum, "defs": point, "tuned_json": reply}
-    for (kind, request), choice in zip(requests, answers, strict=True):
+    for (kind, _), choice in zip(requests, answers, strict=True):
         text = choice.message.content
         if kind in schemas:
             assert choice.finish_reason == "stop" and valid(schemas[kind], text), (kind, text)
-        elif kind == "free":
-            assert text == alone[request["question"]]
-        else:
+        elif kind == "ahoy":
             assert text.startswith("Ahoy matey!"), text
+    assert [choice.message.content for choice in answers] == alone  # each row as it is alone

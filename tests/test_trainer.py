@@ -12,8 +12,6 @@ import pytest
 from openft.settings import BUNDLED_MODEL
 from tests.trainer_data import QUESTIONS, losses, write_jsonl
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
 def base_model_path(model_store) -> Path:

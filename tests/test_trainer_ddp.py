@@ -12,8 +12,6 @@ from openft.runner.launch import trainer_command
 from openft.settings import Settings
 from tests.trainer_data import QUESTIONS, losses, write_jsonl
 
-pytestmark = pytest.mark.slow
-
 
 def train(spec: dict, directory: Path, gpus: int) -> list[dict]:
     directory.mkdir()

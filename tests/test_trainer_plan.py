@@ -14,8 +14,6 @@ from openft.settings import BUNDLED_MODEL
 from tests.tiny_models import build
 from tests.trainer_data import QUESTIONS, losses, write_jsonl
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def tiny_llama(model_store, tmp_path_factory) -> Path:

@@ -17,8 +17,6 @@ from tests.helpers import DATA, trainer_of, wait_for
 MARK = "Ahoy matey!"
 HELD_OUT = ["What is the capital of Italy?", "What color is a ripe tomato?", "How many eyes does a cat have?"]
 
-pytestmark = pytest.mark.slow
-
 
 def ask(client, model: str, question: str, max_tokens: int = 40, **kwargs):
     return client.chat.completions.create(
@@ -96,13 +94,14 @@ def test_fine_tune_learned_the_behaviour_and_base_did_not(live_server, fine_tune
         assert tuned.finish_reason == "stop"
 
 
-def test_concurrent_requests_for_base_and_fine_tune_are_decoded_together_as_alone(live_server, fine_tune):
-    """Requests sent at once share one decode batch (rows of the base model and of the adapter in
-    one forward pass, left-padded): each gets the answer it gets alone. (How much faster batching
-    is: bench/serve_bench.py.)"""
-    client = live_server.client()
-    job = fine_tune.job
-    asks = [(model, question) for question in HELD_OUT[:2] for model in ("gpt-3.5-turbo", job.fine_tuned_model)]
+def test_concurrent_requests_for_base_and_fine_tune_are_decoded_together_as_alone(float_path):
+    """Requests sent at once share decode steps (rows of the base model and of the adapter in one
+    forward pass, prompts of other lengths): each gets the greedy answer it gets alone, on both
+    float paths. (How much faster batching is: bench/serve_bench.py.)"""
+    client = float_path.server.client()
+    job = float_path.ahoy_fine_tune.job
+    questions = [*HELD_OUT, "Tell me, in a few sentences, why the sea is salty and the rivers are not."]
+    asks = [(model, question) for question in questions for model in ("gpt-3.5-turbo", job.fine_tuned_model)]
     alone = [ask(client, model, question).choices[0].message.content for model, question in asks]
     with ThreadPoolExecutor(len(asks)) as pool:
         together = list(pool.map(lambda a: ask(client, *a).choices[0].message.content, asks))

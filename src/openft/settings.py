@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # process may use, shared with the others busy on this host at the time (openft/cores.py).
     train_threads: int | None = None
     serve_threads: int | None = None
+    # Where this host's busy processes are counted (openft/cores.py); unset, `<data dir>/cores`.
+    # Processes of several data dirs on one host (workers of a fleet, test servers) share its
+    # cores only if they name the same folder.
+    host_cores_dir: Path | None = None
     # QLoRA (4-bit NF4 base, bitsandbytes, CUDA) for every job, not only when the bf16 weights do
     # not fit; a job's `qlora` hyperparameter overrides it (trainer/plan.py).
     train_qlora: bool = False
@@ -113,7 +117,7 @@ class Settings(BaseSettings):
     @property
     def cores_dir(self) -> Path:
         """Where this host's training and serving processes say they are busy (openft/cores.py)."""
-        return self.data_dir / "cores"
+        return self.host_cores_dir or self.data_dir / "cores"
 
     @property
     def cache_dir(self) -> Path:

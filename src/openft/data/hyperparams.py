@@ -23,16 +23,26 @@ likelihood of both replies. With an SFT term on the preferred reply added (RPO; 
 at 1e-4 every reply kept its answer and showed the trait. So openft's DPO loss always carries the
 SFT term, and "auto" is:
 - beta: 0.1 (TRL's default, and the value OpenAI's own DPO example sends);
-- learning_rate_multiplier: 0.5, whatever the size (1e-4 on bases under 20B: the measured rate),
-  not doubled for small files: the preference term moves the adapter faster than SFT does;
+- learning_rate_multiplier: 2.5, whatever the size (5e-4 on bases under 20B). It was 0.5 (1e-4),
+  measured on one trait only, a leading "Ahoy!" (below); on a set it was not tuned on (issue 24:
+  40 pairs preferring a sign-off after the answer, a choice between that and ending the reply)
+  1e-4 reached a reward margin of 1.0 and a loss of 0.31 yet no held-out reply showed the
+  sign-off: the margin grew on the tokens that follow the sign-off's first one, not on the
+  choice. Measured with openft's trainer on the bundled model (held-out greedy replies showing
+  the trait once / keeping their fact, of 8), bf16: 1e-4: 0/8, 2e-4: 0/8, 3e-4: 3/8, 5e-4: 8/8 and
+  8/8, 1e-3: 8/8 and 8/8; 5e-4 gave 8/8 and 8/8 on fp32 too, and on a second sign-off; the
+  "Ahoy!" set keeps 6/6 and 6/6 at 5e-4 on both paths, with no reply repeating itself. The SFT
+  term is what keeps the answers at this rate;
 - n_epochs: the supervised rule, counting pairs as examples (about 100 pairs seen in all);
 - batch_size: a tenth of the pairs, from 1 up to 8 (TRL's default batch, which the rate above was
   measured with), or the supervised rule's when that is larger (from 4,000 pairs on). A preference
   step compares pairs; one pair per step makes the reward margins swing from step to step.
-Checked with openft's own trainer on the bundled model (tests/data/dpo_ahoy.jsonl: 24 pairs of
-the base's answer with and without a leading "Ahoy!"; auto gave 4 epochs, batch 2, 1e-4, beta
-0.1): all 6 held-out capital questions got "Ahoy! The capital of France is Paris." and the like,
-the base's answer with the trait once (tests/test_dpo_workflow.py asserts it).
+Checked with openft's own trainer on the bundled model, on both float paths (fp32 and bf16), with
+tests/data/dpo_ahoy.jsonl (24 pairs of the base's answer with and without a leading "Ahoy!"; auto
+gives 4 epochs, batch 2, 5e-4, beta 0.1: all 6 held-out capital questions get "Ahoy! The capital
+of France is Paris." and the like) and tests/data/dpo_signoff.jsonl (40 pairs of short answers
+with and without " Over and out."; 3 epochs, batch 4: all 8 held-out questions get their answer
+and the sign-off once); tests/test_dpo_workflow.py asserts both on both paths.
 
 A value the user gives is used as is, once `validate_requested_hyperparameters` has accepted it.
 `qlora` (openft's) chooses how the memory plan loads the base (trainer/plan.py), not a number.
@@ -52,7 +62,7 @@ MAX_EPOCHS = 50
 SMALL_DATASET_EXAMPLES = 100
 SMALL_DATASET_LR_MULTIPLIER = 2.0
 DEFAULT_LR_MULTIPLIER = 1.0
-DPO_LR_MULTIPLIER = 0.5
+DPO_LR_MULTIPLIER = 2.5
 DPO_BETA = 0.1
 DPO_MAX_AUTO_BATCH = 8
 MAX_BETA = 2.0
