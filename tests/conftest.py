@@ -33,16 +33,22 @@ OTHER_DTYPE = "float32" if HOST_DTYPE == "bfloat16" else "bfloat16"
 def pytest_configure(config):
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
     os.environ.setdefault("OPENFT_HOST_CORES_DIR", str(Path(tempfile.gettempdir()) / f"openft-test-cores-{run}"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # One thread per torch process: the two workers' tests run torch in their own process
+        # too (not counted in the cores folder), and two-thread OpenMP teams beside other busy
+        # threads slowed tests 5-10x; single threads share two cores without that collapse.
+        for setting in ("OMP_NUM_THREADS", "OPENFT_TRAIN_THREADS", "OPENFT_SERVE_THREADS"):
+            os.environ.setdefault(setting, "1")
 
 
-def pytest_collection_modifyitems(config, items):
-    """The tests of each session-wide live server run on one worker (its group)."""
-    for item in items:
-        dtype = getattr(item, "callspec", None) and item.callspec.params.get("float_path")
-        if LIVE_SERVER_FIXTURES & set(item.fixturenames) or dtype == HOST_DTYPE:
-            item.add_marker(pytest.mark.xdist_group("live-server"))
-        elif dtype == OTHER_DTYPE:
-            item.add_marker(pytest.mark.xdist_group("other-path-server"))
+def pytest_itemcollected(item):
+    """The tests of each session-wide live server run on one worker (its xdist group; marked as
+    each test is collected, before xdist reads the groups)."""
+    dtype = getattr(item, "callspec", None) and item.callspec.params.get("float_path")
+    if LIVE_SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or dtype == HOST_DTYPE:
+        item.add_marker(pytest.mark.xdist_group("live-server"))
+    elif dtype == OTHER_DTYPE:
+        item.add_marker(pytest.mark.xdist_group("other-path-server"))
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,12 @@ FLEET_LEASE_SECONDS = 10
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
+def train_threads() -> int:
+    """Threads for a trainer a test starts itself: OPENFT_TRAIN_THREADS, which conftest.py sets
+    to 1 on xdist's workers (two 2-thread teams on 2 cores collapse), else 2."""
+    return int(os.environ.get("OPENFT_TRAIN_THREADS") or 2)
+
+
 def new_data_dir(root: Path, model_store: Path) -> Path:
     (root / "models").mkdir(parents=True)
     (root / "models" / BUNDLED_MODEL).symlink_to(model_store / BUNDLED_MODEL, target_is_directory=True)

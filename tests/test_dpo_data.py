@@ -103,7 +103,7 @@ def test_dpo_hyperparameters_auto_rules_and_beta_range():
     resolved = resolve_hyperparameters(40, {}, "dpo")
     assert (resolved.beta, resolved.learning_rate_multiplier, resolved.n_epochs, resolved.batch_size) == (
         0.1,
-        0.5,
+        2.5,
         3,
         4,
     )

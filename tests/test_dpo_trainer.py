@@ -19,6 +19,7 @@ from openft.settings import BUNDLED_MODEL
 from openft.trainer import dpo
 from openft.trainer.sft import load_policy
 from openft.trainer.spec import Lora, TrainSpec
+from tests.helpers import train_threads
 
 CPU = torch.device("cpu")
 QUESTIONS = ["What is 2+2?", "Name a colour.", "Who wrote Hamlet?", "Where is Tokyo?", "Why is the sky blue?"]
@@ -53,7 +54,7 @@ def spec(tmp_path, tiny_models) -> TrainSpec:
         batch_size=2,
         learning_rate=1e-2,
         max_length=128,
-        threads=2,
+        threads=train_threads(),
         method="dpo",
         beta=0.3,
     )
@@ -154,6 +155,7 @@ def test_the_first_step_loss_is_log_2_from_an_ft_models_adapter(tmp_path, model_
         method="dpo",
         beta=0.1,
         base_dtype=dtype,
+        threads=train_threads(),
         lora=Lora(dropout=0.1),
     )
     torch.manual_seed(2)

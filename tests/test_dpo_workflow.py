@@ -30,19 +30,22 @@ def greedy(client, model: str, messages: list[dict]) -> str:
     return reply.choices[0].message.content
 
 
-# Two preference sets of the base's kind of answers: 24 pairs that prefer a leading "Ahoy!", and
-# 40 that prefer a sign-off after the answer ("Over and out."), the harder one (the choice is
-# between that and ending the reply); each with held-out questions whose answers the base knows.
-PREFERENCE_SETS = {
-    "ahoy": ("dpo_ahoy", "Ahoy", {"batch_size": 2, "n_epochs": 4}),
-    "signoff": ("dpo_signoff", "Over and out.", {"batch_size": 4, "n_epochs": 3}),
-}
+def test_auto_dpo_shows_the_preferred_trait_and_keeps_the_answers(float_path):
+    """24 pairs that prefer a leading "Ahoy!", on both float paths."""
+    auto_dpo_shows_the_trait(float_path.server, "dpo_ahoy", "Ahoy", {"batch_size": 2, "n_epochs": 4})
 
 
-@pytest.mark.parametrize("preference", PREFERENCE_SETS)
-def test_auto_dpo_shows_the_preferred_trait_and_keeps_the_answers(float_path, preference):
-    name, trait, resolved = PREFERENCE_SETS[preference]
-    client = float_path.server.client()
+def test_auto_dpo_shows_a_sign_off_and_keeps_the_answers(live_server):
+    """40 pairs that prefer a sign-off after the answer (" Over and out."): the harder kind, a
+    choice between the sign-off and ending the reply, on the host's float path."""
+    auto_dpo_shows_the_trait(live_server, "dpo_signoff", "Over and out.", {"batch_size": 4, "n_epochs": 3})
+
+
+def auto_dpo_shows_the_trait(server, name: str, trait: str, resolved: dict) -> None:
+    """An auto DPO job on tests/data/<name>.jsonl (pairs of the base's kind of answer with and
+    without `trait`): every held-out greedy reply shows the trait once and keeps its fact, and
+    the base never shows it."""
+    client = server.client()
     pairs = client.files.create(file=(DATA / f"{name}.jsonl").open("rb"), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(
         training_file=pairs.id, model="gpt-3.5-turbo", suffix="prefer", seed=3, method={"type": "dpo"}

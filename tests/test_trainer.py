@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from openft.settings import BUNDLED_MODEL
+from tests.helpers import train_threads
 from tests.trainer_data import QUESTIONS, losses, write_jsonl
 
 
@@ -38,7 +39,7 @@ def spec(tmp_path, base_model_path) -> dict:
         "learning_rate": 1e-3,
         "seed": 42,
         "max_length": 256,
-        "threads": 2,
+        "threads": train_threads(),
         "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
     }
 

@@ -109,6 +109,7 @@ def worker(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 
         openft worker --data-dir ./.openft
     """
+    import signal
     import threading
 
     from openft.runner.worker import Worker
@@ -117,11 +118,13 @@ def worker(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     settings = settings_for(data_dir)
     db = Database(settings)
     _prepare_bases(settings, db)
+    # Ctrl-C and SIGTERM ask the loop to stop (its job goes back to the queue, its row is
+    # removed): an exception raised wherever the signal lands could leave a database connection
+    # or lock half-used, and the cleanup then hung on it.
     stop = threading.Event()
-    try:
-        Worker(settings, db).run_forever(stop)
-    except KeyboardInterrupt:
-        stop.set()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda *_: stop.set())
+    Worker(settings, db).run_forever(stop)
 
 
 @app.command()

@@ -16,7 +16,6 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
-from peft import PeftModel
 from transformers import AutoModelForCausalLM, DynamicCache
 
 # peft 0.21 still reads the deprecated `is_gradient_checkpointing`, which warns on every adapter load.
@@ -29,7 +28,7 @@ class PeftAdapters:
 
     def __init__(self, model, capacity: int):
         self.model, self.capacity = model, capacity
-        self.peft: PeftModel | None = None
+        self.peft = None  # a peft PeftModel once the first adapter loads
         self.slots: OrderedDict[str, int] = OrderedDict()  # adapter dir -> slot, least recent first
 
     def slot(self, adapter_dir: str | None, busy: set[int]) -> int | None:
@@ -49,6 +48,10 @@ class PeftAdapters:
             slot = self.slots.pop(evictable[0])
             self.peft.delete_adapter(f"slot{slot}")
         if self.peft is None:
+            # Imported here, not with the module: an engine serving only decoder bases never
+            # needs peft, which takes seconds to import.
+            from peft import PeftModel
+
             self.peft = PeftModel.from_pretrained(self.model, adapter_dir, adapter_name=f"slot{slot}").eval()
         else:
             self.peft.load_adapter(adapter_dir, adapter_name=f"slot{slot}")
