@@ -18,16 +18,13 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from openft.hardware import compute_dtype
 from openft.models.store import import_bundled
 from openft.settings import BUNDLED_MODEL
-from tests.helpers import DATA, FineTune, LiveServer, new_data_dir, watch
+from tests.helpers import DATA, HOST_DTYPE, OTHER_DTYPE, FineTune, LiveServer, new_data_dir, watch
 from tests.tiny_models import FAMILIES, build
 
 # Fixtures whose tests run on the worker that holds the session's live server.
 LIVE_SERVER_FIXTURES = {"live_server", "ahoy_fine_tune"}
-HOST_DTYPE = compute_dtype("cpu")  # the float path this host takes by default
-OTHER_DTYPE = "float32" if HOST_DTYPE == "bfloat16" else "bfloat16"
 
 
 def pytest_configure(config):
@@ -42,13 +39,18 @@ def pytest_configure(config):
 
 
 def pytest_itemcollected(item):
-    """The tests of each session-wide live server run on one worker (its xdist group; marked as
-    each test is collected, before xdist reads the groups)."""
-    dtype = getattr(item, "callspec", None) and item.callspec.params.get("float_path")
+    """The tests of each shared live server run on one worker (its xdist group; marked as each
+    test is collected, before xdist reads the groups): the session's, the other float path's,
+    and each value of a parametrized `*_server` fixture."""
+    params = getattr(item, "callspec", None) and item.callspec.params or {}
+    dtype = params.get("float_path")
     if LIVE_SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or dtype == HOST_DTYPE:
         item.add_marker(pytest.mark.xdist_group("live-server"))
     elif dtype == OTHER_DTYPE:
         item.add_marker(pytest.mark.xdist_group("other-path-server"))
+    for name, value in params.items():
+        if name.endswith("_server"):
+            item.add_marker(pytest.mark.xdist_group(f"{name}-{value}"))
 
 
 @pytest.fixture(autouse=True)

@@ -18,8 +18,11 @@ from openai.types import FileObject
 from openai.types.fine_tuning import FineTuningJob
 
 from openft.cli.demo import wait_until_ready
+from openft.hardware import compute_dtype
 from openft.settings import BUNDLED_MODEL
 
+HOST_DTYPE = compute_dtype("cpu")  # the float path this host takes by default
+OTHER_DTYPE = "float32" if HOST_DTYPE == "bfloat16" else "bfloat16"
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
 TEN_EXAMPLES = b"".join((DATA / "ahoy.jsonl").read_bytes().splitlines(keepends=True)[:10])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from openft.trainer.dpo import REWARD_KEYS
-from tests.helpers import wait_for
+from tests.helpers import HOST_DTYPE, LiveServer, new_data_dir, wait_for
 
 DATA = Path(__file__).parent / "data"
 
@@ -30,15 +30,29 @@ def greedy(client, model: str, messages: list[dict]) -> str:
     return reply.choices[0].message.content
 
 
-def test_auto_dpo_shows_the_preferred_trait_and_keeps_the_answers(float_path):
+@pytest.fixture(scope="module")
+def dpo_server(request, tmp_path_factory, model_store):
+    """A live server of its own for the auto DPO jobs, in the float path of the parameter (so
+    that these long jobs run beside the session server's tests, on another xdist worker)."""
+    dtype = request.param
+    server = LiveServer(
+        new_data_dir(tmp_path_factory.mktemp(f"dpo-{dtype}"), model_store), env={"OPENFT_COMPUTE_DTYPE": dtype}
+    )
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("dpo_server", ["float32", "bfloat16"], indirect=True)
+def test_auto_dpo_shows_the_preferred_trait_and_keeps_the_answers(dpo_server):
     """24 pairs that prefer a leading "Ahoy!", on both float paths."""
-    auto_dpo_shows_the_trait(float_path.server, "dpo_ahoy", "Ahoy", {"batch_size": 2, "n_epochs": 4})
+    auto_dpo_shows_the_trait(dpo_server, "dpo_ahoy", "Ahoy", {"batch_size": 2, "n_epochs": 4})
 
 
-def test_auto_dpo_shows_a_sign_off_and_keeps_the_answers(live_server):
+@pytest.mark.parametrize("dpo_server", [HOST_DTYPE], indirect=True)
+def test_auto_dpo_shows_a_sign_off_and_keeps_the_answers(dpo_server):
     """40 pairs that prefer a sign-off after the answer (" Over and out."): the harder kind, a
     choice between the sign-off and ending the reply, on the host's float path."""
-    auto_dpo_shows_the_trait(live_server, "dpo_signoff", "Over and out.", {"batch_size": 4, "n_epochs": 3})
+    auto_dpo_shows_the_trait(dpo_server, "dpo_signoff", "Over and out.", {"batch_size": 4, "n_epochs": 3})
 
 
 def auto_dpo_shows_the_trait(server, name: str, trait: str, resolved: dict) -> None:

@@ -1,5 +1,5 @@
 """Bring your own model, end to end: six architectures with six chat-template shapes
-(tests/tiny_models.py) added to the shared live server's data dir (one from a hub id through an
+(tests/tiny_models.py) added to a live server's data dir (one from a hub id through an
 offline Hugging Face cache; Mistral v0.3's template refused, then added with a fixed one),
 checked with `openft data check --model`, fine-tuned a few steps through the API with the
 official client (one through an alias), and chatted with, streamed and not. Each base stops at
@@ -10,12 +10,13 @@ and two `openft worker`s each add the bundled model on first start, once between
 
 import json
 
+import pytest
 from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
 from openft.cli.app import app
 from openft.runner import throughput
-from tests.helpers import TEN_EXAMPLES, LiveServer, WorkerProcess, hub_cache, run_openft, watch
+from tests.helpers import TEN_EXAMPLES, LiveServer, WorkerProcess, hub_cache, new_data_dir, run_openft, watch
 from tests.tiny_models import MISTRAL_FIXED
 
 runner = CliRunner()
@@ -44,8 +45,15 @@ def openft(data_dir, *args):
     return runner.invoke(app, [*map(str, args), "--data-dir", str(data_dir)])
 
 
-def test_six_families_are_added_checked_fine_tuned_and_served(live_server, tiny_models, tmp_path):
-    data_dir = live_server.data_dir
+@pytest.fixture
+def server(tmp_path, model_store):
+    server = LiveServer(new_data_dir(tmp_path / "server", model_store))
+    yield server
+    server.stop()
+
+
+def test_six_families_are_added_checked_fine_tuned_and_served(server, tiny_models, tmp_path):
+    data_dir = server.data_dir
     # ---- add
     assert openft(data_dir, "models", "add", tiny_models["llama"], "--alias", "support-llama").exit_code == 0
     for family in ("qwen2", "gemma", "phi3"):
@@ -73,7 +81,7 @@ def test_six_families_are_added_checked_fine_tuned_and_served(live_server, tiny_
         assert trained.endswith(END_OF_TURN[family]) and "Ahoy" in trained
 
     # ---- fine-tune, all queued at once
-    client = live_server.client()
+    client = server.client()
     uploaded = client.files.create(file=("ten.jsonl", TEN_EXAMPLES), purpose="fine-tune")
     jobs = {
         family: client.fine_tuning.jobs.create(
