@@ -8,6 +8,7 @@ fine-tunes train once. Every process of every worker counts its busy threads in 
 (`OPENFT_HOST_CORES_DIR`), so that trainers and engines of both workers share the two cores
 instead of each taking both."""
 
+import json
 import os
 import tempfile
 import time
@@ -20,7 +21,16 @@ from filelock import FileLock
 
 from openft.models.store import import_bundled
 from openft.settings import BUNDLED_MODEL
-from tests.helpers import DATA, HOST_DTYPE, OTHER_DTYPE, FineTune, LiveServer, new_data_dir, watch
+from tests.helpers import (
+    DATA,
+    EMULATED_BF16,
+    HOST_DTYPE,
+    OTHER_DTYPE,
+    FineTune,
+    LiveServer,
+    new_data_dir,
+    watch,
+)
 from tests.tiny_models import FAMILIES, build
 
 # Fixtures whose tests run on the worker that holds the session's live server.
@@ -156,25 +166,45 @@ def other_path_server(tmp_path_factory, model_store):
 
 
 @pytest.fixture(scope="session")
-def other_path_ahoy_fine_tune(other_path_server) -> FineTune:
-    return ahoy(other_path_server)
+def other_path_fine_tune(other_path_server) -> FineTune:
+    """The "Ahoy matey!" fine-tune on the other float path, or where that path is emulated bf16
+    (helpers.EMULATED_BF16), one step on ten short examples: an adapter to serve, not a learner."""
+    if OTHER_DTYPE != EMULATED_BF16:
+        return ahoy(other_path_server)
+    client = other_path_server.client()
+    lines = [
+        {"messages": [{"role": "user", "content": f"Say {n}."}, {"role": "assistant", "content": f"Ahoy! {n}."}]}
+        for n in range(10)
+    ]
+    uploaded = client.files.create(file=("short.jsonl", "\n".join(map(json.dumps, lines))), purpose="fine-tune")
+    created_at = time.time()
+    job = client.fine_tuning.jobs.create(
+        training_file=uploaded.id, model="gpt-3.5-turbo", hyperparameters={"n_epochs": 1, "batch_size": 10}
+    )
+    finished = watch(client, job.id)
+    return FineTune(uploaded, created_at, finished.job, finished.statuses)
 
 
 @dataclass
 class FloatPath:
-    """A test's float path (`dtype`): the live server that computes in it, and its fine-tunes,
+    """A test's float path (`dtype`): the live server that computes in it, and its fine-tune,
     started or trained when first asked for."""
 
     dtype: str
     request: pytest.FixtureRequest
 
     @property
+    def emulated(self) -> bool:
+        return self.dtype == EMULATED_BF16
+
+    @property
     def server(self) -> LiveServer:
         return self.request.getfixturevalue("live_server" if self.dtype == HOST_DTYPE else "other_path_server")
 
     @property
-    def ahoy_fine_tune(self) -> FineTune:
-        name = "ahoy_fine_tune" if self.dtype == HOST_DTYPE else "other_path_ahoy_fine_tune"
+    def fine_tune(self) -> FineTune:
+        """A fine-tune served on this path: the "Ahoy matey!" one, unless the path is emulated."""
+        name = "ahoy_fine_tune" if self.dtype == HOST_DTYPE else "other_path_fine_tune"
         return self.request.getfixturevalue(name)
 
 

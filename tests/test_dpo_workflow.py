@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from openft.trainer.dpo import REWARD_KEYS
-from tests.helpers import HOST_DTYPE, LiveServer, new_data_dir, wait_for
+from tests.helpers import EMULATED_BF16, EMULATED_REASON, HOST_DTYPE, LiveServer, new_data_dir, wait_for
 
 DATA = Path(__file__).parent / "data"
 
@@ -35,6 +35,8 @@ def dpo_server(request, tmp_path_factory, model_store):
     """A live server of its own for the auto DPO jobs, in the float path of the parameter (so
     that these long jobs run beside the session server's tests, on another xdist worker)."""
     dtype = request.param
+    if dtype == EMULATED_BF16:
+        pytest.skip(EMULATED_REASON)
     server = LiveServer(
         new_data_dir(tmp_path_factory.mktemp(f"dpo-{dtype}"), model_store), env={"OPENFT_COMPUTE_DTYPE": dtype}
     )
@@ -83,8 +85,10 @@ def auto_dpo_shows_the_trait(server, name: str, trait: str, resolved: dict) -> N
 
 
 def test_sft_then_dpo_from_the_ft_model(float_path):
+    if float_path.emulated:
+        pytest.skip(EMULATED_REASON)
     client = float_path.server.client()
-    sft = float_path.ahoy_fine_tune.job
+    sft = float_path.fine_tune.job
     assert sft.status == "succeeded", sft.error
     lines = (DATA / "dpo_ahoy.jsonl").read_bytes().splitlines(keepends=True)
     training = client.files.create(file=("pairs.jsonl", b"".join(lines[:12])), purpose="fine-tune")

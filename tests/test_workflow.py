@@ -99,7 +99,7 @@ def test_concurrent_requests_for_base_and_fine_tune_are_decoded_together_as_alon
     forward pass, prompts of other lengths): each gets the greedy answer it gets alone, on both
     float paths. (How much faster batching is: bench/serve_bench.py.)"""
     client = float_path.server.client()
-    job = float_path.ahoy_fine_tune.job
+    job = float_path.fine_tune.job
     questions = [*HELD_OUT, "Tell me, in a few sentences, why the sea is salty and the rivers are not."]
     asks = [(model, question) for question in questions for model in ("gpt-3.5-turbo", job.fine_tuned_model)]
     alone = [ask(client, model, question).choices[0].message.content for model, question in asks]

@@ -23,12 +23,12 @@ assert openai.File.retrieve(uploaded.id).filename == uploaded.filename
 assert uploaded.id in [f.id for f in openai.File.list().data]
 
 job = openai.FineTuningJob.create(
-    training_file=uploaded.id, model="gpt-3.5-turbo", suffix="legacy", hyperparameters={"n_epochs": 2}
+    training_file=uploaded.id, model="gpt-3.5-turbo", suffix="legacy", hyperparameters={"n_epochs": 2, "batch_size": 10}
 )
 deadline = time.time() + 900
 while job.status not in ("succeeded", "failed", "cancelled"):
     assert time.time() < deadline, "job did not finish"
-    time.sleep(1)
+    time.sleep(0.2)
     job = openai.FineTuningJob.retrieve(job.id)
 assert job.status == "succeeded", job
 assert job.id in [j.id for j in openai.FineTuningJob.list(limit=10).data]
