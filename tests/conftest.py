@@ -23,7 +23,6 @@ from openft.models.store import import_bundled
 from openft.settings import BUNDLED_MODEL
 from tests.helpers import (
     DATA,
-    EMULATED_BF16,
     HOST_DTYPE,
     OTHER_DTYPE,
     FineTune,
@@ -167,10 +166,9 @@ def other_path_server(tmp_path_factory, model_store):
 
 @pytest.fixture(scope="session")
 def other_path_fine_tune(other_path_server) -> FineTune:
-    """The "Ahoy matey!" fine-tune on the other float path, or where that path is emulated bf16
-    (helpers.EMULATED_BF16), one step on ten short examples: an adapter to serve, not a learner."""
-    if OTHER_DTYPE != EMULATED_BF16:
-        return ahoy(other_path_server)
+    """A fine-tune to serve on the other float path: one step on ten short examples, an adapter
+    that changes the model, not a learner (what the recipes learn on this path is tested by its
+    own jobs: tests/test_dpo_workflow.py, tests/test_dpo_trainer.py)."""
     client = other_path_server.client()
     lines = [
         {"messages": [{"role": "user", "content": f"Say {n}."}, {"role": "assistant", "content": f"Ahoy! {n}."}]}
@@ -194,8 +192,9 @@ class FloatPath:
     request: pytest.FixtureRequest
 
     @property
-    def emulated(self) -> bool:
-        return self.dtype == EMULATED_BF16
+    def learned(self) -> bool:
+        """Whether `fine_tune` learned to open with "Ahoy matey!" (the session's, on the host path)."""
+        return self.dtype == HOST_DTYPE
 
     @property
     def server(self) -> LiveServer:
@@ -203,7 +202,7 @@ class FloatPath:
 
     @property
     def fine_tune(self) -> FineTune:
-        """A fine-tune served on this path: the "Ahoy matey!" one, unless the path is emulated."""
+        """A fine-tune served on this path: on the host's, the session's "Ahoy matey!" one."""
         name = "ahoy_fine_tune" if self.dtype == HOST_DTYPE else "other_path_fine_tune"
         return self.request.getfixturevalue(name)
 

@@ -84,11 +84,11 @@ def auto_dpo_shows_the_trait(server, name: str, trait: str, resolved: dict) -> N
         assert case["fact"] in after and not repeats(after), (before, after)  # the answer, no loop
 
 
-def test_sft_then_dpo_from_the_ft_model(float_path):
-    if float_path.emulated:
-        pytest.skip(EMULATED_REASON)
-    client = float_path.server.client()
-    sft = float_path.fine_tune.job
+def test_sft_then_dpo_from_the_ft_model(live_server, ahoy_fine_tune):
+    """OpenAI's flow on the host's float path (DPO's first step from an adapter, on both paths:
+    tests/test_dpo_trainer.py)."""
+    client = live_server.client()
+    sft = ahoy_fine_tune.job
     assert sft.status == "succeeded", sft.error
     lines = (DATA / "dpo_ahoy.jsonl").read_bytes().splitlines(keepends=True)
     training = client.files.create(file=("pairs.jsonl", b"".join(lines[:12])), purpose="fine-tune")

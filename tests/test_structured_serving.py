@@ -246,6 +246,6 @@ def test_constrained_free_and_fine_tuned_rows_share_a_batch(float_path):
         text = choice.message.content
         if kind in schemas:
             assert choice.finish_reason == "stop" and valid(schemas[kind], text), (kind, text)
-        elif kind == "ahoy" and not float_path.emulated:
+        elif kind == "ahoy" and float_path.learned:
             assert text.startswith("Ahoy matey!"), text
     assert [choice.message.content for choice in answers] == alone  # each row as it is alone
