@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from openft.trainer.dpo import REWARD_KEYS
-from tests.helpers import EMULATED_BF16, EMULATED_REASON, HOST_DTYPE, LiveServer, new_data_dir, wait_for
+from tests.helpers import EMULATED_BF16, EMULATED_REASON, LiveServer, new_data_dir, wait_for
 
 DATA = Path(__file__).parent / "data"
 
@@ -44,16 +44,18 @@ def dpo_server(request, tmp_path_factory, model_store):
     server.stop()
 
 
-@pytest.mark.parametrize("dpo_server", ["float32", "bfloat16"], indirect=True)
+# One preference set per float path, so that each path's auto rule is proven on its own job;
+# each set learns on the other path too (measured: README, "Preference fine-tuning (DPO)").
+@pytest.mark.parametrize("dpo_server", ["bfloat16"], indirect=True)
 def test_auto_dpo_shows_the_preferred_trait_and_keeps_the_answers(dpo_server):
-    """24 pairs that prefer a leading "Ahoy!", on both float paths."""
+    """24 pairs that prefer a leading "Ahoy!", on the bf16 path (where bf16 is native)."""
     auto_dpo_shows_the_trait(dpo_server, "dpo_ahoy", "Ahoy", {"batch_size": 2, "n_epochs": 4})
 
 
-@pytest.mark.parametrize("dpo_server", [HOST_DTYPE], indirect=True)
+@pytest.mark.parametrize("dpo_server", ["float32"], indirect=True)
 def test_auto_dpo_shows_a_sign_off_and_keeps_the_answers(dpo_server):
     """40 pairs that prefer a sign-off after the answer (" Over and out."): the harder kind, a
-    choice between the sign-off and ending the reply, on the host's float path."""
+    choice between the sign-off and ending the reply, on the fp32 path (every host runs it)."""
     auto_dpo_shows_the_trait(dpo_server, "dpo_signoff", "Over and out.", {"batch_size": 4, "n_epochs": 3})
 
 

@@ -26,6 +26,7 @@ BASE = ModelRef(BUNDLED_MODEL)
 EOS = 2  # <|im_end|>
 SYSTEM = {"role": "system", "content": "You are a helpful assistant. Reply in JSON."}
 PLAIN = {"role": "system", "content": "You are a helpful assistant."}  # as the "Ahoy matey!" fine-tune was trained
+FREE_TOKENS = 40  # enough to show a reply (and the fine-tune's opening) and where two replies part
 
 
 def valid(schema: dict, text: str) -> bool:
@@ -110,12 +111,12 @@ def test_the_transformers_engine_constrains_its_rows(model_store, tmp_path):
 # a live server, the official client
 
 
-def ask(client, question: str, model: str = "gpt-3.5-turbo", system: dict = SYSTEM, **request):
+def ask(client, question: str, model: str = "gpt-3.5-turbo", system: dict = SYSTEM, max_tokens: int = 150, **request):
     return client.chat.completions.create(
         model=model,
         messages=[system, {"role": "user", "content": question}],
         temperature=0,
-        max_tokens=150,
+        max_tokens=max_tokens,
         frequency_penalty=0.5,  # a model this small repeats itself; the penalty ends its lists
         **request,
     )
@@ -223,13 +224,19 @@ def test_constrained_free_and_fine_tuned_rows_share_a_batch(float_path):
     point, point_question, _ = CASES["defs"]
     reply = obj({"answer": STRING})
     reply_format = response_format("reply", reply)
-    requests = [
+    requests = [  # free rows stop early: their tokens are compared, not their ends
         ("enum", {"question": enum_question, "response_format": response_format("enum", enum)}),
         ("defs", {"question": point_question, "response_format": response_format("defs", point)}),
-        ("free", {"question": "What is the capital of Italy?", "system": PLAIN}),
-        ("free", {"question": "Name a primary color.", "system": PLAIN}),
-        ("ahoy", {"question": "What is the capital of Spain?", "model": tuned, "system": PLAIN}),
-        ("ahoy", {"question": "How many legs does a cat have?", "model": tuned, "system": PLAIN}),
+        ("free", {"question": "What is the capital of Italy?", "system": PLAIN, "max_tokens": FREE_TOKENS}),
+        ("free", {"question": "Name a primary color.", "system": PLAIN, "max_tokens": FREE_TOKENS}),
+        (
+            "ahoy",
+            {"question": "What is the capital of Spain?", "model": tuned, "system": PLAIN, "max_tokens": FREE_TOKENS},
+        ),
+        (
+            "ahoy",
+            {"question": "How many legs does a cat have?", "model": tuned, "system": PLAIN, "max_tokens": FREE_TOKENS},
+        ),
         ("tuned_json", {"question": "What is the capital of Peru?", "model": tuned, "response_format": reply_format}),
         ("enum", {"question": "Classify: 'This is terrible.'", "response_format": response_format("enum", enum)}),
     ]

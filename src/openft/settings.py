@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     # Greedy replies (temperature 0) that never depend on which other requests share their
     # batch: each prompt is prefilled alone, and each matmul of a decode step runs on at least as
     # many rows as its kernel needs to treat every row alike (inference/invariance.py). Costs
-    # nothing measurable on a CPU with native bf16; on fp32 it slows a lone stream (bench/README.md).
+    # 14-17% of decode throughput on fp32, up to 11% on native bf16 (bench/README.md).
     batch_invariant: bool = True
     worker_poll_seconds: float = 0.5
     # A running job whose worker has not renewed its lease for this long is claimed again.
