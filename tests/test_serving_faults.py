@@ -59,7 +59,7 @@ def test_a_row_that_fails_ends_alone_and_the_batch_goes_on(tiny_models, tmp_path
     monkeypatch.setattr(Row, "step", step)
     engine = tiny_engine(tmp_path, tiny_models)
     model = ModelRef("tiny-llama")
-    ordinary = SamplingParams(max_tokens=40, temperature=0, logit_bias=((EOS, -100),))
+    ordinary = SamplingParams(max_tokens=100, temperature=0, logit_bias=((EOS, -100),))
     alone = Generation(model, HELLO, ordinary)
     engine.submit(alone)
     expected = outcome(alone)

@@ -15,11 +15,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.serving_cases import ANSWERED_WITHIN, ORDINARY, Case, check, edge_cases, random_mixes, send
+from tests.serving_cases import ANSWERED_WITHIN, ORDINARY, Answer, Case, check, edge_cases, random_mixes, send
 
 SEED = 25
 RANDOM_MIXES = 40
 ORDINARY_REQUESTS = 12
+
+
+def answer_to(case: Case, future) -> Answer:
+    try:
+        return future.result()
+    except httpx.TimeoutException as error:
+        raise AssertionError(f"{case.name}: no answer within {ANSWERED_WITHIN} s") from error
 
 
 def test_every_parameter_at_its_edges_beside_ordinary_requests(live_server):
@@ -40,7 +47,7 @@ def test_every_parameter_at_its_edges_beside_ordinary_requests(live_server):
         ]
         for job, future in futures:
             if isinstance(job, Case):
-                check(job, future.result())
+                check(job, answer_to(job, future))
             else:
                 assert future.result() == greedy, "an ordinary request's greedy answer changed"
     health = httpx.get(f"{root}/health", timeout=30).json()["engine"]

@@ -163,8 +163,8 @@ class Scheduler:
     """Generations handed to one scheduler thread, started with the first of them.
 
     Faults of one generation end that generation (batched.py); an error that escapes the
-    scheduler itself (a bug, a failing forward pass's aftermath) would otherwise end the thread
-    and leave every caller waiting forever. So the thread runs the schedule again after one: the
+    schedule itself (a bug outside any one row) would otherwise end the thread and leave every
+    caller waiting forever. So the thread runs the schedule again after one: the
     generations it held (and those still queued) fail at once with SchedulerRestarted, later
     ones are decoded as usual, and `health` counts the restarts and keeps the last error."""
 
