@@ -1,6 +1,6 @@
 """Serving soak: tests/test_serving_fuzz.py for longer. Rounds of every edge case of
-tests/serving_cases.py, seeded random mixes of parameters and ordinary greedy requests, sent
-8 at a time to a live `openft serve`, until --requests have been answered.
+tests/serving_cases.py (and n 128), seeded random mixes of parameters and ordinary greedy
+requests, sent 8 at a time to a live `openft serve`, until --requests have been answered.
 
     .venv/bin/python bench/serving_soak.py [--requests 3000] [--data-dir DIR] [--port 8767]
 
@@ -24,13 +24,23 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the cases are the fuzz test's
 
-from tests.serving_cases import ANSWERED_WITHIN, ORDINARY, check, edge_cases, random_mixes, send  # noqa: E402
+from tests.serving_cases import (  # noqa: E402
+    ANSWERED_WITHIN,
+    ORDINARY,
+    Case,
+    check,
+    edge_cases,
+    random_mixes,
+    request,
+    send,
+)
 
 from openft.cli.demo import background_server  # noqa: E402
 from openft.models.store import import_bundled  # noqa: E402
 
 MIXES_PER_ROUND = 60
 ORDINARY_PER_ROUND = 20
+HUGE_N = Case("n 128", request(n=128, max_tokens=1, temperature=1, seed=7))  # too slow for the CI run
 
 
 def engine_process(server: psutil.Process) -> psutil.Process | None:
@@ -53,7 +63,7 @@ def soak(base_url: str, server: psutil.Process, requests: int, report: int) -> i
         print(f"{'requests':>8} {'broken':>6} {'slowest s':>9} {'server MiB':>10} {'engine MiB':>10} {'elapsed s':>9}")
         for round_number in range(sys.maxsize):
             rng = random.Random(round_number)
-            jobs = [("case", case) for case in edge_cases() + random_mixes(rng, MIXES_PER_ROUND)]
+            jobs = [("case", case) for case in [*edge_cases(), HUGE_N, *random_mixes(rng, MIXES_PER_ROUND)]]
             jobs += [("ordinary", None)] * ORDINARY_PER_ROUND
             rng.shuffle(jobs)
             futures = [

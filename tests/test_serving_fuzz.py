@@ -4,11 +4,11 @@ lists, penalties, logit_bias, response_format and tools together, malformed UTF-
 surrogates, content longer than the context, and clients that leave mid-stream.
 
 What must hold: every request is answered within ANSWERED_WITHIN seconds; each edge case gets
-the status this file names (200, or a 400 naming its parameter), each random mix a 200 or a 400;
-no 5xx at all (openft documents none for a request's own values); streams end with `[DONE]` and
-no error frame; the ordinary requests all get the greedy answer they got before; and the engine's
-scheduler was never restarted (every fault stayed in its row). The cases and their order are
-fixed by SEED, so a failure reproduces."""
+the status tests/serving_cases.py names (200, or a 400 in OpenAI's shape), each random mix a 200
+or a 400; no 5xx at all (openft documents none for a request's own values); streams end with
+`[DONE]` and no error frame; the ordinary requests all get the greedy answer they got before;
+and the engine's scheduler was never restarted (every fault stayed in its row). The cases and
+their order are fixed by SEED, so a failure reproduces."""
 
 import random
 from concurrent.futures import ThreadPoolExecutor
