@@ -136,6 +136,22 @@ def test_replies_are_valid_against_their_schemas(live_server):
         assert check(json.loads(choice.message.content)), (name, choice.message.content)
 
 
+def test_stop_strings_do_not_cut_a_strict_reply_short(live_server):
+    """Stop strings that every reply of the schema holds ('"', ", ", "}") are not applied inside
+    its grammar, streamed or not: the reply is whole and valid (before, it ended at "{"). The
+    same stop ends a free reply as usual."""
+    client = live_server.client()
+    schema, question, check = CASES["nested"]
+    stops = ['"', ", ", "}"]
+    whole = ask(client, question, response_format=response_format("nested", schema), stop=stops).choices[0]
+    assert whole.finish_reason == "stop" and valid(schema, whole.message.content), whole.message.content
+    assert check(json.loads(whole.message.content))
+    streamed = ask(client, question, response_format=response_format("nested", schema), stop=stops, stream=True)
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices) == whole.message.content
+    free = ask(client, "Write a JSON object about Marie Curie.", stop=['"']).choices[0]
+    assert free.finish_reason == "stop" and '"' not in free.message.content
+
+
 class Address(BaseModel):
     city: str
     country: str | None

@@ -19,7 +19,14 @@ class OpenFTError(Exception):
         self.type = type
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        message, param = _encodable(self.message), self.param and _encodable(self.param)
+        return {"error": {"message": message, "type": self.type, "param": param, "code": self.code}}
+
+
+def _encodable(text: str) -> str:
+    """`text` as UTF-8 can encode it: a lone surrogate a client sent, quoted back in a message or
+    a parameter's path, is escaped (else rendering the error itself would fail)."""
+    return text.encode("utf-8", "backslashreplace").decode()
 
 
 def not_found(kind: str, object_id: str, param: str = "id", code: str | None = None) -> OpenFTError:

@@ -43,6 +43,10 @@ _TOOLS_PROMPT = (
 _TEMPLATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> its ChatTemplate
 
 
+class PromptError(ValueError):
+    """Messages a model's chat template or tokenizer cannot turn into a prompt: the request's fault."""
+
+
 def content_text(content) -> str:
     """A message's content as text: a string as it is, None as "", a list of content parts as
     its text parts joined (other parts, an image for one, are not read)."""
@@ -117,11 +121,16 @@ class ChatTemplate:
 
     def prompt_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
         """The token ids a model is prompted with to answer `messages`: normalised as in
-        training, then rendered with the generation prompt (the assistant's role header)."""
-        messages, tools = self.messages(messages, tools)
-        return self.tokenizer.apply_chat_template(
-            messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=True
-        )["input_ids"]
+        training, then rendered with the generation prompt (the assistant's role header).
+        PromptError when they cannot be: the template refuses them (roles that do not alternate,
+        say), or the tokenizer does (a lone surrogate is no character to encode)."""
+        try:
+            messages, tools = self.messages(messages, tools)
+            return self.tokenizer.apply_chat_template(
+                messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=True
+            )["input_ids"]
+        except Exception as error:
+            raise PromptError(f"The messages cannot be rendered as this model's prompt: {error}") from error
 
     def render(self, messages: list[dict], tools: list[dict] | None, add_generation_prompt: bool = False) -> str:
         return self.tokenizer.apply_chat_template(

@@ -72,8 +72,9 @@ class BatchedEngine(LocalEngine):
         """Prefills the waiting generations that may join the batch (see the module docstring:
         its base, a free row, their adapter loadable), in arrival order; each picks its first
         token. Returns the batch's model (a new batch's: loaded if it is not)."""
-        for generation in [g for g in waiting if g.gone.is_set()]:
+        for generation in [g for g in waiting if g.gone.is_set() or g.finished]:
             waiting.remove(generation)
+            generation.end()
         if not waiting:
             return model
         if running:
@@ -126,7 +127,7 @@ class BatchedEngine(LocalEngine):
                     entry.row.generation.fail(error)
                 continue
             for index, entry in enumerate(group):
-                entry.token = entry.row.step(logits[index])
+                self._pick(entry, logits[index])
             running.extend(group)
             self._drop_finished(running, model)
         return model
@@ -159,8 +160,17 @@ class BatchedEngine(LocalEngine):
         logits = model.decode([entry.token for entry in running], [entry.adapter for entry in running])
         for index, entry in enumerate(running):
             if entry.row.active:
-                entry.token = entry.row.step(logits[index])
+                self._pick(entry, logits[index])
         self._drop_finished(running, model)
+
+    @staticmethod
+    def _pick(entry: _Running, logits: torch.Tensor) -> None:
+        """The row's next token. What goes wrong in one row (its sampling, grammar, tokenizer,
+        stop strings) ends that row's request alone: the others in the batch go on."""
+        try:
+            entry.token = entry.row.step(logits)
+        except Exception as error:
+            entry.row.fail(error)
 
     @staticmethod
     def _drop_finished(running: list[_Running], model) -> None:

@@ -68,5 +68,11 @@ class Engine(Protocol):
     def count_prompt_tokens(self, model: ModelRef, prompt: Prompt) -> int: ...
 
     def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> Generator[Chunk, None, None]:
-        """Yields text chunks; closing the generator early frees the engine for the next request."""
+        """Yields text chunks; closing the generator early frees the engine for the next request.
+        A failure of this generation alone (its sampling, grammar, adapter) is raised here, and
+        the engine goes on with the others."""
+        ...
+
+    def health(self) -> dict:
+        """What `/health` shows of the engine: whether its parts run, and their restarts."""
         ...

@@ -84,6 +84,10 @@ class RowGrammar:
             return torch.from_numpy(np.where(allowed, logits.float().numpy(), np.float32(-np.inf)))
         return logits.masked_fill(torch.from_numpy(~allowed).to(logits.device, non_blocking=True), float("-inf"))
 
+    def complete(self) -> bool:
+        """Whether what the row wrote so far is a whole reply (the end-of-turn token may follow)."""
+        return self.matcher.is_accepting()
+
     def accept(self, token: int) -> None:
         if not self.matcher.consume_token(token):
             raise RuntimeError(f"Token {token} broke the reply's grammar: {self.matcher.get_error()}")

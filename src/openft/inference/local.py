@@ -19,6 +19,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -154,23 +155,58 @@ def default_memory_budget(device: torch.device) -> int:
     return total // 2
 
 
+class SchedulerRestarted(RuntimeError):
+    pass
+
+
 class Scheduler:
-    """Generations handed to one scheduler thread, started with the first of them."""
+    """Generations handed to one scheduler thread, started with the first of them.
+
+    Faults of one generation end that generation (batched.py); an error that escapes the
+    schedule itself (a bug outside any one row) would otherwise end the thread and leave every
+    caller waiting forever. So the thread runs the schedule again after one: the
+    generations it held (and those still queued) fail at once with SchedulerRestarted, later
+    ones are decoded as usual, and `health` counts the restarts and keeps the last error."""
 
     def __init__(self, schedule: Callable[[queue.Queue[Generation]], None]):
         self._schedule = schedule
         self._incoming: queue.Queue[Generation] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._in_flight: set[Generation] = set()  # submitted and not yet ended (pruned on submit)
+        self.restarts = 0
+        self.last_error: dict | None = None
 
     def submit(self, generation: Generation) -> None:
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._schedule, args=(self._incoming,), name="openft-decode", daemon=True
-                )
+                self._thread = threading.Thread(target=self._run, name="openft-decode", daemon=True)
                 self._thread.start()
+            self._in_flight = {g for g in self._in_flight if not g.finished}
+            self._in_flight.add(generation)
         self._incoming.put(generation)
+
+    def health(self) -> dict:
+        with self._lock:
+            return {
+                "alive": self._thread is not None and self._thread.is_alive(),
+                "restarts": self.restarts,
+                "last_error": self.last_error,
+            }
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._schedule(self._incoming)
+            except Exception as error:
+                log.exception("the decode scheduler failed; its requests fail, and it starts again")
+                with self._lock:
+                    self.restarts += 1
+                    self.last_error = {"type": type(error).__name__, "at": int(time.time())}
+                    held = [g for g in self._in_flight if not g.finished]
+                lost = SchedulerRestarted(f"The decode scheduler failed ({type(error).__name__}); retry the request.")
+                for generation in held:
+                    generation.fail(lost)
 
 
 class LocalEngine:
@@ -216,6 +252,10 @@ class LocalEngine:
     def submit(self, generation: Generation) -> None:
         """Queues a generation whose chunks go to its `out` (see process.py)."""
         self._scheduler.submit(generation)
+
+    def health(self) -> dict:
+        """The decode scheduler: alive, how often it was restarted, and its last error's kind."""
+        return {"scheduler": self._scheduler.health()}
 
     def _base(self, name: str) -> LoadedBase:
         with self._lock:

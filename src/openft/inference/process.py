@@ -26,6 +26,7 @@ from openft.processes import die_with_parent
 from openft.settings import Settings
 
 SETTINGS_VARIABLE = "_OPENFT_ENGINE_SETTINGS"  # not OPENFT_*: that is the Settings prefix
+HEALTH_SECONDS = 5.0  # an engine process that takes longer to say how it is counts as not answering
 
 
 class ProcessEngine:
@@ -36,6 +37,7 @@ class ProcessEngine:
         # call id -> where its answer goes, and the connection to the child that has it
         self._replies: dict[int, tuple[queue.Queue, Connection]] = {}
         self._ids = itertools.count()
+        self.starts = 0  # engine processes started: more than one means one died
 
     def context_length(self, model: ModelRef) -> int:
         return self._call("context_length", model)
@@ -47,6 +49,16 @@ class ProcessEngine:
         call_id, replies = self._send("generate", model, prompt, params)
         return self._stream(call_id, replies)
 
+    def health(self) -> dict:
+        """The engine process (never started by asking) and, while it runs, its scheduler."""
+        process = {"running": self._connection is not None, "starts": self.starts}
+        if self._connection is None:
+            return {"process": process}
+        try:
+            return {"process": process, **self._call("health", timeout=HEALTH_SECONDS)}
+        except (queue.Empty, RuntimeError):
+            return {"process": {**process, "answering": False}}
+
     def _stream(self, call_id: int, replies: queue.Queue) -> Generator[Chunk, None, None]:
         try:
             yield from drain(replies)
@@ -56,10 +68,10 @@ class ProcessEngine:
         finally:
             self._replies.pop(call_id, None)
 
-    def _call(self, kind: str, *args):
+    def _call(self, kind: str, *args, timeout: float | None = None):
         call_id, replies = self._send(kind, *args)
         try:
-            answer = replies.get()
+            answer = replies.get(timeout=timeout)
         finally:
             self._replies.pop(call_id, None)
         if isinstance(answer, BaseException):
@@ -109,6 +121,7 @@ class ProcessEngine:
                     env={**os.environ, SETTINGS_VARIABLE: self.settings.model_dump_json()},
                 )
                 self._connection = Connection(ours.detach())
+                self.starts += 1
             finally:
                 theirs.close()
                 started.set()
@@ -181,10 +194,12 @@ def _serve(settings: Settings, connection: Connection) -> None:
 
 
 def _portable(item):
-    """Exceptions cross the pipe as themselves if they pickle, else as their text."""
+    """Exceptions cross the pipe as themselves if they pickle and unpickle, else as their text.
+    (Many pickle but do not unpickle: one whose __init__ takes other arguments than its `args`.
+    Unpickling fails in the server's reader thread, which would then hear nothing more.)"""
     if isinstance(item, BaseException):
         try:
-            pickle.dumps(item)
+            pickle.loads(pickle.dumps(item))
         except Exception:
             return RuntimeError(f"{type(item).__name__}: {item}")
     return item

@@ -29,9 +29,17 @@ class Generation:
         self.model, self.prompt, self.params = model, prompt, params
         self.out = queue.Queue() if out is None else out
         self.gone = threading.Event()  # the caller stopped reading
+        self.finished = False  # its end (None) or error was handed to `out`
+
+    def end(self) -> None:
+        if not self.finished:
+            self.finished = True
+            self.out.put(None)
 
     def fail(self, error: BaseException) -> None:
-        self.out.put(error)
+        if not self.finished:
+            self.finished = True
+            self.out.put(error)
 
     def stream(self) -> Generator[Chunk, None, None]:
         try:
@@ -58,6 +66,10 @@ class Row:
         self.counts: Counter[int] = Counter()
         self.logprobs: list[TokenLogprob] = []  # of tokens not yet handed out with a chunk
         self.sent: int | None = 0
+        # Where stop strings may begin in the text: anywhere in a free reply; in a constrained
+        # one only after the token that completed its grammar (None while it is incomplete), so
+        # that a stop string never cuts a strict reply's JSON or a tool call short.
+        self.stops_from: int | None = 0 if self.grammar is None else None
         self.done = False
         if self.max_tokens <= 0:
             self.finish("length")
@@ -81,14 +93,20 @@ class Row:
         if params.logprobs:
             self.logprobs.append(_token_logprob(tokenizer, logits, token, params.top_logprobs))
         text = tokenizer.decode(self.generated, skip_special_tokens=True)
-        stop_at = find_stop(text, params.stop)
+        if self.grammar is not None:
+            if not self.grammar.complete():
+                self.stops_from = None
+            elif self.stops_from is None:  # this token completed it: what it wrote is the grammar's
+                self.stops_from = len(text)
+        stops = params.stop if self.stops_from is not None else ()
+        stop_at = find_stop(text, stops, self.stops_from or 0)
         if stop_at is not None:
             if stop_at > self.sent:
                 self.send(Chunk(text[self.sent : stop_at], logprobs=_take(self.logprobs)))
             self.sent = None
             self.finish("stop")
             return token
-        ready = safe_length(text, params.stop)
+        ready = safe_length(text, stops, self.stops_from or 0)
         if ready > self.sent:
             self.send(Chunk(text[self.sent : ready], logprobs=_take(self.logprobs)))
             self.sent = ready
@@ -110,7 +128,12 @@ class Row:
                 logprobs=_take(self.logprobs),
             )
         )
-        self.generation.out.put(None)
+        self.generation.end()
+        self.done = True
+
+    def fail(self, error: BaseException) -> None:
+        """Ends this row alone with `error` (its caller raises it); the batch goes on."""
+        self.generation.fail(error)
         self.done = True
 
     def send(self, chunk: Chunk) -> None:
@@ -119,7 +142,7 @@ class Row:
     def close(self) -> None:
         """Ends the caller's stream if the row left early (its caller went away)."""
         if not self.done:
-            self.generation.out.put(None)
+            self.generation.end()
             self.done = True
 
     @property

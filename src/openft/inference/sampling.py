@@ -1,21 +1,33 @@
 """Next-token choice: penalties on tokens already generated, then greedy at temperature 0, else
-temperature + nucleus (top_p) sampling; and the log-probabilities a client may ask for."""
+temperature + nucleus (top_p) sampling; and the log-probabilities a client may ask for.
 
+Values at the edges of OpenAI's ranges are sampled as their limits: a temperature below
+GREEDY_BELOW is greedy (as vLLM's is; dividing logits by 1e-40 overflows to inf, and the
+distribution it stands for is greedy's), and a top_p of 0 keeps the most likely token alone. A
+row whose scores are not finite (a NaN or +inf from its adapter, or nothing left that its
+grammar allows) raises SamplingError: its request fails, the batch goes on."""
+
+import math
 from collections import Counter
 
 import torch
 
+GREEDY_BELOW = 1e-5
+
+
+class SamplingError(ValueError):
+    pass
+
 
 def bias(logits: torch.Tensor, logit_bias: tuple[tuple[int, float], ...]) -> torch.Tensor:
     """`logit_bias`: a value added to the logit of each listed token id (ids past the vocabulary
-    are ignored, as a client's tokenizer may differ)."""
+    are ignored, as a client's tokenizer may differ). One indexed add, however many entries."""
     entries = [(token, value) for token, value in logit_bias if token < logits.shape[-1]]
     if not entries:
         return logits
-    logits = logits.clone()
-    for token, value in entries:
-        logits[token] += value
-    return logits
+    ids = torch.tensor([token for token, _ in entries], device=logits.device)
+    values = torch.tensor([value for _, value in entries], dtype=logits.dtype, device=logits.device)
+    return logits.index_add(0, ids, values)
 
 
 def penalize(logits: torch.Tensor, generated: Counter, presence: float, frequency: float) -> torch.Tensor:
@@ -31,8 +43,14 @@ def penalize(logits: torch.Tensor, generated: Counter, presence: float, frequenc
 
 
 def next_token(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:
-    if temperature == 0:
-        return int(logits.argmax())
+    token = int(logits.argmax())  # a NaN counts as the largest: caught below with the infinities
+    if not math.isfinite(logits[token]):
+        raise SamplingError(
+            "The model's scores for the next token were not finite (NaN or infinity, or every token "
+            "excluded), so no token could be chosen."
+        )
+    if temperature < GREEDY_BELOW:
+        return token
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     if top_p < 1.0:
         sorted_probs, order = probs.sort(descending=True)

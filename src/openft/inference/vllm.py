@@ -48,6 +48,10 @@ class VLLMEngine:
     def context_length(self, model: ModelRef) -> int:
         return _context_length(self.models_dir / model.base_model)
 
+    def health(self) -> dict:
+        """vLLM schedules its own batches; what is openft's here is the loop that drives them."""
+        return {"loop": {"alive": self._loop.is_running(), "bases": sorted(self._engines)}}
+
     def count_prompt_tokens(self, model: ModelRef, prompt: Prompt) -> int:
         return len(self._template(model.base_model).prompt_ids(prompt.messages, prompt.tools))
 

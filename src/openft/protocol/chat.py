@@ -3,7 +3,7 @@
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from openft.protocol.common import Metadata
 
@@ -17,6 +17,37 @@ class ChatMessage(BaseModel):
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
     function_call: dict[str, Any] | None = None
+
+    # Kept as dicts (templates take them so), but the keys a prompt is rendered from must be there.
+    @field_validator("content")
+    @classmethod
+    def _text_parts_have_text(cls, content):
+        for part in content if isinstance(content, list) else ():
+            if part.get("type") == "text" and not isinstance(part.get("text"), str):
+                raise ValueError("a content part of type 'text' needs a string 'text'")
+        return content
+
+    @field_validator("tool_calls")
+    @classmethod
+    def _calls_name_a_function(cls, calls):
+        for call in calls or ():
+            _check_function(call.get("function"))
+        return calls
+
+    @field_validator("function_call")
+    @classmethod
+    def _call_names_a_function(cls, call):
+        if call is not None:
+            _check_function(call)
+        return call
+
+
+def _check_function(function) -> None:
+    """A call's `function`: its name, and its arguments as a JSON string (or an object)."""
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise ValueError("a tool call needs a 'function' with a string 'name'")
+    if not isinstance(function.get("arguments", ""), str | dict):
+        raise ValueError("a tool call's 'arguments' must be a JSON string")
 
 
 class StreamOptions(BaseModel):
@@ -42,7 +73,7 @@ class ChatCompletionRequest(BaseModel):
     parallel_tool_calls: bool | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     response_format: dict[str, Any] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)  # OpenAI's: a 64-bit integer
     stop: str | list[str] | None = None
     # Keep the request and its reply (services/stored_completions.py).
     store: bool | None = None
@@ -52,7 +83,7 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: Any = None
     tools: list[dict[str, Any]] | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_p: float | None = Field(default=None, ge=0, le=1)  # 0: the most likely token alone
     user: str | None = None
 
     def stop_strings(self) -> tuple[str, ...]:

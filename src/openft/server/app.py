@@ -15,7 +15,7 @@ from openft.errors import OpenFTError, file_too_large
 from openft.inference import make_engine
 from openft.runner.worker import Worker
 from openft.server import dashboard
-from openft.server.routes import chat, distill, evals, export, file_checks, files, fine_tuning, models
+from openft.server.routes import chat, distill, evals, export, file_checks, files, fine_tuning, health, models
 from openft.services.chat import ChatService
 from openft.services.completions import Completions
 from openft.services.distill import DistillService
@@ -75,7 +75,7 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     app.state.file_checks = FileCheckService(settings, file_service, model_service)
     app.state.distill = DistillService(stored, file_service, app.state.file_checks, app.state.fine_tuning)
     app.state.exports = ExportService(settings, db, model_service, file_service)
-    for module in (files, file_checks, fine_tuning, export, models, chat, distill, evals):
+    for module in (files, file_checks, fine_tuning, export, models, chat, distill, evals, health):
         app.include_router(module.router)
     dashboard.mount(app)
     _install_error_handlers(app)

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import TypeVar
 
 from openft import ids
-from openft.data.chat_format import chat_tools, content_text
+from openft.data.chat_format import PromptError, chat_tools, content_text
 from openft.errors import OpenFTError
 from openft.inference.engine import Chunk, Engine, ModelRef, Prompt, SamplingParams
 from openft.inference.threaded import iterate_in_thread
@@ -29,6 +29,7 @@ from openft.protocol.chat import (
     TopLogprob,
     Usage,
 )
+from openft.services.chat_checks import check_request
 from openft.services.models import ModelService
 from openft.services.structured import reply_grammar
 
@@ -41,6 +42,9 @@ class ChatService:
         self.models = models
         self.engine = engine
         self.default_max_tokens = default_max_tokens
+
+    def health(self) -> dict:
+        return self.engine.health()
 
     async def complete(self, organization_id: str, request: ChatCompletionRequest) -> ChatCompletion:
         model, prompt, params = await self._prepare(organization_id, request)
@@ -139,12 +143,15 @@ class ChatService:
     async def _prepare(
         self, organization_id: str, request: ChatCompletionRequest
     ) -> tuple[ModelRef, Prompt, SamplingParams]:
-        _reject_unsupported(request)
+        check_request(request)
         # Checking a schema compiles it (milliseconds, more for a large one): off the event loop.
         grammar = await asyncio.to_thread(reply_grammar, request)
         model = self.models.resolve(organization_id, request.model)
         prompt = Prompt([_template_message(m) for m in request.messages], chat_tools(request.tools, request.functions))
-        prompt_tokens = await asyncio.to_thread(self.engine.count_prompt_tokens, model, prompt)
+        try:
+            prompt_tokens = await asyncio.to_thread(self.engine.count_prompt_tokens, model, prompt)
+        except PromptError as error:
+            raise OpenFTError(400, str(error), param="messages") from error
         context = await asyncio.to_thread(self.engine.context_length, model)
         # Only a limit the client set counts against the context: without one the reply stops at
         # the default limit or at the context, whichever comes first.
@@ -229,18 +236,6 @@ def _template_message(message) -> dict:
         if value is not None:
             rendered[key] = value
     return rendered
-
-
-def _reject_unsupported(request: ChatCompletionRequest) -> None:
-    if request.top_logprobs and not request.logprobs:
-        raise OpenFTError(400, "top_logprobs requires logprobs to be true.", param="top_logprobs")
-    for token, bias in (request.logit_bias or {}).items():
-        if not token.isdigit() or not -100 <= bias <= 100:
-            raise OpenFTError(
-                400,
-                f"Invalid logit_bias entry {token!r}: {bias!r}; keys are token ids, values from -100 to 100.",
-                param="logit_bias",
-            )
 
 
 def _may_call_tools(request: ChatCompletionRequest) -> bool:
