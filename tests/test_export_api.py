@@ -78,6 +78,11 @@ class Exporting:
         (root / f"adapters/{job.id}/training_config.json").write_text(json.dumps(record))
 
     @property
+    def cli_env(self) -> dict[str, str]:
+        """The command on this server's host folder (its export slots)."""
+        return {"OPENFT_HOST_DIR": str(self.settings.host_dir)}
+
+    @property
     def checkpoint(self) -> str:
         return self.model + ":ckpt-step-10"
 
@@ -215,6 +220,7 @@ def test_a_failed_export_leaves_nothing_behind(server):
             "--data-dir",
             str(server.settings.data_dir),
         ],
+        env=server.cli_env,
     )
     assert result.exit_code == 1 and "failed" in result.output
     assert not output.exists() and not list(output.parent.glob(".out.*"))
@@ -224,8 +230,8 @@ def test_the_command_exports_into_a_new_folder_only(server, tmp_path):
     output = tmp_path / "b-peft"
     args = ["models", "export", server.checkpoint_id, "--format", "peft", "-o", str(output)]
     args += ["--data-dir", str(server.settings.data_dir)]
-    result = CliRunner().invoke(cli, args)
+    result = CliRunner().invoke(cli, args, env=server.cli_env)
     assert result.exit_code == 0, result.output
     assert (output / "adapter_model.safetensors").read_bytes() == ADAPTER_FILES["adapter_model.safetensors"]
-    again = CliRunner().invoke(cli, args)
+    again = CliRunner().invoke(cli, args, env=server.cli_env)
     assert again.exit_code == 1 and "already exists" in again.output

@@ -144,6 +144,8 @@ class Models:
     def give_way(self) -> None:
         """Unloads the least recently used bases while a process of the host waits for the memory
         they hold (a training job: openft/memory.py). For an idle engine: no row uses them."""
+        if not self._models:
+            return
         with self.host.deciding():
             wanted = self.host.wanted_from_me()
             for name in list(self._models):
