@@ -59,8 +59,10 @@ def test_what_others_hold_is_taken_off_until_they_die(tmp_path):
             textwrap.dedent(f"""
                 import sys, time
                 from openft.memory import HostMemory
-                HostMemory({str(tmp_path)!r}, "trainer", "cpu", {total}).record({40 * GiB})
-                HostMemory({str(tmp_path)!r}, "trainer", "cuda", {total}).record({10 * GiB})
+                ram = HostMemory({str(tmp_path)!r}, "trainer", "cpu", {total})
+                ram.record({40 * GiB})
+                gpu = HostMemory({str(tmp_path)!r}, "trainer", "cuda", {total})
+                gpu.record({10 * GiB})
                 print("holding", flush=True)
                 time.sleep(600)
             """),
