@@ -1,6 +1,7 @@
 """Exports as queued work on a host (runner/exporter.py): at most OPENFT_EXPORTS_PER_HOST run at
 once, whichever processes of the host claim them; an exporter that dies mid-export leaves a
-partial folder that the next exporter to start removes, and the export runs again. The exports
+partial folder that the next exporter to start removes, and the export runs again; `openft
+models export --base-url` queues, waits for and downloads an export of a live server. The exports
 are of a tiny base (tests/tiny_models.py) as a merged model: seconds, most of them importing torch."""
 
 import io
@@ -15,13 +16,16 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from openft.cli.app import app as cli
 from openft.models.store import register_base
 from openft.runner.exporter import Exporter, HostSlots
 from openft.server.app import create_app
 from openft.settings import Settings
 from openft.store.db import Database
 from openft.store.tables import ExportRow
+from tests.helpers import LiveServer
 
 BASE = "tiny-llama"
 
@@ -92,6 +96,21 @@ def test_an_export_whose_exporter_dies_midway_is_cleaned_up_and_runs_again(setti
     published = settings.data_dir / "exports" / export_id / row.filename
     with tarfile.open(fileobj=io.BytesIO(published.read_bytes())) as tar:
         assert f"{BASE}-merged/model.safetensors" in tar.getnames()
+
+
+def test_the_command_exports_through_a_server_and_cleans_up_there(settings, tmp_path):
+    server = LiveServer(settings.data_dir, env={"OPENFT_HOST_DIR": str(settings.host_dir)})
+    try:
+        output = tmp_path / "tiny"
+        args = ["models", "export", BASE, "--format", "merged", "-o", str(output), "--base-url", server.base_url]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        assert (output / "model.safetensors").exists() and (output / "README.md").exists()
+        with Database(settings).session() as session:
+            assert session.scalars(select(ExportRow)).all() == []  # deleted once downloaded
+        assert list((settings.data_dir / "exports").iterdir()) == []
+    finally:
+        server.stop()
 
 
 def exporting(scratch: Path) -> bool:
