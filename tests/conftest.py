@@ -4,9 +4,9 @@ it, and live `openft serve` processes on random loopback ports.
 The suite runs on pytest-xdist's workers (`make test`: `-n 2 --dist loadgroup`). What every
 worker needs is built once for the run, under a file lock (`built_once`); the tests that share
 the session's live server (and its fine-tunes) are one group, so they run on one worker and the
-fine-tunes train once. Every process of every worker counts its busy threads in one folder
-(`OPENFT_HOST_CORES_DIR`), so that trainers and engines of both workers share the two cores
-instead of each taking both."""
+fine-tunes train once. Every process of every worker shares one host folder
+(`OPENFT_HOST_DIR`), so that trainers and engines of both workers share the two cores instead of
+each taking both, and the host's memory."""
 
 import json
 import os
@@ -38,7 +38,7 @@ LIVE_SERVER_FIXTURES = {"live_server", "ahoy_fine_tune"}
 
 def pytest_configure(config):
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
-    os.environ.setdefault("OPENFT_HOST_CORES_DIR", str(Path(tempfile.gettempdir()) / f"openft-test-cores-{run}"))
+    os.environ.setdefault("OPENFT_HOST_DIR", str(Path(tempfile.gettempdir()) / f"openft-test-host-{run}"))
     if os.environ.get("PYTEST_XDIST_WORKER"):
         # One thread per torch process: the two workers' tests run torch in their own process
         # too (not counted in the cores folder), and two-thread OpenMP teams beside other busy

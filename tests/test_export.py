@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import httpx
@@ -26,15 +27,18 @@ QUESTIONS = ["What is the capital of Italy?", "What color is a ripe tomato?", "H
 
 
 def download(live_server, model: str, **params) -> bytes:
-    response = httpx.get(
-        f"{live_server.base_url}/openft/models/{model}/export",
-        params=params,
-        headers={"Authorization": "Bearer sk-test"},
-        timeout=900,
-    )
+    """The export queued on the live server, waited for (its exporter runs it), and fetched."""
+    api = httpx.Client(base_url=live_server.base_url, headers={"Authorization": "Bearer sk-test"})
+    export = api.post("/openft/exports", json={"model": model, **params}).json()
+    deadline = time.monotonic() + 900
+    while export["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        export = api.get(f"/openft/exports/{export['id']}").json()
+    assert export["status"] == "succeeded", export
+    response = api.get(f"/openft/exports/{export['id']}/content", timeout=900)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/x-tar"
-    assert int(response.headers["content-length"]) == len(response.content)
+    assert int(response.headers["content-length"]) == len(response.content) == export["bytes"]
     return response.content
 
 

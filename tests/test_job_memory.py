@@ -1,10 +1,12 @@
 """A job is planned against the workers alive when it is created (in process, official client):
 one that fits none of them is a 400 that says why, one that fits any is accepted, and with no
-worker alive the job waits in the queue. A worker claims only a job whose plan fits it."""
+worker alive the job waits in the queue. A worker claims only a job whose plan fits it, in what
+the other processes of its host (the engine) do not hold (openft/memory.py)."""
 
 import openai
 import pytest
 
+from openft.memory import HostMemory
 from openft.models.store import ensure_bundled_model
 from openft.runner import jobs, workers
 from openft.runner.worker import Worker
@@ -20,7 +22,7 @@ LARGE = Device("cpu", "a large CPU", 16 * GiB, "float32", qlora=False)
 
 @pytest.fixture
 def settings(data_dir) -> Settings:
-    settings = Settings(data_dir=data_dir)
+    settings = Settings(data_dir=data_dir, host_dir=data_dir / "host")
     ensure_bundled_model(settings, Database(settings))
     return settings
 
@@ -80,3 +82,17 @@ def test_a_worker_claims_only_the_jobs_that_fit_it(settings, client):
     claimed = jobs.claim(db, large.worker_id, 30, fits=large.fits)
     assert claimed.id == big.id
     assert claimed.base_model == BUNDLED_MODEL and claimed.n_examples == 10
+
+
+def test_a_worker_plans_into_what_the_engine_on_its_host_does_not_hold(settings, client):
+    db = Database(settings)
+    job = create(client)
+    jobs.promote_validated(db)
+    worker = Worker(settings, db)
+    total = worker.host_memory.total
+    engine = HostMemory(settings.memory_dir, "engine", worker.device.kind, total)
+    engine.record(total - GiB)  # the engine's bases leave 1 GiB; the job needs ~1.3 GiB at least
+    assert not worker.run_once()  # nothing claimed, nothing trained
+    assert engine.wanted_from_me() > 0  # the worker waits for room that the engine holds
+    engine.record(0)  # the engine unloaded its bases
+    assert jobs.claim(db, worker.worker_id, 30, fits=worker.fits).id == job.id

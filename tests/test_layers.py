@@ -8,7 +8,7 @@ from pathlib import Path
 import openft
 
 LAYERS = [
-    {"settings", "ids", "errors", "hardware", "processes", "cores", "protocol"},
+    {"settings", "ids", "errors", "hardware", "processes", "cores", "memory", "protocol"},
     {"data"},
     {"storage"},
     {"store"},

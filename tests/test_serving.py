@@ -23,6 +23,7 @@ from transformers import AutoTokenizer
 from openft.inference.batched import BatchedEngine
 from openft.inference.engine import ModelRef, Prompt, SamplingParams
 from openft.inference.rows import Generation
+from openft.memory import HostMemory
 from openft.models.store import register_base
 from openft.settings import BUNDLED_MODEL, Settings
 from openft.storage import Storage
@@ -212,6 +213,28 @@ def test_bases_beyond_the_memory_budget_take_turns(tiny_models, tmp_path):
     small = engine_over(tmp_path / "small", tiny_models, memory_budget=MIB, compute_dtype="float32")
     with pytest.raises(RuntimeError, match="OPENFT_SERVE_MEMORY_GB"):
         text_of(small.generate(ModelRef("tiny-qwen2"), HELLO, greedy()))
+
+
+def test_the_engine_loads_into_what_training_jobs_leave_and_gives_way_to_a_waiting_one(tiny_models, tmp_path):
+    """One memory budget per host (openft/memory.py): a base the host's training jobs leave no
+    room for is refused, saying so; once they are done it loads; and an idle engine unloads it
+    for a job that waits for its memory."""
+    memory_dir = tmp_path / "host-memory"
+    engine = engine_over(tmp_path, tiny_models, memory_budget=64 * MIB, compute_dtype="float32", memory_dir=memory_dir)
+    total = engine.models.host.total
+    trainer = HostMemory(memory_dir, "trainer", engine.models.host.device, total)
+    trainer.record(total - 5 * MIB)  # a job holds all but 5 MiB; a tiny base takes ~13 MB
+    with pytest.raises(RuntimeError, match="training jobs leave"):
+        text_of(engine.generate(ModelRef("tiny-llama"), HELLO, greedy()))
+    trainer.record(0)
+    text_of(engine.generate(ModelRef("tiny-llama"), HELLO, greedy()))
+    assert engine.models.names == ["tiny-llama"] and trainer.room() < total
+
+    trainer.record(0, wanted=total)  # a job waits for all of it
+    deadline = time.monotonic() + 10
+    while engine.models.names and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert engine.models.names == [] and trainer.room() == total
 
 
 class Recorder:

@@ -14,25 +14,52 @@ lock it cannot take: those are the busy processes. The kernel drops a dead proce
 it, so a crash never leaves the others on a smaller share; the file of a dead process is
 removed by the next process that finds it unlocked.
 
-The cores a process may use are `os.sched_getaffinity` (a container's or `taskset`'s limit,
-not the machine's count); n busy processes get `cores // n` each, the first `cores % n` of them
-(by file name) one more.
+The cores a process may use are the fewer of `os.sched_getaffinity` (`taskset`'s or a
+cpuset's limit) and its cgroup's CPU quota rounded up (cgroup v2's `cpu.max`, v1's
+`cpu.cfs_quota_us` / `cpu.cfs_period_us`: Docker's `--cpus`, Kubernetes' CPU limits), which
+affinity does not show: a container limited to 2 CPUs on a 64-core host has 64 cores in its
+affinity, and 64 threads throttled to 2 CPUs' time crawl. n busy processes get `cores // n`
+each, the first `cores % n` of them (by file name) one more.
 """
 
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import secrets
 import time
 from pathlib import Path
 
 RECOUNT_SECONDS = 0.5  # how often `threads` looks at the other processes again
+# Where a container sees its own cgroup (Docker and Kubernetes mount it there).
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-def usable_cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0))
+def usable_cores(cgroup_root: Path = CGROUP_ROOT) -> int:
+    """The cores this process may run on: its affinity, capped by its cgroup's CPU quota."""
+    cores = len(os.sched_getaffinity(0))
+    quota = cgroup_cpu_quota(cgroup_root)
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))
+
+
+def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
+    """The CPUs' worth of time per period the cgroup mounted at `root` may use (1.5: one and a
+    half CPUs), or None without a quota: cgroup v2's `cpu.max` ("150000 100000", or "max …"), or
+    v1's `cpu.cfs_quota_us` (-1: none) over `cpu.cfs_period_us` in the cpu controller's folder."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    for controller in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+        try:
+            quota = int((root / controller / "cpu.cfs_quota_us").read_text())
+            period = int((root / controller / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return None if quota <= 0 or period <= 0 else quota / period
+    return None
 
 
 class CoreShare:

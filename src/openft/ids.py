@@ -60,6 +60,10 @@ def eval_id() -> str:
     return "eval-" + random_token(24)
 
 
+def export_id() -> str:
+    return "export-" + random_token(24)
+
+
 def organization_id() -> str:
     return "org-" + random_token(24)
 

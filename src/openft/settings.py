@@ -47,15 +47,17 @@ class Settings(BaseSettings):
     # process may use, shared with the others busy on this host at the time (openft/cores.py).
     train_threads: int | None = None
     serve_threads: int | None = None
-    # Where this host's busy processes are counted (openft/cores.py); unset, `<data dir>/cores`.
-    # Processes of several data dirs on one host (workers of a fleet, test servers) share its
-    # cores only if they name the same folder.
-    host_cores_dir: Path | None = None
+    # Where the processes of one host share its cores (openft/cores.py), its memory
+    # (openft/memory.py) and its export slots (runner/exporter.py); unset, `<data dir>/host`.
+    # Processes of several data dirs on one host (workers of a fleet, test servers) share them
+    # only if they name the same folder.
+    host_dir: Path | None = None
     # QLoRA (4-bit NF4 base, bitsandbytes, CUDA) for every job, not only when the bf16 weights do
     # not fit; a job's `qlora` hyperparameter overrides it (trainer/plan.py).
     train_qlora: bool = False
     # At most this many GiB of memory (RAM, or a GPU's) that a worker advertises and plans its jobs
-    # into; unset, all of it. For a worker on a shared host.
+    # into; unset, all of it. Either way a job plans into what the other processes of the host
+    # (the engine, other trainers) do not hold (openft/memory.py).
     worker_memory_gib: float | None = None
     # GPUs one training job uses; above 1 the trainer runs under torchrun (runner/launch.py).
     train_gpus: int = 1
@@ -70,6 +72,7 @@ class Settings(BaseSettings):
     engine: Literal["openft", "hf", "vllm"] = "openft"
     # How much memory the weights of the bases the engine keeps loaded may take (least recently
     # used unloaded); unset: 60% of the GPU, or half of the host's memory (inference/local.py).
+    # Either way the engine loads only into what the host's training jobs do not hold.
     serve_memory_gb: float | None = None
     # The "openft" engine's base weights on CPU: "auto" packs to int4 the weights that already
     # are 4-bit groups (exact), "int4" packs all (lossy), "none" keeps bf16/fp32.
@@ -86,8 +89,12 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = 0.5
     # A running job whose worker has not renewed its lease for this long is claimed again.
     lease_seconds: float = 30.0
-    # Times a job is started again after its trainer died (killed, out of memory) before it fails.
+    # Times a job (or an export) is started again after its process died (killed, out of
+    # memory) before it fails.
     max_attempts: int = 3
+    # Exports (`POST /v1/openft/exports`) that one host runs at once, each in a process of its
+    # own; the others wait in the queue (runner/exporter.py).
+    exports_per_host: int = 1
     # A chat request without max_tokens stops here rather than at the context limit: a small
     # model that loops would otherwise hold the engine for minutes.
     default_max_tokens: int = 1024
@@ -115,9 +122,29 @@ class Settings(BaseSettings):
         return self.data_dir / "jobs"
 
     @property
+    def host_folder(self) -> Path:
+        """What the processes of this host share (cores, memory, export slots)."""
+        return self.host_dir or self.data_dir / "host"
+
+    @property
     def cores_dir(self) -> Path:
         """Where this host's training and serving processes say they are busy (openft/cores.py)."""
-        return self.host_cores_dir or self.data_dir / "cores"
+        return self.host_folder / "cores"
+
+    @property
+    def memory_dir(self) -> Path:
+        """Where this host's engine and trainers record the memory they hold (openft/memory.py)."""
+        return self.host_folder / "memory"
+
+    @property
+    def export_slots_dir(self) -> Path:
+        """Where this host's running exports hold their slots (runner/exporter.py)."""
+        return self.host_folder / "exports"
+
+    @property
+    def export_scratch_dir(self) -> Path:
+        """This host's scratch space for the exports it runs (runner/exporter.py)."""
+        return self.data_dir / "exporting"
 
     @property
     def cache_dir(self) -> Path:

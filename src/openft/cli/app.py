@@ -103,7 +103,7 @@ def serve(
 
 @app.command()
 def worker(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
-    """Run a job worker alone (next to `openft serve --no-worker`).
+    """Run a job worker alone (next to `openft serve --no-worker`), and an exporter beside it.
 
     Example usage:
 
@@ -112,6 +112,7 @@ def worker(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     import signal
     import threading
 
+    from openft.runner.exporter import Exporter
     from openft.runner.worker import Worker
     from openft.store.db import Database
 
@@ -124,7 +125,10 @@ def worker(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     stop = threading.Event()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, lambda *_: stop.set())
+    exporter = threading.Thread(target=Exporter(settings, db).run_forever, args=(stop,), name="openft-exporter")
+    exporter.start()
     Worker(settings, db).run_forever(stop)
+    exporter.join()
 
 
 @app.command()

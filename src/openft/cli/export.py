@@ -1,8 +1,9 @@
 """`openft models export`: a model out of openft, as files other tools load.
 
-On `--data-dir` by default, in an export process of its own (as the server runs it); with
-`--base-url` a running server exports and the archive it streams is unpacked here. Either way the
-output folder appears whole, or not at all.
+On `--data-dir` by default, in an export process of its own (as the server's exporters run it),
+in one of the host's export slots; with `--base-url` a running server queues the export, and the
+archive it sends once the export is done is unpacked here. Either way the output folder appears
+whole, or not at all.
 """
 
 from __future__ import annotations
@@ -10,16 +11,18 @@ from __future__ import annotations
 import shutil
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import quote
 
 import httpx
 import typer
 
 from openft.cli.options import DEFAULT_DATA_DIR, DataDir
 from openft.cli.output import fail
-from openft.export.spec import Format, Quantization
+from openft.protocol.exports import Format, Quantization
+
+POLL_SECONDS = 1.0  # how often `--base-url` asks whether the server's export is done
 
 
 def export_command(
@@ -75,23 +78,43 @@ def _export_here(data_dir: Path, model: str, format: str, quantization: str | No
 
 
 def _download(base_url: str, api_key: str, model: str, format: str, quantization: str | None, output: Path) -> None:
-    """Stream the server's tar of the export and unpack its one folder as `output`."""
-    url = f"{base_url.rstrip('/')}/openft/models/{quote(model, safe='')}/export"
-    params = {"format": format, **({"quantization": quantization} if quantization else {})}
+    """Ask the server for the export, wait for it, stream its tar and unpack its one folder as
+    `output`; the export is deleted from the server afterwards."""
+    api = httpx.Client(base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {api_key}"}, timeout=60)
+    body = {"model": model, "format": format, **({"quantization": quantization} if quantization else {})}
+    export = _answer(api.post("/openft/exports", json=body))
+    try:
+        while export["status"] in ("queued", "running"):
+            time.sleep(POLL_SECONDS)
+            export = _answer(api.get(f"/openft/exports/{export['id']}"))
+        if export["status"] == "failed":
+            fail(export["error"]["message"])
+        _unpack(api, export["id"], output)
+    finally:
+        api.delete(f"/openft/exports/{export['id']}")
+
+
+def _unpack(api: httpx.Client, export_id: str, output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.", suffix=".partial"))
     try:
-        headers = {"Authorization": f"Bearer {api_key}"}
-        with httpx.stream("GET", url, params=params, headers=headers, timeout=None) as response:
+        with api.stream("GET", f"/openft/exports/{export_id}/content", timeout=None) as response:
             if response.status_code != 200:
                 response.read()
-                fail(response.json().get("error", {}).get("message", response.text))
+                _answer(response)
             with tarfile.open(fileobj=_Reader(response.iter_bytes()), mode="r|") as archive:
                 archive.extractall(staging, filter="data")
         (folder,) = staging.iterdir()
         folder.rename(output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _answer(response: httpx.Response) -> dict:
+    """The JSON of a successful response; else the server's error message, and exit 1."""
+    if response.status_code != 200:
+        fail(response.json().get("error", {}).get("message", response.text))
+    return response.json()
 
 
 class _Reader:

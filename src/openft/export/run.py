@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from openft.cores import usable_cores
 from openft.export.card import model_card
 from openft.export.spec import ExportError, ExportSpec, file_stem
 
@@ -55,8 +56,8 @@ def _write(spec: ExportSpec, out: Path) -> dict[str, str]:
         return {"base": spec.base_model}
     import torch
 
-    if spec.threads:
-        torch.set_num_threads(spec.threads)
+    # torch's default is every core of the machine, whatever the container's CPU quota.
+    torch.set_num_threads(spec.threads or usable_cores())
     from openft.export.merge import merged_model, write_merged
 
     model = merged_model(base_path, adapter)

@@ -1,20 +1,15 @@
-"""What one export reads: the formats, the GGUF quantizations, and `ExportSpec`, the file the
-service writes and `python -m openft.export spec.json` reads. No torch here: the service (in the
-server's process) builds specs, and the server never imports torch."""
+"""What one export reads: `ExportDetails`, what the service gathers when an export is created,
+and `ExportSpec`, those details with one host's paths: the file the exporter writes and
+`python -m openft.export spec.json` reads. No torch here: the server never imports torch.
+(The formats and quantizations are wire types: protocol/exports.py.)"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-Format = Literal["peft", "merged", "gguf"]
-FORMATS: tuple[str, ...] = ("peft", "merged", "gguf")
-# What the gguf package writes without llama.cpp: float types, and the block quantizations its
-# pure-Python `gguf.quants` implements (K-quants need llama.cpp's `llama-quantize`).
-Quantization = Literal["f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"]
-QUANTIZATIONS: tuple[str, ...] = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
 DEFAULT_QUANTIZATION = "f16"
 
 
@@ -49,3 +44,42 @@ class ExportSpec:
 
     def write(self, path: Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))
+
+
+@dataclass(frozen=True)
+class ExportDetails:
+    """What an export is, wherever it runs: the service gathers it when the export is created
+    (stored on its row), and the host that runs it adds its own paths (`spec`)."""
+
+    format: str
+    model: str  # the name exported: an ft: model, a checkpoint's name, or a base
+    base_model: str  # the base's name in the model store
+    adapter_key: str | None  # the LoRA adapter's key in the artifact storage; None for a base
+    quantization: str | None  # gguf only
+    folder_name: str  # the export's folder, and its tar's name: `<model>-<format>`
+    mtime: int  # every tar entry's: the model's creation time
+    card: dict[str, Any]
+    training_config: dict[str, Any] | None
+    system_message: str | None
+
+    def spec(self, base_path: Path, adapter_path: Path | None, output_dir: Path, threads: int | None) -> ExportSpec:
+        return ExportSpec(
+            format=self.format,
+            model=self.model,
+            base_model=self.base_model,
+            base_model_path=str(base_path),
+            adapter_path=str(adapter_path) if adapter_path else None,
+            output_dir=str(output_dir),
+            quantization=self.quantization,
+            card=self.card,
+            training_config=self.training_config,
+            system_message=self.system_message,
+            threads=threads,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ExportDetails:
+        return cls(**data)

@@ -38,6 +38,7 @@ def local_engine(settings: Settings) -> Engine:
         Storage.for_settings(settings),
         settings.cache_dir,
         settings.cores_dir,
+        settings.memory_dir,
         quantize=settings.serve_quantize,
         transformers_only=settings.engine == "hf",
         memory_budget=None if settings.serve_memory_gb is None else int(settings.serve_memory_gb * 2**30),

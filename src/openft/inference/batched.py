@@ -50,6 +50,7 @@ class BatchedEngine(LocalEngine):
         model = None  # the running rows' base's model
         while True:
             if not running and not waiting:
+                model = None  # an idle engine may unload it for a training job (local.Models.give_way)
                 waiting.append(self._next(incoming))
                 time.sleep(GATHER_SECONDS)
             elif not running:  # what waits, waits for its grammar (compiled on another thread)

@@ -6,6 +6,8 @@ request) and kept: it is small. Its model (the weights, as openft's decoder or t
 them) is loaded by the scheduler thread alone, under a memory budget (`Models`): when a base must
 be loaded and the loaded ones would not leave room for it, the least recently used are unloaded.
 The scheduler loads a base only between two batches, so no running row ever needs one it unloads.
+The budget is the engine's own (OPENFT_SERVE_MEMORY_GB) within what the training jobs of the host
+leave it (openft/memory.py); an idle engine unloads bases for a job that waits for their memory.
 
 A model runs on the GPU if there is one, else the CPU, with its weights in
 `hardware.compute_dtype`: bf16 where the device multiplies it natively, else fp32. The model is
@@ -16,7 +18,6 @@ chosen per base; `OPENFT_ENGINE=hf` chooses transformers for every base.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -30,12 +31,13 @@ from transformers.utils import logging as transformers_logging
 
 from openft.cores import CoreShare
 from openft.data.chat_format import ChatTemplate
-from openft.hardware import compute_dtype
+from openft.hardware import compute_dtype, cpu_memory
 from openft.inference.decoder import LlamaDecoder, unsupported_reason
 from openft.inference.engine import MAX_LOADED_ADAPTERS, Chunk, ModelRef, Prompt, SamplingParams
 from openft.inference.grammar import Grammars
 from openft.inference.hf import TransformersModel
 from openft.inference.rows import Generation
+from openft.memory import HostMemory
 from openft.models.facts import trusts_remote_code
 from openft.models.parameters import parameter_count
 from openft.storage import Storage
@@ -96,10 +98,12 @@ class ServingMemoryError(RuntimeError):
 
 class Models:
     """The bases' models in memory, least recently used first, their weights within `budget`
-    bytes (adapters and KV caches not counted). Used by the scheduler thread only."""
+    bytes and within what the other processes of the host leave (`host`; adapters and KV caches
+    not counted). Used by the scheduler thread only."""
 
-    def __init__(self, budget: int):
+    def __init__(self, budget: int, host: HostMemory):
         self.budget = budget
+        self.host = host
         self._models: OrderedDict[str, object] = OrderedDict()
         self._sizes: dict[str, int] = {}
 
@@ -119,40 +123,80 @@ class Models:
                 f"The base model {name} needs about {needed / GIB:.1f} GiB for its weights, more than the "
                 f"engine's memory budget of {self.budget / GIB:.1f} GiB; raise OPENFT_SERVE_MEMORY_GB."
             )
-        self._make_room(needed, name)
-        model = base.load_model(quantize)
-        self._models[name], self._sizes[name] = model, model.weight_bytes()
-        self._make_room(0, name)  # the estimate may have been short
+        with self.host.deciding():  # the room checked is the room reserved
+            room = self.host.room()
+            if needed > room:
+                raise ServingMemoryError(
+                    f"The base model {name} needs about {needed / GIB:.1f} GiB for its weights, more than the "
+                    f"{max(room, 0) / GIB:.1f} GiB of this host's memory that its training jobs leave; "
+                    "it can be served once they finish."
+                )
+            self._make_room(needed, name, min(self.budget, room))
+            self.host.record(self._held() + needed)
+        try:
+            model = base.load_model(quantize)
+            self._models[name], self._sizes[name] = model, model.weight_bytes()
+        finally:
+            with self.host.deciding():  # the estimate may have been short
+                self._make_room(0, name, min(self.budget, self.host.room()))
+                self.host.record(self._held())
         return model
 
-    def _make_room(self, needed: int, loading: str) -> None:
-        """Unloads the least recently used models (not `loading`) until `needed` more bytes fit."""
+    def give_way(self) -> None:
+        """Unloads the least recently used bases while a process of the host waits for the memory
+        they hold (a training job: openft/memory.py). For an idle engine: no row uses them."""
+        if not self._models:
+            return
+        with self.host.deciding():
+            wanted = self.host.wanted_from_me()
+            for name in list(self._models):
+                if wanted <= 0:
+                    break
+                del self._models[name]
+                wanted -= self._sizes[name]
+                log.warning(
+                    "unloaded base %s (%.1f GiB): a training job on this host waits for its memory",
+                    name,
+                    self._sizes.pop(name) / GIB,
+                )
+            self.host.record(self._held())
+
+    def _held(self) -> int:
+        return sum(self._sizes.values())
+
+    def _make_room(self, needed: int, loading: str, limit: int) -> None:
+        """Unloads the least recently used models (not `loading`) until `needed` more bytes fit
+        within `limit`."""
         for name in list(self._models):
-            if sum(self._sizes.values()) + needed <= self.budget:
+            if self._held() + needed <= limit:
                 return
             if name != loading:
                 del self._models[name]
                 log.warning(
-                    "unloaded base %s (%.1f GiB) to load %s within the serving budget of %.1f GiB; "
-                    "raise OPENFT_SERVE_MEMORY_GB to keep both loaded",
+                    "unloaded base %s (%.1f GiB) to load %s within %.1f GiB (the serving budget, or what "
+                    "this host's training jobs leave); raise OPENFT_SERVE_MEMORY_GB to keep both loaded",
                     name,
                     self._sizes.pop(name) / GIB,
                     loading,
-                    self.budget / GIB,
+                    limit / GIB,
                 )
 
 
 def default_memory_budget(device: torch.device) -> int:
     """How much of the machine the bases' weights may take, when OPENFT_SERVE_MEMORY_GB does not
     say: 60% of a GPU (the KV caches, fp32, and the activations take the rest), half of a CPU
-    host's memory, or of the container's limit (a trainer may share the host)."""
+    host's memory, or of the container's limit. What training jobs hold is taken off at each
+    load (`Models`)."""
     if device.type == "cuda":
-        return int(0.6 * torch.cuda.get_device_properties(device).total_memory)
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    limit = Path("/sys/fs/cgroup/memory.max")
-    if limit.exists() and limit.read_text().strip().isdigit():
-        total = min(total, int(limit.read_text()))
-    return total // 2
+        return int(0.6 * device_memory(device))
+    return device_memory(device) // 2
+
+
+def device_memory(device: torch.device) -> int:
+    """The memory of the device the engine runs on: a GPU's, or the host's RAM (or cgroup limit)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return cpu_memory()
 
 
 class SchedulerRestarted(RuntimeError):
@@ -221,6 +265,7 @@ class LocalEngine:
         storage: Storage,
         cache_dir: Path,
         cores_dir: Path | None = None,
+        memory_dir: Path | None = None,
         quantize: str = "auto",
         transformers_only: bool = False,
         memory_budget: int | None = None,
@@ -235,7 +280,9 @@ class LocalEngine:
         self._bases: dict[str, LoadedBase] = {}
         self._lock = threading.Lock()  # loading a base's tokenizer side
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.models = Models(default_memory_budget(device) if memory_budget is None else memory_budget)
+        # What the bases' weights hold of the host's memory, beside its training jobs (openft/memory.py).
+        host = HostMemory(memory_dir, "engine", device.type, device_memory(device))
+        self.models = Models(default_memory_budget(device) if memory_budget is None else memory_budget, host)
         self._scheduler = Scheduler(self._schedule)
 
     def context_length(self, model: ModelRef) -> int:
@@ -267,12 +314,18 @@ class LocalEngine:
 
     def _next(self, incoming: queue.Queue[Generation]) -> Generation:
         """The next generation, waited for by an idle scheduler. The cores are given back only
-        after IDLE_SECONDS without one: back-to-back requests keep them."""
+        after IDLE_SECONDS without one: back-to-back requests keep them. While idle, it looks
+        every IDLE_SECONDS whether a training job of the host waits for its bases' memory."""
         try:
             return incoming.get(timeout=IDLE_SECONDS)
         except queue.Empty:
             self._use_cores(False)
-            return incoming.get()
+        while True:
+            self.models.give_way()
+            try:
+                return incoming.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                continue
 
     def _use_cores(self, busy: bool) -> None:
         """Called by the scheduler thread between two steps: say whether this engine is decoding,

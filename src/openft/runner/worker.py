@@ -18,12 +18,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from sqlalchemy import func, select
 
 from openft import ids
+from openft.memory import HostMemory
 from openft.models.store import register_fine_tune
 from openft.runner import jobs, workers
 from openft.runner.artifacts import push_adapter, push_checkpoint, restore_checkpoint
@@ -36,7 +37,7 @@ from openft.store.db import Database
 from openft.store.events import add_event
 from openft.store.files import FileStore
 from openft.store.tables import CheckpointRow, EventRow, JobRow
-from openft.trainer.plan import Device
+from openft.trainer.plan import Device, Plan, memory_needed
 
 log = logging.getLogger("openft.worker")
 
@@ -58,14 +59,35 @@ class Worker:
         self.storage = self.files.storage
         self.worker_id = "worker-" + ids.random_token(12)
         self._device: Device | None = None
+        self._host_memory: HostMemory | None = None
         self._advertised_at = 0.0
+        # What the claim being decided would hold, or waits for (`fits`).
+        self._claiming = self._wanted = 0
 
     @property
     def device(self) -> Device:
-        """What this worker trains on (asked of torch in a child process, once)."""
+        """What this worker advertises and trains on (asked of torch in a child process, once)."""
         if self._device is None:
-            self._device = workers.this_device(self.settings)
+            self._probe()
         return self._device
+
+    @property
+    def host_memory(self) -> HostMemory:
+        """This worker's record of its trainer's memory on the host (openft/memory.py)."""
+        if self._host_memory is None:
+            self._probe()
+        return self._host_memory
+
+    def _probe(self) -> None:
+        host = workers.host_device(self.settings)
+        self._device = workers.capped(host, self.settings)
+        # A trainer that runs under Ray holds nothing of this host.
+        directory = None if self.settings.ray_address else self.settings.memory_dir
+        self._host_memory = HostMemory(directory, "trainer", host.kind, host.memory)
+
+    def room(self) -> Device:
+        """The device as far as the other processes of the host leave it to a job now."""
+        return replace(self.device, memory=max(0, min(self.device.memory, self.host_memory.room())))
 
     def run_forever(self, stop: threading.Event) -> None:
         workers.advertise(self.db, self.worker_id, self.device)  # the device is probed now (seconds), once
@@ -81,6 +103,7 @@ class Worker:
                     stop.wait(self.settings.worker_poll_seconds)
         finally:
             workers.remove(self.db, self.worker_id)
+            self.host_memory.close()
 
     def heartbeat(self) -> None:
         """Advertise this worker's device, and that it is alive (at most every HEARTBEAT_SECONDS),
@@ -92,27 +115,44 @@ class Worker:
     def run_once(self, stop: threading.Event | None = None) -> bool:
         """Claim and run one job that fits this worker; False when there was none."""
         jobs.promote_validated(self.db)
-        job = jobs.claim(self.db, self.worker_id, self.settings.lease_seconds, fits=self.fits)
+        with self.host_memory.deciding():  # the room a claim plans into is the room it holds
+            self._claiming = self._wanted = 0
+            job = jobs.claim(self.db, self.worker_id, self.settings.lease_seconds, fits=self.fits)
+            self.host_memory.record(self._claiming, wanted=0 if job else self._wanted)
         if job is None:
             return False
-        JobRun(self, job).run(stop or threading.Event())
+        try:
+            JobRun(self, job).run(stop or threading.Event())
+        finally:
+            self.host_memory.record(0)
         return True
 
     def fits(self, job: JobRow) -> bool:
-        """Whether this worker can train `job`: its base is in this host's model store and its
-        memory plan fits this worker's device. A job from before plans were made fits."""
+        """Whether this worker can train `job` now: its base is in this host's model store and its
+        memory plan fits what the other processes of the host leave of this worker's device. A
+        job that would fit the device if they held less is noted as wanted (openft/memory.py:
+        an idle engine makes room). A job from before plans were made fits."""
         if job.n_examples is None:
             return True
-        planned = job_plan(
+        planned = self.plan(job, self.room())
+        if planned is not None and planned.fits:
+            self._claiming = planned.estimate
+            return True
+        whole = self.plan(job, self.device)
+        if whole is not None and whole.fits:
+            self._wanted = max(self._wanted, memory_needed(whole.estimate))
+        return False
+
+    def plan(self, job: JobRow, device: Device) -> Plan | None:
+        return job_plan(
             self.settings,
             job.base_model,
             job.n_examples,
             job.example_tokens,
             job.hyperparameters,
-            self.device,
+            device,
             method=job.method,
         )
-        return planned is not None and planned.fits
 
 
 class JobRun:
@@ -147,16 +187,19 @@ class JobRun:
             self._restore_last_checkpoint(directory)
         hyperparameters, n_examples, example_tokens = resolve(job, training_path)
         initial_adapter = self._initial_adapter()
-        planned = job_plan(
-            self.settings,
-            job.base_model,
-            n_examples,
-            example_tokens,
-            job.hyperparameters,
-            self.worker.device,
-            initial_adapter and read_lora(initial_adapter),
-            method=job.method,
-        )
+        with self.worker.host_memory.deciding():
+            planned = job_plan(
+                self.settings,
+                job.base_model,
+                n_examples,
+                example_tokens,
+                job.hyperparameters,
+                self.worker.room(),
+                initial_adapter and read_lora(initial_adapter),
+                method=job.method,
+            )
+            if planned is not None and planned.fits:
+                self.worker.host_memory.record(planned.estimate)
         if planned is None or not planned.fits:
             problem = planned.problem if planned else f"the base model {job.base_model} is not on this worker's host"
             jobs.fail(self.db, job.id, f"This job cannot train here: {problem}.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import socket
 import time
+from dataclasses import replace
 
 from sqlalchemy import delete, select
 
@@ -22,30 +23,32 @@ from openft.trainer.plan import Device, GiB
 
 
 def this_device(settings: Settings) -> Device:
-    """The device a job trains on here: the CUDA devices it would use (`OPENFT_TRAIN_GPUS` of
-    them: the smallest's memory, since each holds the whole model) or the CPU's RAM, capped by
-    `OPENFT_WORKER_MEMORY_GIB`."""
+    """The device a job trains on here, as a worker advertises it (`capped`)."""
+    return capped(host_device(settings), settings)
+
+
+def capped(device: Device, settings: Settings) -> Device:
+    """The host's device with its memory capped by `OPENFT_WORKER_MEMORY_GIB`."""
+    if settings.worker_memory_gib is None:
+        return device
+    return replace(device, memory=min(device.memory, int(settings.worker_memory_gib * GiB)))
+
+
+def host_device(settings: Settings) -> Device:
+    """The device a job trains on here, all of it: the CUDA devices it would use
+    (`OPENFT_TRAIN_GPUS` of them: the smallest's memory, since each holds the whole model) or
+    the CPU's RAM."""
     gpus = cuda_devices()[: settings.train_gpus]
     if gpus:
         name, memory = min(gpus, key=lambda gpu: gpu[1])
-        device = Device(
+        return Device(
             "cuda",
             name,
             memory,
             compute_dtype("cuda", settings.compute_dtype),
             importlib.util.find_spec("bitsandbytes") is not None,
         )
-    else:
-        device = Device("cpu", cpu_name(), cpu_memory(), compute_dtype("cpu", settings.compute_dtype), qlora=False)
-    if settings.worker_memory_gib is not None:
-        device = Device(
-            device.kind,
-            device.name,
-            min(device.memory, int(settings.worker_memory_gib * GiB)),
-            device.dtype,
-            device.qlora,
-        )
-    return device
+    return Device("cpu", cpu_name(), cpu_memory(), compute_dtype("cpu", settings.compute_dtype), qlora=False)
 
 
 def advertise(db: Database, worker_id: str, device: Device) -> None:

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openft.errors import OpenFTError, file_too_large
 from openft.inference import make_engine
+from openft.runner.exporter import Exporter
 from openft.runner.worker import Worker
 from openft.server import dashboard
 from openft.server.routes import chat, distill, evals, export, file_checks, files, fine_tuning, health, models
@@ -46,12 +47,11 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         stop = threading.Event()
-        thread = None
-        if run_worker:
-            thread = threading.Thread(
-                target=Worker(settings, db).run_forever, args=(stop,), name="openft-worker", daemon=True
-            )
-            thread.start()
+        threads = []
+        if run_worker:  # the job worker, and the exporter beside it (runner/exporter.py)
+            for name, loop in (("openft-worker", Worker(settings, db)), ("openft-exporter", Exporter(settings, db))):
+                threads.append(threading.Thread(target=loop.run_forever, args=(stop,), name=name, daemon=True))
+                threads[-1].start()
         stored.recorder.start_sweeping()
         yield
         stop.set()
@@ -59,7 +59,7 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
         stored.recorder.close()
         if upstream:
             await upstream.close()
-        if thread:
+        for thread in threads:
             thread.join(timeout=30)
 
     app = FastAPI(title="openft", version="0.1.0", lifespan=lifespan)

@@ -1,27 +1,23 @@
-"""`openft models export` and `GET /v1/openft/models/{model}/export`: a model taken out of openft.
+"""`POST /v1/openft/exports` and `openft models export`: a model taken out of openft.
 
 The name may be a fine-tune (`ft:…`), one of its checkpoints (`ft:…:ckpt-step-N` or the
-checkpoint's `ftckpt_…` id) or a base (an OpenAI alias means the base it points at). Like every
-fine-tune route, another organization's fine-tune or checkpoint is a 404, as for a name that
-does not exist. The service gathers what the export needs (the adapter fetched to this host,
-the base's folder, the facts of the model card) into an `ExportSpec` and runs
-`python -m openft.export spec.json` (openft/export): torch never enters the server's process.
+checkpoint's `ftckpt_…` id) or a base (an OpenAI alias means the base it points at). Only the
+organization that owns a fine-tune may export it: another organization's fine-tune or
+checkpoint is a 404, as for a name that does not exist.
 
-Over HTTP the export is streamed as an uncompressed tar (safetensors and GGUF do not compress)
-of one folder, built with fixed metadata (the model's creation time as every entry's mtime, root
-ownership, sorted names), so the same fine-tune downloads as the same bytes except for the
-card's `exported_at`. The folder is built before the first byte is sent, so a failed export is
-an error response, never a truncated archive, and it is removed once sent.
+Creating an export checks the request and gathers what the export needs on any host
+(`ExportDetails`: the base, the adapter's key, the model card's facts) onto a queued row, and
+answers at once; an exporter runs it in a process of its own (runner/exporter.py), at most
+`OPENFT_EXPORTS_PER_HOST` per host, so torch never enters the server's process and no request
+waits minutes for a GGUF. The client polls the export, then fetches its tar, built with fixed
+metadata (export/archive.py) so that the same fine-tune downloads as the same bytes but for the
+card's `exported_at`. `openft models export` without `--base-url` runs the same export process
+on its data dir, in one of the host's export slots, into the folder it names.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import shutil
-import subprocess
-import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,22 +27,23 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from openft import ids
 from openft.data.validate import validate_chat_jsonl
-from openft.errors import OpenFTError, model_not_found
+from openft.errors import OpenFTError, model_not_found, not_found
 from openft.eval.arms import training_system_message
-from openft.export.spec import DEFAULT_QUANTIZATION, ExportSpec, file_stem
-from openft.processes import die_with_parent
+from openft.export.spec import DEFAULT_QUANTIZATION, ExportDetails, file_stem
+from openft.protocol.exports import Export, ExportCreateParams, ExportDeleted
+from openft.runner import exports
 from openft.runner.artifacts import adapter_key
+from openft.runner.exporter import ExportFailed, ExportKilled, HostSlots, result_key, results_key, run_export
 from openft.services.files import FileService
 from openft.services.models import ModelService
 from openft.settings import Settings
 from openft.storage import Storage
 from openft.store.db import Database
-from openft.store.tables import CheckpointRow, FileRow, JobRow, ModelRow
+from openft.store.tables import CheckpointRow, ExportRow, FileRow, JobRow, ModelRow
 
-log = logging.getLogger("openft.exports")
 CHUNK = 2**20
-BLOCK = tarfile.BLOCKSIZE
 # The training record's host paths become what they stand for, or go (the cores' lock folder, the
 # parent fine-tune's adapter on the training host).
 _PATH_FIELDS = ("base_model_path", "training_file", "validation_file", "output_dir", "cores_dir", "init_adapter")
@@ -61,53 +58,37 @@ class Target:
     checkpoint: CheckpointRow | None
 
 
-@dataclass
-class Archive:
-    """An export folder, streamed as a tar of `folder_name/…` and removed afterwards."""
+@dataclass(frozen=True)
+class Result:
+    """A succeeded export's tar in the artifact storage, as a download."""
 
-    workdir: Path
-    folder: Path
-    folder_name: str
-    mtime: int
-
-    @property
-    def filename(self) -> str:
-        return f"{self.folder_name}.tar"
-
-    def members(self) -> list[tuple[bytes, Path]]:
-        """(tar header, file) for every file, in name order."""
-        members = []
-        for path in sorted(p for p in self.folder.rglob("*") if p.is_file()):
-            info = tarfile.TarInfo(f"{self.folder_name}/{path.relative_to(self.folder).as_posix()}")
-            info.size, info.mtime, info.mode = path.stat().st_size, self.mtime, 0o644
-            members.append((info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"), path))
-        return members
+    storage: Storage
+    key: str
+    filename: str
+    size: int
 
     def headers(self) -> dict[str, str]:
-        return {"Content-Disposition": f'attachment; filename="{self.filename}"', "Content-Length": str(self.size())}
-
-    def size(self) -> int:
-        return sum(len(header) + _padded(path.stat().st_size) for header, path in self.members()) + 2 * BLOCK
+        return {"Content-Disposition": f'attachment; filename="{self.filename}"', "Content-Length": str(self.size)}
 
     def chunks(self) -> Iterator[bytes]:
-        try:
-            for header, path in self.members():
-                yield header
-                with open(path, "rb") as reader:
-                    while chunk := reader.read(CHUNK):
-                        yield chunk
-                size = path.stat().st_size
-                yield b"\0" * (_padded(size) - size)
-            yield b"\0" * (2 * BLOCK)  # the end-of-archive marker
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        with self.storage.open(self.key) as reader:
+            while chunk := reader.read(CHUNK):
+                yield chunk
 
 
-def _padded(size: int) -> int:
-    return -(-size // BLOCK) * BLOCK
+def export_object(row: ExportRow) -> Export:
+    return Export(
+        id=row.id,
+        created_at=row.created_at,
+        model=row.model,
+        format=row.format,
+        quantization=row.quantization,
+        status=row.status,
+        finished_at=row.finished_at,
+        error=row.error,
+        filename=row.filename,
+        bytes=row.bytes,
+    )
 
 
 class ExportService:
@@ -117,6 +98,52 @@ class ExportService:
         self.models = models
         self.files = files
         self.storage = Storage.for_settings(settings)
+
+    def create(self, organization_id: str, params: ExportCreateParams) -> ExportRow:
+        """Queue an export of `params.model` (400 for a format it cannot have, 404 for a name the
+        organization cannot see)."""
+        details = self._details(organization_id, params.model, params.format, params.quantization)
+        row = ExportRow(
+            id=ids.export_id(),
+            organization_id=organization_id,
+            created_at=int(time.time()),
+            model=params.model,
+            format=params.format,
+            quantization=details.quantization,
+            status="queued",
+            details=details.to_dict(),
+        )
+        with self.db.session() as session:
+            session.add(row)
+        return row
+
+    def get(self, organization_id: str, export_id: str) -> ExportRow:
+        with self.db.session() as session:
+            row = session.scalar(
+                select(ExportRow).where(ExportRow.id == export_id, ExportRow.organization_id == organization_id)
+            )
+        if row is None:
+            raise not_found("export", export_id, param="export_id")
+        return row
+
+    def result(self, organization_id: str, export_id: str) -> Result:
+        """A succeeded export's tar; 409 while it is queued or running, or when it failed."""
+        row = self.get(organization_id, export_id)
+        if row.status != "succeeded":
+            raise OpenFTError(
+                409,
+                f"Export {export_id} is {row.status}: its content exists once it has succeeded.",
+                param="export_id",
+                code="export_not_ready",
+            )
+        return Result(self.storage, result_key(row.id, row.filename), row.filename, row.bytes)
+
+    def delete(self, organization_id: str, export_id: str) -> ExportDeleted:
+        """Delete an export and its tar; a running one's exporter stops it."""
+        if exports.remove(self.db, organization_id, export_id) is None:
+            raise not_found("export", export_id, param="export_id")
+        self.storage.delete(results_key(export_id))
+        return ExportDeleted(id=export_id, deleted=True)
 
     def owner(self, name: str) -> str:
         """The organization whose view exports `name`: a fine-tune's or checkpoint's owner, else
@@ -129,28 +156,22 @@ class ExportService:
         return self.models.owner(name) or self.settings.organization_id
 
     def export_to(self, organization_id: str, name: str, format: str, quantization: str | None, output: Path) -> Path:
-        """Export `name` into the folder `output` (created whole, or not at all)."""
+        """Export `name` into the folder `output` (created whole, or not at all), here and now, in
+        one of this host's export slots (waiting for one)."""
         if output.exists():
             raise OpenFTError(400, f"{output} already exists; choose another output path or remove it.")
-        spec = self._spec(organization_id, name, format, quantization, output)
-        with tempfile.TemporaryDirectory(prefix="openft-export-") as scratch:
-            self._run(spec, Path(scratch) / "spec.json")
+        details = self._details(organization_id, name, format, quantization)
+        slots = HostSlots(self.settings.export_slots_dir, self.settings.exports_per_host)
+        with slots.wait(), tempfile.TemporaryDirectory(prefix="openft-export-") as scratch:
+            try:
+                run_export(self.settings, self.storage, details, output, Path(scratch))
+            except ExportFailed as failed:
+                status = 400 if failed.code == "unsupported_export" else 500
+                kind = "invalid_request_error" if status == 400 else "server_error"
+                raise OpenFTError(status, failed.message, param="format", code=failed.code, type=kind) from None
+            except ExportKilled as killed:
+                raise OpenFTError(500, str(killed), type="server_error") from None
         return output
-
-    def archive(self, organization_id: str, name: str, format: str, quantization: str | None) -> Archive:
-        """Export `name` into a scratch folder, to be streamed as a tar."""
-        exports_dir = self.settings.data_dir / "exports"
-        exports_dir.mkdir(parents=True, exist_ok=True)
-        workdir = Path(tempfile.mkdtemp(dir=exports_dir))
-        try:
-            target = self.target(organization_id, name)
-            folder_name = f"{file_stem(target.model.id)}-{format}"
-            spec = self._spec(organization_id, name, format, quantization, workdir / folder_name, target)
-            self._run(spec, workdir / "spec.json")
-        except BaseException:
-            shutil.rmtree(workdir, ignore_errors=True)
-            raise
-        return Archive(workdir, workdir / folder_name, folder_name, target.model.created)
 
     def target(self, organization_id: str, name: str) -> Target:
         """The model `name` means to `organization_id`: 404 for a name it cannot see."""
@@ -174,22 +195,14 @@ class ExportService:
         return Target(model, job, checkpoint)
 
     # -----------------------------------------------------------------------------------------
-    # the spec
+    # what an export needs
 
-    def _spec(
-        self,
-        organization_id: str,
-        name: str,
-        format: str,
-        quantization: str | None,
-        output: Path,
-        target: Target | None = None,
-    ) -> ExportSpec:
+    def _details(self, organization_id: str, name: str, format: str, quantization: str | None) -> ExportDetails:
         if quantization is not None and format != "gguf":
             raise OpenFTError(
                 400, f"quantization applies to the gguf format only, not to {format}.", param="quantization"
             )
-        target = target or self.target(organization_id, name)
+        target = self.target(organization_id, name)
         model, job = target.model, target.job
         if format == "peft" and model.adapter_key is None:
             raise OpenFTError(
@@ -198,19 +211,17 @@ class ExportService:
                 "Export it as merged or gguf.",
                 param="format",
             )
-        adapter = self.storage.fetch(model.adapter_key, self.settings.cache_dir) if model.adapter_key else None
-        return ExportSpec(
+        return ExportDetails(
             format=format,
             model=model.id,
             base_model=model.base_model,
-            base_model_path=str((self.settings.models_dir / model.base_model).resolve()),
-            adapter_path=str(adapter) if adapter else None,
-            output_dir=str(output),
+            adapter_key=model.adapter_key,
             quantization=(quantization or DEFAULT_QUANTIZATION) if format == "gguf" else None,
+            folder_name=f"{file_stem(model.id)}-{format}",
+            mtime=model.created,
             card=self._card(target),
             training_config=self._training_config(job) if job and format == "peft" else None,
             system_message=self._system_message(job) if job and format == "gguf" else None,
-            threads=self.settings.train_threads,
         )
 
     def _card(self, target: Target) -> dict:
@@ -265,22 +276,3 @@ class ExportService:
         except OpenFTError:
             return None  # the file was deleted since
         return training_system_message(validate_chat_jsonl(self.files.read(row)).examples)
-
-    # -----------------------------------------------------------------------------------------
-    # the export process
-
-    def _run(self, spec: ExportSpec, spec_path: Path) -> None:
-        spec.write(spec_path)
-        done = subprocess.run(
-            [sys.executable, "-m", "openft.export", str(spec_path)],
-            capture_output=True,
-            text=True,
-            preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
-        )
-        if done.returncode == 2:
-            message = json.loads(done.stdout.strip().splitlines()[-1])["error"]
-            raise OpenFTError(400, message, param="format", code="unsupported_export")
-        if done.returncode != 0:
-            log.error("export of %s failed:\n%s", spec.model, done.stderr)
-            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise OpenFTError(500, f"The export of `{spec.model}` failed: {last}", type="server_error")

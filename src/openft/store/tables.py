@@ -5,6 +5,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from openft.protocol.exports import ExportStatus
 from openft.protocol.fine_tuning import JobStatus
 
 
@@ -207,3 +208,30 @@ class StoredCompletionRow(Base):
     search_text: Mapped[str] = mapped_column(Text)
     # Where it was answered: "local" or "upstream".
     served_by: Mapped[str] = mapped_column(String)
+
+
+class ExportRow(Base):
+    """A model export (`POST /v1/openft/exports`): queued, run by an exporter of some host
+    (runner/exporter.py) under a lease like a job's, its tar published to the artifact storage."""
+
+    __tablename__ = "exports"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String, unique=True, index=True)  # "export-…"
+    organization_id: Mapped[str] = mapped_column(String, index=True)
+    created_at: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String)  # the name the client asked for
+    format: Mapped[str] = mapped_column(String)
+    quantization: Mapped[str | None] = mapped_column(String, default=None)
+    # "queued", "running", "succeeded" or "failed"
+    status: Mapped[ExportStatus] = mapped_column(String, index=True)
+    # What the export process needs, on whichever host runs it (`export.spec.ExportDetails`).
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    lease_owner: Mapped[str | None] = mapped_column(String, default=None)
+    lease_expires_at: Mapped[float | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    finished_at: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The tar, once published: its name and size (its key: runner/exporter.result_key).
+    filename: Mapped[str | None] = mapped_column(String, default=None)
+    bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)

@@ -40,6 +40,7 @@ No torch here: the API process, the runner and the data check plan with this mod
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -249,6 +250,11 @@ def layer_activations(shape: ModelShape, dtype: str, device_kind: str, rows: int
     if device_kind == "cpu" and rows * tokens * tokens <= EAGER_ATTENTION_ELEMENTS:  # as the trainer attends
         per_token += EAGER_ATTENTION_BYTES[dtype] * shape.heads * tokens
     return int(per_token * rows * tokens)
+
+
+def memory_needed(estimate: int) -> int:
+    """The device memory whose budget holds `estimate` bytes."""
+    return math.ceil(estimate / BUDGET_SHARE)
 
 
 def example_token_bound(line_bytes: int, max_length: int) -> int:
