@@ -58,6 +58,7 @@ def server(data_dir):
         stored.add(
             [
                 Record(
+                    response["id"],
                     settings.organization_id,
                     "gpt-4o-mini",
                     {"app": "echo"},

@@ -1,8 +1,10 @@
-"""`openft keys` and the binding check of `openft serve`, through typer's CliRunner. No server
-starts: uvicorn and the model import are replaced, and the refusal must come before both."""
+"""`openft keys`, `openft orgs` and the binding check of `openft serve`, through typer's
+CliRunner. No server starts: uvicorn and the model import are replaced, and the refusal must come
+before both."""
 
 import pytest
 import uvicorn
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 import openft.models.store
@@ -10,6 +12,7 @@ from openft.cli.app import app
 from openft.services.keys import KeyService, hash_key
 from openft.settings import Settings
 from openft.store.db import Database
+from openft.store.tables import OrganizationRow
 
 runner = CliRunner()
 
@@ -89,3 +92,34 @@ def test_serve_binds_any_host_with_a_key_or_insecure(data_dir, no_server):
 def test_serve_binds_any_host_with_configured_keys(data_dir, no_server, monkeypatch):
     monkeypatch.setenv("OPENFT_API_KEYS", '["sk-from-env"]')
     assert runner.invoke(app, ["serve", "--host", "0.0.0.0", "--data-dir", str(data_dir)]).exit_code == 0
+
+
+def test_orgs_upstream_switches_relaying_on_and_off_and_never_prints_the_key(data_dir, monkeypatch):
+    def orgs(*args, stdin=None):
+        return runner.invoke(app, ["orgs", *args, "--data-dir", str(data_dir)], input=stdin)
+
+    listed = orgs("list")
+    assert listed.exit_code == 0 and listed.stdout == "personal (org-openft)  upstream off\n"  # the local one, no row
+    assert orgs("upstream", "acme", "--enable").stdout.endswith("upstream on, the server's key\n")
+    secret = "sk-acme-own-0123456789"
+    assert orgs("upstream", "acme", "--key-stdin", stdin=secret + "\n").stdout.endswith("upstream on, its own key\n")
+    assert orgs("upstream", "personal", "--enable").stdout == "personal (org-openft)  upstream on, the server's key\n"
+    listed = orgs("list").stdout
+    assert "acme (org-" in listed and "its own key" in listed and secret not in listed
+    with Database(Settings(data_dir=data_dir)).session() as session:
+        assert session.scalar(select(OrganizationRow.upstream_api_key).where(OrganizationRow.name == "acme")) == secret
+
+    assert orgs("upstream", "acme", "--disable", "--clear-key").stdout.endswith("upstream off\n")
+    assert orgs("upstream", "acme").stdout.endswith("upstream off\n")
+    monkeypatch.setenv("OPENFT_UPSTREAM_ORGANIZATIONS", '["acme"]')
+    assert orgs("upstream", "acme").stdout.endswith("upstream on, the server's key\n")
+
+
+def test_orgs_upstream_errors_are_one_line(data_dir):
+    for args, stdin in (
+        (["Not Valid", "--enable"], None),
+        (["acme", "--key-stdin"], "\n"),
+        (["acme", "--key-stdin", "--clear-key"], "k"),
+    ):
+        result = runner.invoke(app, ["orgs", "upstream", *args, "--data-dir", str(data_dir)], input=stdin)
+        assert result.exit_code == 1 and result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1

@@ -1,12 +1,20 @@
 """Stored chat completions through the official client, in process, with a scripted engine (the
 real model and a real upstream are in test_gateway.py): store on and off, metadata and its
 limits, filters and paging, update and delete, another organization's as absent, retention that
-deletes, streamed replies stored whole, and the queue drained on shutdown."""
+deletes, streamed replies stored whole, and the queue drained on shutdown. Nothing is lost: a
+record the database refuses costs only itself, a read never waits on traffic that came after
+it, and a server killed under traffic loses no completion whose reply a client received."""
 
+import logging
+import multiprocessing
+import threading
 import time
+from pathlib import Path
 
+import httpx
 import openai
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from openai.types.chat import ChatCompletion, ChatCompletionDeleted, ChatCompletionStoreMessage
 from sqlalchemy import func, select
@@ -15,9 +23,11 @@ from openft.inference.engine import Chunk
 from openft.models.store import register_base
 from openft.server.app import create_app
 from openft.services.keys import KeyService
+from openft.services.stored_completions import Record
 from openft.settings import BUNDLED_MODEL, Settings
 from openft.store.db import Database
 from openft.store.tables import StoredCompletionRow
+from tests.helpers import free_port
 
 
 class EchoEngine:
@@ -239,7 +249,7 @@ def test_replies_queued_for_storing_are_written_before_shutdown_ends(tmp_path):
 
 def test_the_store_filters_and_expires_on_both_backends(db_url, tmp_path):
     """The queries the routes make, on SQLite and PostgreSQL: metadata paths, text, time, order."""
-    from openft.services.stored_completions import Record, StoredCompletions
+    from openft.services.stored_completions import StoredCompletions
 
     settings = Settings(data_dir=tmp_path, db_url=db_url)
     stored = StoredCompletions(settings, Database(settings))
@@ -248,7 +258,7 @@ def test_the_store_filters_and_expires_on_both_backends(db_url, tmp_path):
     def record(n: int, created_at: int) -> Record:
         response = {"id": f"chatcmpl-{n}", "choices": [{"message": {"content": f"Reply {n}"}}]}
         request = {"messages": [{"role": "user", "content": f"Ask {n}"}]}
-        return Record("org-a", "m", {"k": str(n % 2)}, request, response, True, "local", created_at)
+        return Record(f"chatcmpl-{n}", "org-a", "m", {"k": str(n % 2)}, request, response, True, "local", created_at)
 
     stored.add([record(n, now - n) for n in range(4)] + [record(9, now - 40 * 86400)])
     rows, more = stored.list("org-a", metadata={"k": "1"}, order="desc")
@@ -257,3 +267,130 @@ def test_the_store_filters_and_expires_on_both_backends(db_url, tmp_path):
     assert [r.id for r in stored.list("org-a", since=now - 1)[0]] == ["chatcmpl-0", "chatcmpl-1"]
     assert stored.list("org-b")[0] == [] and stored.count("org-a") == 4  # the 40-day-old one is not shown
     assert stored.expire() == 1 and stored.count("org-a") == 4
+
+
+def record(completion_id: str, organization_id: str = "org-openft", text: str = "hi") -> Record:
+    response = {"id": completion_id, "choices": [{"message": {"role": "assistant", "content": text}}]}
+    request = {"messages": [{"role": "user", "content": text}]}
+    return Record(completion_id, organization_id, "gpt-4o-mini", {}, request, response, True, "local", int(time.time()))
+
+
+def test_a_record_the_database_refuses_costs_only_itself(server, caplog):
+    """Ids are unique per organization: the same id in another organization is no clash, and a
+    clash within one loses only the clashing record, which the log names."""
+    stored = server.app.state.stored
+    stored.add([record("chatcmpl-same")])
+    with caplog.at_level(logging.ERROR, logger="openft.stored_completions"):
+        stored.add(
+            [record("chatcmpl-same", text="again"), record("chatcmpl-same", "org-other"), record("chatcmpl-new")]
+        )
+    assert server.rows() == 3
+    assert [row.id for row in stored.list("org-other")[0]] == ["chatcmpl-same"]
+    assert stored.get("org-openft", "chatcmpl-same").response["choices"][0]["message"]["content"] == "hi"
+    [lost] = [r for r in caplog.records if "could not store" in r.getMessage()]
+    assert "chatcmpl-same of organization org-openft" in lost.getMessage()
+
+
+def test_a_read_waits_only_for_what_was_queued_before_it(server):
+    """Every write takes 0.2 s and records keep coming for 6 s: a read must not wait for the
+    queue to be empty (it would wait as long as the traffic lasts), only for what it may see."""
+    stored = server.app.state.stored
+    write = stored.add
+
+    def slow_write(records):
+        time.sleep(0.2)
+        write(records)
+
+    stored.add = slow_write
+    recorder, stop, recorded = stored.recorder, threading.Event(), []
+
+    def traffic():
+        ends = time.monotonic() + 6
+        while not stop.is_set() and time.monotonic() < ends:
+            recorder.record(record(f"chatcmpl-t{len(recorded)}"))
+            recorded.append(1)
+            time.sleep(0.05)
+
+    producer = threading.Thread(target=traffic)
+    producer.start()
+    try:
+        time.sleep(0.5)
+        before = len(recorded)
+        started = time.monotonic()
+        recorder.flush()
+        waited = time.monotonic() - started
+        assert waited < 3, f"the read waited {waited:.1f} s for later traffic"
+        assert server.rows() >= before
+    finally:
+        stop.set()
+        producer.join()
+    recorder.close()
+
+
+def serve_slow_store(data_dir: str, port: int) -> None:
+    """A server whose database writes take a second each (a busy database): its replies run ahead
+    of their rows, which are in the recorder's queue and journal only."""
+    server = Server(Path(data_dir))
+    stored = server.app.state.stored
+    write = stored.add
+
+    def slow_write(records):
+        time.sleep(1)
+        write(records)
+
+    stored.add = slow_write
+    uvicorn.run(server.app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def test_a_server_killed_under_traffic_loses_no_completion_it_answered(tmp_path):
+    """kill -9 while stored replies stream and return; after a restart on the same data dir,
+    every completion whose whole reply a client received is stored, as it was answered."""
+    port = free_port()
+    process = multiprocessing.get_context("spawn").Process(
+        target=serve_slow_store, args=(str(tmp_path / "data"), port), daemon=True
+    )
+    process.start()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while True:
+        assert time.monotonic() < deadline and process.is_alive(), "the server did not start"
+        try:
+            if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+
+    answered: dict[str, str] = {}
+    stop = threading.Event()
+
+    def client_loop(worker: int) -> None:
+        client = openai.OpenAI(base_url=base_url, api_key="sk", max_retries=0, timeout=30)
+        n = 0
+        while not stop.is_set():
+            text, n = f"w{worker}-{n}", n + 1
+            try:
+                if n % 2:
+                    reply = ask(client, text, store=True)
+                    answered[reply.id] = reply.choices[0].message.content
+                else:
+                    chunks = list(ask(client, text, store=True, stream=True))  # to the [DONE]
+                    answered[chunks[0].id] = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            except (openai.APIConnectionError, httpx.HTTPError):
+                return
+
+    clients = [threading.Thread(target=client_loop, args=(worker,)) for worker in range(4)]
+    for thread in clients:
+        thread.start()
+    time.sleep(2.5)
+    process.kill()  # SIGKILL: no shutdown, no drain
+    stop.set()
+    for thread in clients:
+        thread.join()
+    process.join()
+    assert len(answered) >= 20
+
+    restarted = Server(tmp_path / "data")
+    stored = {c.id: c.choices[0].message.content for c in restarted.client().chat.completions.list(limit=100)}
+    missing = set(answered) - set(stored)
+    assert not missing, f"{len(missing)} of {len(answered)} answered completions were lost"
+    assert all(stored[completion_id] == text for completion_id, text in answered.items())

@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     # ending in /v1, and the key sent to it, which no client ever sees.
     upstream_base_url: str | None = None
     upstream_api_key: SecretStr | None = None
+    # The model names the upstream may be asked for, as JSON: names or globs ('["gpt-4o-mini",
+    # "gpt-4.1*"]'). Empty, nothing is relayed. Never this server's own `ft:` names.
+    upstream_models: list[str] = []
+    # Organizations (by name) whose requests may be relayed, next to those switched on with
+    # `openft orgs upstream NAME --enable`; every other organization is served as if there were no
+    # upstream. '["personal"]' switches on the local organization of a keyless install.
+    upstream_organizations: list[str] = []
     # Store every chat completion, as if each request had `store: true` (unless it says false).
     store_all_completions: bool = False
     # Stored completions older than this are deleted (OpenAI keeps them 30 days).
@@ -150,6 +157,12 @@ class Settings(BaseSettings):
     def cache_dir(self) -> Path:
         """This host's copies of artifacts fetched from a remote storage."""
         return self.data_dir / "cache"
+
+    @property
+    def journal_dir(self) -> Path:
+        """This host's stored completions that were answered but may not be in the database yet
+        (store/journal.py): the next server start on this data dir writes what a crash left."""
+        return self.data_dir / "journal"
 
     @property
     def database_url(self) -> str:

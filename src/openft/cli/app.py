@@ -12,6 +12,7 @@ from openft.cli import evals as eval_commands
 from openft.cli import export as export_commands
 from openft.cli import keys as key_commands
 from openft.cli import models as model_commands
+from openft.cli import orgs as org_commands
 from openft.cli.options import DEFAULT_DATA_DIR, DataDir
 from openft.settings import Settings
 
@@ -20,6 +21,7 @@ app.add_typer(model_commands.app, name="models")
 model_commands.app.command("export")(export_commands.export_command)
 app.add_typer(data_commands.app, name="data")
 app.add_typer(key_commands.app, name="keys")
+app.add_typer(org_commands.app, name="orgs")
 app.command("eval")(eval_commands.eval_command)
 
 
@@ -90,12 +92,12 @@ def serve(
     _prepare_bases(settings, Database(settings))
     if settings.upstream_base_url:
         from openft.services.upstream import shown_url
-        from openft.settings import OPENAI_ALIASES
 
+        listed = ", ".join(settings.upstream_models) or "none: set OPENFT_UPSTREAM_MODELS"
         typer.echo(
-            f"Chat models this server does not serve go to the upstream at {shown_url(settings.upstream_base_url)}, "
-            f"the OpenAI names ({', '.join(OPENAI_ALIASES)}) included: they no longer mean "
-            f"{settings.default_base_model} here.",
+            f"Chat models this server does not serve go to the upstream at {shown_url(settings.upstream_base_url)} "
+            f"if OPENFT_UPSTREAM_MODELS lists them ({listed}), for the organizations relaying is on for "
+            f"(`openft orgs list`); the OpenAI names it lists no longer mean {settings.default_base_model} for them.",
             err=True,
         )
     uvicorn.run(create_app(settings, run_worker=not no_worker), host=host, port=port, log_level="warning")

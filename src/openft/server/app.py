@@ -27,6 +27,8 @@ from openft.services.files import FileService
 from openft.services.fine_tuning import FineTuningService
 from openft.services.keys import KeyService
 from openft.services.models import ModelService
+from openft.services.organizations import OrganizationService
+from openft.services.relay import RelayPolicy
 from openft.services.stored_completions import StoredCompletions
 from openft.services.upstream import Upstream
 from openft.settings import Settings
@@ -42,7 +44,8 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     model_service = ModelService(settings, db)
     file_service = FileService(settings, db)
     stored = StoredCompletions(settings, db)
-    upstream = upstream_of(settings)
+    stored.recover()
+    upstream = Upstream(settings.upstream_base_url) if settings.upstream_base_url else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -70,7 +73,8 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     app.state.fine_tuning = FineTuningService(settings, db, file_service, model_service)
     app.state.chat = ChatService(model_service, make_engine(settings), settings.default_max_tokens)
     app.state.stored = stored
-    app.state.completions = Completions(settings, app.state.chat, model_service, stored.recorder, upstream)
+    relay = RelayPolicy(settings, model_service, OrganizationService(settings, db))
+    app.state.completions = Completions(settings, app.state.chat, relay, stored.recorder, upstream)
     app.state.evals = EvalService(db, file_service, model_service, app.state.chat)
     app.state.file_checks = FileCheckService(settings, file_service, model_service)
     app.state.distill = DistillService(stored, file_service, app.state.file_checks, app.state.fine_tuning)
@@ -81,13 +85,6 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     return app
-
-
-def upstream_of(settings: Settings) -> Upstream | None:
-    if not settings.upstream_base_url:
-        return None
-    key = settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else None
-    return Upstream(settings.upstream_base_url, key)
 
 
 class BodyLimit:

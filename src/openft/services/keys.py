@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import time
 from dataclasses import dataclass
 
@@ -21,12 +20,11 @@ from sqlalchemy import select
 
 from openft import ids
 from openft.errors import OpenFTError, invalid_api_key, missing_api_key
+from openft.services.organizations import check_name
 from openft.settings import Settings
 from openft.store.db import Database
+from openft.store.organizations import organization_named
 from openft.store.tables import ApiKeyRow, OrganizationRow
-
-# The name is the `org` part of `ft:<base>:<org>:<suffix>:<id>`, which is split on ':'.
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -80,30 +78,16 @@ class KeyService:
 
     def create(self, organization: str) -> tuple[str, ApiKeyRow, OrganizationRow]:
         """A new key for `organization` (created if new): the secret, its row and the organization's."""
-        if not NAME_PATTERN.match(organization):
-            raise OpenFTError(
-                400,
-                f"Organization names may contain only lowercase letters, digits, '-' and '_', start with a "
-                f"letter or digit and have at most 64 characters; got '{organization}'.",
-                param="organization",
-            )
+        check_name(organization)
         secret = ids.api_key()
-        now = int(time.time())
         with self.db.session() as session:
-            org = session.scalar(select(OrganizationRow).where(OrganizationRow.name == organization))
-            if org is None:
-                # The local organization keeps its id, so what was made before keys stays its own.
-                local = organization == self.settings.organization
-                org_id = self.settings.organization_id if local else ids.organization_id()
-                org = OrganizationRow(id=org_id, name=organization, created_at=now)
-                session.add(org)
-                session.flush()
+            org = organization_named(session, organization, self.settings)
             row = ApiKeyRow(
                 id=ids.api_key_id(),
                 organization_id=org.id,
                 key_hash=hash_key(secret),
                 redacted=f"{secret[:10]}…{secret[-4:]}",
-                created_at=now,
+                created_at=int(time.time()),
             )
             session.add(row)
         return secret, row, org

@@ -10,12 +10,13 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 
 from openft.errors import OpenFTError, model_not_found
+from openft.ids import parse_fine_tuned_model_name
 from openft.inference.engine import ModelRef
 from openft.models.store import SYSTEM_OWNER, alias_targets
 from openft.protocol.models import Model
 from openft.settings import Settings
 from openft.store.db import Database
-from openft.store.tables import ModelRow
+from openft.store.tables import ModelRow, OrganizationRow
 
 
 class ModelService:
@@ -72,11 +73,26 @@ class ModelService:
     def serves(self, organization_id: str, name: str) -> bool:
         """Whether `name` is served here without the OpenAI names' fallback to the default base: a
         base, an alias that configuration or `openft models add --alias` set, or the caller's
-        fine-tune. With an upstream, any other name is the upstream's (services/completions.py)."""
+        fine-tune. Any other name may be the upstream's (services/relay.py)."""
         if name in self.settings.model_aliases:
             return True
         with self.db.session() as session:
             return session.scalar(_visible_to(organization_id).where(ModelRow.id == name)) is not None
+
+    def in_namespace(self, name: str) -> bool:
+        """Whether `name` is in this server's `ft:` namespace, `ft:<a base here>:<an organization
+        here>:…`, whether or not such a fine-tune exists: another organization's, a deleted one,
+        a mistyped one. The gateway never relays these (services/relay.py)."""
+        if not name.startswith("ft:") or name.count(":") < 4:
+            return False
+        parts = parse_fine_tuned_model_name(name)
+        with self.db.session() as session:
+            if session.scalar(select(ModelRow.seq).where(ModelRow.id == name)) is not None:
+                return True
+            base = select(ModelRow.seq).where(ModelRow.id == parts.base, ModelRow.base_model == parts.base)
+            organization = select(OrganizationRow.seq).where(OrganizationRow.name == parts.organization)
+            ours = parts.organization == self.settings.organization or session.scalar(organization) is not None
+            return ours and session.scalar(base) is not None
 
     def owner(self, name: str) -> str | None:
         """The organization that owns fine-tune `name`; None for base models and unknown names.

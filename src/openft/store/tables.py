@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from openft.protocol.exports import ExportStatus
@@ -155,6 +155,10 @@ class OrganizationRow(Base):
     # The slug shown in `ft:<base>:<name>:<suffix>:<id>`.
     name: Mapped[str] = mapped_column(String, unique=True)
     created_at: Mapped[int] = mapped_column(Integer)
+    # Whether its requests may be relayed to the upstream (`openft orgs upstream NAME --enable`).
+    upstream_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Its own key for the upstream, used in place of OPENFT_UPSTREAM_API_KEY; never sent to a client.
+    upstream_api_key: Mapped[str | None] = mapped_column(String, default=None)
 
 
 class ApiKeyRow(Base):
@@ -191,10 +195,13 @@ class StoredCompletionRow(Base):
     was asked and what was answered, for the stored-completions API and for distilling."""
 
     __tablename__ = "stored_completions"
+    # Unique per organization only: one organization's row can never clash with another's.
+    __table_args__ = (Index("ix_stored_completions_organization_id_id", "organization_id", "id", unique=True),)
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    id: Mapped[str] = mapped_column(String, unique=True, index=True)  # the completion's "chatcmpl-…"
-    organization_id: Mapped[str] = mapped_column(String, index=True)
+    # The "chatcmpl-…" the client was answered with, which openft minted (services/completions.py).
+    id: Mapped[str] = mapped_column(String)
+    organization_id: Mapped[str] = mapped_column(String)
     created_at: Mapped[int] = mapped_column(Integer, index=True)
     model: Mapped[str] = mapped_column(String)  # the name the client asked for
     completion_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
@@ -208,6 +215,8 @@ class StoredCompletionRow(Base):
     search_text: Mapped[str] = mapped_column(Text)
     # Where it was answered: "local" or "upstream".
     served_by: Mapped[str] = mapped_column(String)
+    # The id the upstream gave its reply, which the client never saw; null for local replies.
+    upstream_id: Mapped[str | None] = mapped_column(String, default=None)
 
 
 class ExportRow(Base):
