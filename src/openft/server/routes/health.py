@@ -9,7 +9,8 @@ from openft.server.deps import Chat
 router = APIRouter(tags=["health"])
 
 
-# Not async: asking the engine process waits on its pipe (FastAPI runs this in a thread).
-@router.get("/health")
+# Not async: asking the engine process waits on its pipe (FastAPI runs this in a thread). Not in
+# the OpenAPI schema, which describes the /v1 API clients program against.
+@router.get("/health", include_in_schema=False)
 def health(chat: Chat) -> dict:
     return {"status": "ok", "engine": chat.health()}
