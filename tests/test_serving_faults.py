@@ -12,13 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import torch
 
 from openft.inference.batched import BatchedEngine
 from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams
 from openft.inference.local import Scheduler, SchedulerRestarted
 from openft.inference.process import _portable
 from openft.inference.rows import Generation, Row
-from openft.inference.sampling import SamplingError
+from openft.inference.sampling import SamplingError, next_token
 from openft.settings import Settings
 from openft.storage import Storage
 
@@ -128,6 +129,15 @@ def test_an_exception_that_would_not_unpickle_crosses_the_pipe_as_text():
     portable = _portable(NeedsTwoArguments("a fault", "row 3"))
     assert type(portable) is RuntimeError and "a fault at row 3" in str(portable)
     assert isinstance(_portable(SamplingError("no token")), SamplingError)  # kept as itself
+
+
+def test_a_top_p_of_0_picks_greedys_token_when_the_likeliest_tie():
+    """bf16 logits often tie at the top: greedy takes the first tied token, and so must a top_p
+    of 0 (an unstable sort handed it the other one about half the time)."""
+    for seed in range(20):
+        logits = (torch.randn(49152, generator=torch.Generator().manual_seed(seed)) * 4).bfloat16().float()
+        logits[(seed * 7919) % 49152] = logits.max()  # another token as likely as the likeliest
+        assert next_token(logits, 1.0, 0.0, torch.Generator().manual_seed(seed)) == int(logits.argmax())
 
 
 def test_values_at_the_edges_are_answered_as_their_limits(live_server):

@@ -53,7 +53,9 @@ def next_token(logits: torch.Tensor, temperature: float, top_p: float, generator
         return token
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     if top_p < 1.0:
-        sorted_probs, order = probs.sort(descending=True)
+        # Stable: tied tokens (common with bf16 logits) keep token order, as greedy's argmax
+        # breaks ties, so a top_p near 0 picks greedy's token.
+        sorted_probs, order = probs.sort(descending=True, stable=True)
         # Keep the smallest set whose mass reaches top_p (the first token always survives).
         outside = sorted_probs.cumsum(-1) - sorted_probs > top_p
         sorted_probs[outside] = 0.0
