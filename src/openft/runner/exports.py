@@ -11,13 +11,12 @@ written are locked (`FOR UPDATE`: PostgreSQL; SQLite's BEGIN IMMEDIATE already s
 
 import time
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from openft.runner.jobs import claimable
 from openft.store.db import Database
 from openft.store.tables import ExportRow
-
-CLAIM_WINDOW = 32  # claimable exports locked at once, oldest first
 
 
 def claim(db: Database, owner: str, lease_seconds: float, max_attempts: int) -> ExportRow | None:
@@ -25,19 +24,7 @@ def claim(db: Database, owner: str, lease_seconds: float, max_attempts: int) -> 
     its last allowed attempt fails instead of running again."""
     now = time.time()
     with db.session() as session:
-        claimable = (
-            select(ExportRow)
-            .where(
-                or_(
-                    ExportRow.status == "queued",
-                    (ExportRow.status == "running") & (ExportRow.lease_expires_at < now),
-                )
-            )
-            .order_by(ExportRow.seq)
-            .limit(CLAIM_WINDOW)
-            .with_for_update(skip_locked=True)
-        )
-        for export in session.scalars(claimable):
+        for export in session.scalars(claimable(ExportRow, now)):
             if export.attempts >= max_attempts:
                 _finish(export, "failed", "export_failed", f"The export process died {export.attempts} times.")
                 continue

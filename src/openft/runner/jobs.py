@@ -47,7 +47,7 @@ TRANSITIONS: dict[str, Transition] = {
     "cancel": Transition(("validating_files", "queued", "running", "paused"), "cancelled"),
 }
 FINISHED: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled")
-CLAIM_WINDOW = 32  # claimable jobs a worker looks at, oldest first, for one that fits it
+CLAIM_WINDOW = 32  # claimable rows (jobs, exports) locked and looked at at once, oldest first
 # A client's request in OpenAI's words: the event "Fine-tuning job paused", the refusal
 # "Job … is queued and cannot be resumed."
 REQUESTED = {"cancel": "cancelled", "pause": "paused", "resume": "resumed"}
@@ -75,18 +75,7 @@ def claim(
     worker alive was refused when it was created, so one that fits none here waits for another."""
     now = time.time()
     with db.session() as session:
-        candidates = session.scalars(
-            select(JobRow)
-            .where(
-                or_(
-                    JobRow.status == "queued",
-                    (JobRow.status == "running") & (JobRow.lease_expires_at < now),
-                )
-            )
-            .order_by(JobRow.seq)
-            .limit(CLAIM_WINDOW)
-            .with_for_update(skip_locked=True)
-        )
+        candidates = session.scalars(claimable(JobRow, now))
         job = next((job for job in candidates if fits is None or fits(job)), None)
         if job is None:
             return None
@@ -100,6 +89,19 @@ def claim(
         else:
             add_event(session, job.id, "Fine-tuning job started", data=None)
     return job
+
+
+def claimable(table, now: float):
+    """The rows of a leased queue (jobs, exports: a `status`, a `lease_expires_at` and a `seq`)
+    that may be claimed now: queued, or running under a lease that ran out; the oldest
+    CLAIM_WINDOW, locked, skipping those another claimer holds."""
+    return (
+        select(table)
+        .where(or_(table.status == "queued", (table.status == "running") & (table.lease_expires_at < now)))
+        .order_by(table.seq)
+        .limit(CLAIM_WINDOW)
+        .with_for_update(skip_locked=True)
+    )
 
 
 def renew(db: Database, job_id: str, worker_id: str, lease_seconds: float) -> JobStatus | None:
