@@ -115,8 +115,6 @@ async def grade_model(
         result.reward = 1.0 if result.passed else 0.0
     else:
         result.errors["model_grader_parse_error"] = True
-    if result.errored:
-        result.passed = False
     return _finished(result, started)
 
 
@@ -157,5 +155,7 @@ def _usage(usage: dict[str, int]) -> dict[str, int]:
 
 
 def _finished(result: GradeResult, started: float) -> GradeResult:
+    if result.errored:
+        result.passed = False
     result.execution_time = time.perf_counter() - started
     return result

@@ -148,7 +148,8 @@ class _Worker:
         config = {
             "root": root,
             "system": [path for path in SYSTEM if os.path.lexists(path)],
-            "python": sorted({sys.base_prefix, sys.prefix} - {"/usr"}),
+            # the interpreter's own installation; not a virtual environment's (its packages)
+            "python": [sys.base_prefix] if sys.base_prefix != "/usr" else [],
             "packages": {name: str(path) for name, path in grader_packages().items()},
             "memory_bytes": limits.memory_bytes,
             "disk_bytes": limits.disk_bytes,
@@ -225,11 +226,20 @@ class _Worker:
         return f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
 
     def stop(self) -> None:
-        """Kills `unshare`, and with it (`--kill-child`) the namespace's first process, and
-        with that every process in the namespace."""
+        """Kills the namespace's first process, and with it every process in the namespace,
+        and `unshare`."""
         if self.process.poll() is None:
+            for pid in _children(self.process.pid):
+                os.kill(pid, signal.SIGKILL)
             self.process.kill()
         self.process.wait()
         for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
             pipe.close()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []

@@ -31,7 +31,8 @@ import traceback
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
-PR_SET_NO_NEW_PRIVS = 38
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+SIGKILL = 9
 NOBODY = 65534
 MAX_DETAILS = 4000
 
@@ -90,12 +91,16 @@ def confine(config):
         os.setgroups([])
         os.setgid(NOBODY)
         os.setuid(NOBODY)
+    # `unshare --kill-child` asked the kernel to kill this process when `unshare` dies, and
+    # changing user cleared that: asked again (before "ready", so the parent, which stops a
+    # sandbox by killing `unshare`, cannot have done so yet).
+    libc.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
     resource.setrlimit(resource.RLIMIT_AS, (config["memory_bytes"], config["memory_bytes"]))
     resource.setrlimit(resource.RLIMIT_NPROC, (config["processes"], config["processes"]))
     resource.setrlimit(resource.RLIMIT_FSIZE, (config["disk_bytes"], config["disk_bytes"]))
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    sys.path = [path for path in sys.path if path.startswith(tuple(config["python"]))] + ["/packages"]
+    sys.path.append("/packages")  # after the standard library, all `-I -S` leaves on the path
 
 
 def read_message(channel, idle_seconds):

@@ -10,16 +10,27 @@ names rapidfuzz; BLEU, GLEU and METEOR are NLTK's, ROUGE is Google's rouge-score
 - `rouge_1` … `rouge_5`, `rouge_l`: rouge-score's F-measure, without stemming.
 
 `meteor` needs the WordNet database, which NLTK downloads and this server cannot: it reads
-Princeton WordNet 3.0 from Debian's `wordnet-base` package (/usr/share/wordnet) or an NLTK data
-folder; without either the metric is refused (400). `cosine` needs an embedding model, which
-the grader does not serve: refused (400), as OpenAI refuses it outside evals."""
+Princeton WordNet 3.0 from Debian's `wordnet-base` package (/usr/share/wordnet; `apt-get
+install wordnet-base`) or an NLTK data folder; without either the metric is refused (400).
+`cosine` needs an embedding model, which the grader does not serve: refused (400), as OpenAI
+refuses it outside evals."""
 
 from __future__ import annotations
 
 import functools
+import io
+import warnings
 from pathlib import Path
 
-WORDNET_FOLDERS = (Path("/usr/share/wordnet"),)
+DEBIAN_WORDNET = Path("/usr/share/wordnet")  # Debian's `wordnet-base`: Princeton WordNet 3.0
+LEXNAMES = (
+    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body "
+    "noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location "
+    "noun.motive noun.object noun.person noun.phenomenon noun.plant noun.possession noun.process "
+    "noun.quantity noun.relation noun.shape noun.state noun.substance noun.time verb.body verb.change "
+    "verb.cognition verb.communication verb.competition verb.consumption verb.contact verb.creation "
+    "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative verb.weather adj.ppl"
+).split()
 
 
 def unavailable(metric: str) -> str | None:
@@ -76,12 +87,31 @@ def _rouge(name: str):
 
 @functools.cache
 def _wordnet():
-    """NLTK's reader on the first WordNet database found (Debian's, or NLTK's data), or None."""
+    """NLTK's reader on Debian's WordNet, or on NLTK's own data, or None."""
+    import nltk
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
-    for folder in WORDNET_FOLDERS:
-        if (folder / "data.noun").exists():
-            return WordNetCorpusReader(str(folder), None)
+    class DebianWordNet(WordNetCorpusReader):
+        """Debian's database lacks the `lexnames` file NLTK's reader opens first: the 45
+        lexicographer files of WordNet 3.0, numbered as lexnames(5WN) lists them. And the
+        reader maps a database that is not NLTK's own WordNet 3.0 onto it, loading NLTK's."""
+
+        def open(self, fileid):
+            if fileid == "lexnames":
+                categories = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
+                lines = (f"{n:02d}\t{name}\t{categories[name.split('.')[0]]}\n" for n, name in enumerate(LEXNAMES))
+                return io.StringIO("".join(lines))
+            return super().open(fileid)
+
+        def map_wn(self, version="wordnet"):
+            return None  # NLTK's `wordnet` is this same WordNet 3.0: no synsets to map
+
+    if (DEBIAN_WORDNET / "data.noun").exists():
+        if str(DEBIAN_WORDNET) not in nltk.data.path:  # NLTK reads corpora only from folders on its path
+            nltk.data.path.append(str(DEBIAN_WORDNET))
+        with warnings.catch_warnings():  # "multilingual functions are not available": not used
+            warnings.simplefilter("ignore")
+            return DebianWordNet(str(DEBIAN_WORDNET), None)
     try:
         from nltk.corpus import wordnet
 

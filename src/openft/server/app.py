@@ -16,7 +16,7 @@ from openft.inference import make_engine
 from openft.runner.exporter import Exporter
 from openft.runner.worker import Worker
 from openft.server import dashboard
-from openft.server.routes import chat, distill, evals, export, file_checks, files, fine_tuning, health, models
+from openft.server.routes import chat, distill, evals, export, file_checks, files, fine_tuning, graders, health, models
 from openft.services.chat import ChatService
 from openft.services.completions import Completions
 from openft.services.distill import DistillService
@@ -25,6 +25,7 @@ from openft.services.exports import ExportService
 from openft.services.file_checks import FileCheckService
 from openft.services.files import FileService
 from openft.services.fine_tuning import FineTuningService
+from openft.services.graders import GraderService
 from openft.services.keys import KeyService
 from openft.services.models import ModelService
 from openft.services.organizations import OrganizationService
@@ -79,7 +80,8 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     app.state.file_checks = FileCheckService(settings, file_service, model_service)
     app.state.distill = DistillService(stored, file_service, app.state.file_checks, app.state.fine_tuning)
     app.state.exports = ExportService(settings, db, model_service, file_service)
-    for module in (files, file_checks, fine_tuning, export, models, chat, distill, evals, health):
+    app.state.graders = GraderService(settings, app.state.completions)
+    for module in (files, file_checks, fine_tuning, graders, export, models, chat, distill, evals, health):
         app.include_router(module.router)
     dashboard.mount(app)
     _install_error_handlers(app)
