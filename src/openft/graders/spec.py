@@ -33,6 +33,10 @@ class Grader:
     spec: dict[str, Any]
     pass_threshold: float | None
 
+    def close(self) -> None:
+        """Stops what the grader holds between grades (a Python grader's warm process; it
+        would stop by itself when idle); grading again starts it anew."""
+
 
 @dataclass(eq=False)
 class StringCheck(Grader):
@@ -156,10 +160,11 @@ def _invalid(error: ValidationError, spec: dict[str, Any], param: str) -> OpenFT
     if kind == "extra_forbidden":
         return OpenFTError(400, f"Unknown parameter: '{path}'.", param=path, code="unknown_parameter")
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        path = f"{path}.type"
-        allowed = ", ".join(f"'{tag}'" for tag in first.get("ctx", {}).get("expected_tags", "").split(", ") if tag)
-        message = f"Invalid value for '{path}': {first['input'] if kind == 'union_tag_invalid' else 'missing'}."
-        return OpenFTError(400, f"{message} Supported values are: {allowed}.", param=path, code="invalid_value")
+        path, context = f"{path}.type", first.get("ctx", {})
+        if kind == "union_tag_not_found":
+            return OpenFTError(400, f"Missing required parameter: '{path}'.", param=path)
+        message = f"Invalid value for '{path}': '{context['tag']}'. Supported values are: {context['expected_tags']}."
+        return OpenFTError(400, message, param=path, code="invalid_value")
     return OpenFTError(400, f"Invalid value for '{path}': {first['msg']}.", param=path, code="invalid_value")
 
 
@@ -268,7 +273,9 @@ def _check_source(source: str, param: str) -> None:
         tree = ast.parse(source)
     except SyntaxError as error:
         raise OpenFTError(
-            400, f"'{param}' is not valid Python: {error.msg} (line {error.lineno}).", param=param
+            400,
+            f"'{param}' is not valid Python: {error.msg}" + (f" (line {error.lineno})." if error.lineno else "."),
+            param=param,
         ) from None
     except (ValueError, RecursionError, MemoryError) as error:  # null bytes, absurd nesting
         raise OpenFTError(400, f"'{param}' cannot be parsed: {error}.", param=param) from None

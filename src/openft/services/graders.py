@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from openft.graders import GradeResult, ModelCaller, ModelRefusal, SandboxLimits, grade, make_sample, parse_grader
-from openft.graders.spec import Multi, Python
 from openft.protocol.chat import ChatCompletionRequest
 from openft.protocol.graders import GraderRunParams, GraderValidateParams
 from openft.services.completions import Completions
@@ -30,8 +29,7 @@ class GraderService:
         try:
             return await grade(grader, make_sample(body.model_sample), body.item, self.model_caller(organization_id))
         finally:
-            if isinstance(grader, Python | Multi):
-                grader.close()
+            grader.close()
 
     def model_caller(self, organization_id: str) -> ModelCaller:
         """Model graders' calls, as `organization_id`'s chat requests."""
