@@ -31,6 +31,7 @@ from typing import Any
 
 from openft.graders.packages import grader_packages
 from openft.processes import die_with_parent
+from openft.settings import Settings
 
 WORKER = Path(__file__).with_name("sandbox_worker.py")
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -64,6 +65,11 @@ class SandboxLimits:
     processes: int = 32
     """Processes and threads of the sandbox's user (nobody) at once: a fork bomb stops here."""
     idle_seconds: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SandboxLimits:
+        """OPENFT_PYTHON_GRADER_SECONDS and OPENFT_PYTHON_GRADER_MEMORY_GB."""
+        return cls(seconds=settings.python_grader_seconds, memory_bytes=int(settings.python_grader_memory_gb * 2**30))
 
 
 @dataclass

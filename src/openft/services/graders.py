@@ -16,9 +16,7 @@ from openft.settings import Settings
 class GraderService:
     def __init__(self, settings: Settings, completions: Completions):
         self.completions = completions
-        self.limits = SandboxLimits(
-            seconds=settings.python_grader_seconds, memory_bytes=int(settings.python_grader_memory_gb * 2**30)
-        )
+        self.limits = SandboxLimits.from_settings(settings)
 
     def validate(self, body: GraderValidateParams) -> dict[str, Any]:
         """The grader as it will be run (400 naming the field if it cannot be)."""
