@@ -98,9 +98,12 @@ class Sandbox:
                 try:
                     self._worker = _Worker.start(self.source, self.limits)
                 except SandboxUnavailable as error:
-                    return Outcome(
-                        0.0, {"python_grader_server_error": True, "python_grader_server_error_type": str(error)}
-                    )
+                    errors = {
+                        "python_grader_server_error": True,
+                        "python_grader_server_error_type": "sandbox_unavailable",
+                        "python_grader_server_error_details": str(error),
+                    }
+                    return Outcome(0.0, errors)
             try:
                 reply = self._worker.ask({"sample": sample, "item": item}, self.limits.seconds + 1)
             except TimeoutError:
