@@ -170,8 +170,11 @@ def test_a_model_grader_reaches_only_its_own_orgs_models(two_orgs):
         "model": model,
         "input": [{"role": "user", "content": "Grade {{ sample.output_text }}"}],
     }
-    refused = a.fine_tuning.alpha.graders.run(grader=grader, model_sample="x").metadata.errors
-    assert refused.api_model_grader_server_error and "does not exist" in refused.api_model_grader_server_error_details
+    for call in (a.fine_tuning.alpha.graders.validate, a.fine_tuning.alpha.graders.run):
+        with pytest.raises(openai.BadRequestError) as caught:
+            call(grader=grader, **({"model_sample": "x"} if call == a.fine_tuning.alpha.graders.run else {}))
+        assert (caught.value.param, caught.value.code) == ("grader.model", "model_not_found")
+    assert b.fine_tuning.alpha.graders.validate(grader=grader).grader.model == model
     # B's own fine-tune gets past the check, to the engine (which this server does not have).
     reached = b.fine_tuning.alpha.graders.run(grader=grader, model_sample="x").metadata.errors
     assert "inference was reached" in reached.api_model_grader_server_error_details

@@ -80,7 +80,7 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     app.state.file_checks = FileCheckService(settings, file_service, model_service)
     app.state.distill = DistillService(stored, file_service, app.state.file_checks, app.state.fine_tuning)
     app.state.exports = ExportService(settings, db, model_service, file_service)
-    app.state.graders = GraderService(settings, app.state.completions)
+    app.state.graders = GraderService(settings, app.state.completions, model_service)
     for module in (files, file_checks, fine_tuning, graders, export, models, chat, distill, evals, health):
         app.include_router(module.router)
     dashboard.mount(app)
