@@ -265,6 +265,11 @@ def test_a_sub_graders_error_zeroes_the_multi():
             "",
         ),
         (
+            {"type": "score_model", "name": "s", "model": "m", "input": [{"role": "user", "content": [{"type": "x"}]}]},
+            "grader.input[0].content[0].type",
+            "Supported values are",
+        ),
+        (
             {"type": "score_model", "name": "s", "model": "m", "input": [{"role": "user", "content": "{{ a.b }}"}]},
             "grader.input[0].content",
             "namespace",
