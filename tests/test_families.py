@@ -4,19 +4,13 @@ features at toy size (tests/tiny_models.py REAL_FAMILIES, tests/templates/).
 Per family, without a server: a multi-turn chat with a system message, tools and a `weight: 0`
 reply trains exactly the trained replies and their end-of-turn tokens, and for each trained
 reply the token ids training puts before it are the ids the server prompts with for that
-conversation (no train/serve skew). Then, one live server for all: each family is added with
-`openft models add`, fine-tuned a step through the official client, served as its `ft:` model
-(streamed and not), and the served log-probabilities equal transformers' + peft's on the same
-prompt in fp32."""
-
-import math
+conversation (no train/serve skew)."""
 
 import pytest
 from transformers import AutoTokenizer
 
 from openft.data.chat_format import ChatTemplate
 from openft.data.labels import IGNORE_INDEX, ReplyNotAfterPrompt, probe_template, render_example
-from tests.helpers import TEN_EXAMPLES, LiveServer, new_data_dir, run_openft, watch
 from tests.tiny_models import REAL_FAMILIES
 
 TOOLS = [

@@ -28,7 +28,9 @@ def test_pieces_equal_the_whole_text_on_varied_chats(tokenizer):
     import random
 
     rng = random.Random(3)
-    texts = [s.text for sequences in _render_texts(tokenizer, [chat_example(rng) for _ in range(600)]) for s in sequences]
+    texts = [
+        s.text for sequences in _render_texts(tokenizer, [chat_example(rng) for _ in range(600)]) for s in sequences
+    ]
     texts += ["", "<|im_end|>", "<|im_start|><|im_end|>\n\n", " lead and trail \n<|im_end|>  "]
     encoder = PieceEncoder.for_tokenizer(tokenizer)
     first, again = encoder.encode(texts), encoder.encode(texts)  # the second from the cache

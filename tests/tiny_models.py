@@ -187,12 +187,12 @@ def _prepend_bos(tokenizer_json: Path, bos: str, bos_id: int) -> None:
 # labelled and prompted.
 
 TEMPLATES = Path(__file__).parent / "templates"
-LLAMA3_TOKENS = ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>", "<|python_tag|>")  # fmt: skip
+LLAMA3_TOKENS = ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>", "<|python_tag|>")  # fmt: skip  # noqa: E501
 CHATML_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
-MISTRAL_TOKENS = ("<s>", "</s>", "[INST]", "[/INST]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_CALLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]")  # fmt: skip
+MISTRAL_TOKENS = ("<s>", "</s>", "[INST]", "[/INST]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_CALLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]")  # fmt: skip  # noqa: E501
 GEMMA_TOKENS = ("<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>")
 THINK_TOKENS = ("<think>", "</think>", "<tool_call>", "</tool_call>")  # added, not special, as in Qwen3's tokenizer
-LLAMA3_ROPE = {"rope_type": "llama3", "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}  # fmt: skip
+LLAMA3_ROPE = {"rope_type": "llama3", "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}  # fmt: skip  # noqa: E501
 
 
 @dataclass(frozen=True)
@@ -282,11 +282,11 @@ REAL_FAMILIES = {
     ),
     "smollm3": RealFamily(
         "SmolLM3Config", "HuggingFaceTB-SmolLM3-3B.jinja", None, "<|im_end|>", CHATML_TOKENS, added=THINK_TOKENS,
-        config={"num_hidden_layers": 4, "no_rope_layer_interval": 4, "rope_theta": 5000000.0, "tie_word_embeddings": True,
+        config={"num_hidden_layers": 4, "no_rope_layer_interval": 4, "rope_theta": 5000000.0, "tie_word_embeddings": True,  # noqa: E501
                 "pad_token_id": 2},
     ),
     "deepseek-r1-distill-qwen": RealFamily(
-        "Qwen2Config", "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>",
+        "Qwen2Config", "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>",  # noqa: E501
         ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>"), added=THINK_TOKENS[:2],
         config={"rope_theta": 1000000.0, "tie_word_embeddings": False, "use_sliding_window": False},
     ),

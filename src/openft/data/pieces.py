@@ -93,7 +93,9 @@ class PieceEncoder:
         segmented = [_cut(text, at) for text, at in zip(texts, cuts or [()] * len(texts))]
         if self._split is None:
             flat = [segment for segments in segmented for segment in segments]
-            pieces = iter([_piece(e.ids, e.offsets) for e in self._backend.encode_batch(flat, add_special_tokens=False)])
+            pieces = iter(
+                [_piece(e.ids, e.offsets) for e in self._backend.encode_batch(flat, add_special_tokens=False)]
+            )
             return [self._join(segments, list(itertools.islice(pieces, len(segments)))) for segments in segmented]
         split = [[part for segment in segments for part in self._split(segment) if part] for segments in segmented]
         cache = self._cache  # this call's, whichever another thread (the server's) starts afresh
