@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from openft.cli.app import app
 from openft.data.chat_format import ChatTemplate
-from openft.data.labels import IGNORE_INDEX, ReplyNotAfterPrompt, probe_template, render_example
+from openft.data.labels import IGNORE_INDEX, probe_template, render_example
 from tests.helpers import TEN_EXAMPLES, LiveServer, new_data_dir, watch
 from tests.tiny_models import REAL_FAMILIES
 
@@ -48,11 +48,7 @@ TRAINED = ("Hello!", "Hello again!")
 # in a turn after the last user message, which each trained reply is, in its own sequence)
 REPLY_PREFIX = {"qwen3": "<think>\n\n</think>\n\n", "mistral-v0.3": " ", "mistral-small-3.2": ""}
 END_OF_TURN = {"gemma-2": "<end_of_turn>", "gemma-3": "<end_of_turn>", "phi-3.5": "<|end|>"}
-REFUSED = {  # a template whose reply does not follow its own generation prompt
-    "deepseek-r1-distill-qwen": "<｜Assistant｜><think>\n",
-}
 FAMILIES = sorted(REAL_FAMILIES)
-LABELLED = [family for family in FAMILIES if family not in REFUSED]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +56,7 @@ def tokenizers(family_models):
     return {family: AutoTokenizer.from_pretrained(path) for family, path in family_models.items()}
 
 
-@pytest.mark.parametrize("family", LABELLED)
+@pytest.mark.parametrize("family", FAMILIES)
 def test_each_family_trains_its_replies_with_the_prompts_the_server_feeds(tokenizers, family):
     tokenizer = tokenizers[family]
     rendered = render_example(tokenizer, CHAT, max_length=2048)
@@ -87,12 +83,16 @@ def test_each_family_trains_its_replies_with_the_prompts_the_server_feeds(tokeni
     probe_template(tokenizer)  # an add accepts it
 
 
-@pytest.mark.parametrize("family", sorted(REFUSED))
-def test_a_family_whose_reply_does_not_follow_its_generation_prompt_is_refused(tokenizers, family):
-    with pytest.raises(ReplyNotAfterPrompt):
-        probe_template(tokenizers[family])
-    prompt = tokenizers[family].decode(ChatTemplate(tokenizers[family]).prompt_ids(CHAT["messages"][:2]))
-    assert REFUSED[family] in prompt
+def test_deepseek_r1_replies_are_trained_after_its_closed_think_block(tokenizers):
+    """Its prompt ends `<think>\n</think>` (llama.cpp's copy of the template, with thinking off
+    by default); the replies it renders have no think block: each is trained after the prompt."""
+    tokenizer = tokenizers["deepseek-r1-distill-qwen"]
+    prompt = tokenizer.decode(ChatTemplate(tokenizer).prompt_ids(CHAT["messages"][:2]))
+    assert prompt.endswith("<｜Assistant｜><think>\n</think>")
+    texts = [tokenizer.decode(ids) for ids, _ in render_example(tokenizer, CHAT, max_length=2048).sequences()]
+    assert [text.endswith("<｜Assistant｜><think>\n</think>Hello!<｜end▁of▁sentence｜>") for text in texts].count(
+        True
+    ) == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,15 +118,11 @@ def test_each_family_is_added_fine_tuned_and_served_with_transformers_logits(fam
     from transformers import AutoModelForCausalLM
 
     data_dir = family_server.data_dir
-    for family in LABELLED:
+    for family in FAMILIES:
         added = CliRunner().invoke(
             app, ["models", "add", str(family_models[family]), "--name", family, "--data-dir", str(data_dir)]
         )
         assert added.exit_code == 0, (family, added.output)
-    refused = CliRunner().invoke(
-        app, ["models", "add", str(family_models["deepseek-r1-distill-qwen"]), "--data-dir", str(data_dir)]
-    )
-    assert refused.exit_code == 1 and "generation prompt" in refused.stderr
 
     client = family_server.client()
     uploaded = client.files.create(file=("ten.jsonl", TEN_EXAMPLES), purpose="fine-tune")
@@ -134,7 +130,7 @@ def test_each_family_is_added_fine_tuned_and_served_with_transformers_logits(fam
         family: client.fine_tuning.jobs.create(
             training_file=uploaded.id, model=family, hyperparameters={"n_epochs": 1, "batch_size": 10}, seed=3
         )
-        for family in LABELLED
+        for family in FAMILIES
     }
     worst = {}
     for family, job in jobs.items():
