@@ -106,10 +106,19 @@ def test_openai_names_resolve_by_setting_then_stored_alias_then_default_base(sto
     assert client.models.retrieve("support-bot").root == "gemma"
 
 
-def test_a_template_that_rewrites_earlier_turns_is_refused_then_fixed_with_chat_template(store, tiny_models, tmp_path):
-    refused = models(store, "add", tiny_models["mistral"])
+UNLABELLABLE = (  # prompts with the last user turn upper-cased, which the replies never follow
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n"
+    "{{ m.content | upper if add_generation_prompt and loop.last else m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_a_template_that_cannot_be_labelled_is_refused_then_fixed_with_chat_template(store, tiny_models, tmp_path):
+    broken = tmp_path / "broken.jinja"
+    broken.write_text(UNLABELLABLE)
+    refused = models(store, "add", tiny_models["mistral"], "--chat-template", broken)
     assert refused.exit_code == 1
-    assert refused.stderr.count("\n") == 1 and "rewrites earlier turns" in refused.stderr
+    assert refused.stderr.count("\n") == 1 and "generation prompt" in refused.stderr
     assert "--chat-template FILE" in refused.stderr
     assert "mistral" not in rows(store) and not (store / "models" / "mistral").exists()
 
