@@ -119,15 +119,23 @@ class ChatTemplate:
             out = _fold_system(out)
         return out, tools or None
 
-    def prompt_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+    def prompt_ids(
+        self, messages: list[dict], tools: list[dict] | None = None, template_kwargs: dict | None = None
+    ) -> list[int]:
         """The token ids a model is prompted with to answer `messages`: normalised as in
-        training, then rendered with the generation prompt (the assistant's role header).
-        PromptError when they cannot be: the template refuses them (roles that do not alternate,
-        say), or the tokenizer does (a lone surrogate is no character to encode)."""
+        training, then rendered with the generation prompt (the assistant's role header) and the
+        request's template variables (`enable_thinking`, say). PromptError when they cannot be:
+        the template refuses them (roles that do not alternate, say), or the tokenizer does (a
+        lone surrogate is no character to encode)."""
         try:
             messages, tools = self.messages(messages, tools)
             return self.tokenizer.apply_chat_template(
-                messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=True
+                messages,
+                tools=tools,
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+                **(template_kwargs or {}),
             )["input_ids"]
         except Exception as error:
             raise PromptError(f"The messages cannot be rendered as this model's prompt: {error}") from error
