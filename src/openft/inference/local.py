@@ -36,7 +36,7 @@ from openft.inference.decoder import LlamaDecoder, unsupported_reason
 from openft.inference.engine import MAX_LOADED_ADAPTERS, Chunk, ModelRef, Prompt, SamplingParams
 from openft.inference.grammar import Grammars
 from openft.inference.hf import TransformersModel
-from openft.inference.reasoning import Opening, opening, thinks
+from openft.inference.reasoning import PROMPT_TAIL_TOKENS, Opening, opening, thinks, tokenized_as_trained
 from openft.inference.rows import Generation
 from openft.memory import HostMemory
 from openft.models.facts import trusts_remote_code
@@ -48,7 +48,6 @@ transformers_logging.disable_progress_bar()
 log = logging.getLogger("openft.inference")
 
 GIB = 2**30
-PROMPT_TAIL_TOKENS = 8  # enough to end with `<think>\n` or `</think>\n\n`, whatever the tokenizer
 IDLE_SECONDS = 1.0  # an idle engine keeps its share of the cores this long (openft/cores.py)
 
 
@@ -76,7 +75,8 @@ class LoadedBase:
         self.grammars = Grammars(self.tokenizer, self.config.vocab_size, self.stop_ids)
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
-        return self.chat_template.prompt_ids(prompt.messages, prompt.tools, prompt.template_kwargs)
+        ids = self.chat_template.prompt_ids(prompt.messages, prompt.tools, prompt.template_kwargs)
+        return tokenized_as_trained(self.tokenizer, ids) if self.thinks else ids
 
     def reply_opening(self, prompt_ids: list[int]) -> Opening:
         """Where a reply to this prompt starts: in a thought the prompt opened, after one it

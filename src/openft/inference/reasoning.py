@@ -20,6 +20,13 @@ back (`reasoning_content.strip('\\n')`, `content.lstrip('\\n')`), so a reply sen
 conversation renders as it was generated. An empty thought (`<think>\\n\\n</think>`) is no
 reasoning.
 
+A prompt that closed the thought (thinking off) ends with the blanks after `</think>`, which a
+tokenizer cuts differently at the end of a text than before a word: Qwen3's and GPT-2's split
+`\n\n` into `\n`, `\n` before a word and keep it whole at the end. The trainer saw them before
+the answer's first word (the empty thought is part of the trained reply: labels.py), so that is
+how the prompt's are tokenized (`tokenized_as_trained`); else a fine-tune, asked with thinking off,
+meets a token it was never trained after.
+
 Streamed, a reply is split again each time it grows; what could still turn out to be a tag (a
 trailing `</thi`, a reply that so far is `<th`) or a newline a tag may follow is held back until
 the next text decides it. What a stream sends is therefore exactly what the whole reply splits into.
@@ -31,6 +38,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 THINK, END = "<think>", "</think>"
+PROMPT_TAIL_TOKENS = 8  # enough to end with `<think>\n` or `</think>\n\n`, whatever the tokenizer
 Opening = Literal["thought", "answer", "either"]
 
 
@@ -81,6 +89,22 @@ def split(text: str, start: Opening, final: bool = True) -> Parts:
 def _partial_tag(text: str) -> int:
     """The length of the longest end of `text` that begins `</think>` (0 if none)."""
     return next((n for n in range(min(len(END) - 1, len(text)), 0, -1) if END.startswith(text[-n:])), 0)
+
+
+def tokenized_as_trained(tokenizer, ids: list[int]) -> list[int]:
+    """`ids`, a prompt, with the blanks after a `</think>` among its last tokens tokenized as they
+    are before a word (see the module docstring); unchanged when there is none, or when the
+    tokenizer would merge the word with the blanks."""
+    end = tokenizer.convert_tokens_to_ids(END)
+    tail = ids[-PROMPT_TAIL_TOKENS:]
+    if end not in tail or tokenizer.convert_ids_to_tokens(end) != END:
+        return ids
+    at = len(ids) - tail[::-1].index(end)
+    blanks = tokenizer.decode(ids[at:])
+    probe = tokenizer.encode(blanks + "x", add_special_tokens=False)
+    if tokenizer.decode(probe[-1:]) != "x" or tokenizer.decode(probe[:-1]) != blanks:
+        return ids
+    return ids[:at] + probe[:-1]
 
 
 class ReplySplitter:

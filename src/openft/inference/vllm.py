@@ -27,13 +27,12 @@ from pathlib import Path
 
 from openft.data.chat_format import ChatTemplate
 from openft.inference.engine import MAX_LOADED_ADAPTERS, Chunk, ModelRef, Prompt, SamplingParams, TokenLogprob
-from openft.inference.reasoning import ReplySplitter, opening, thinks
+from openft.inference.reasoning import PROMPT_TAIL_TOKENS, ReplySplitter, opening, thinks, tokenized_as_trained
 from openft.inference.threaded import drain
 from openft.models.facts import trusts_remote_code
 from openft.storage import Storage
 
 MAX_LORA_RANK = 64
-PROMPT_TAIL_TOKENS = 8  # as local.py's
 
 
 class VLLMEngine:
@@ -57,12 +56,12 @@ class VLLMEngine:
         return {"loop": {"alive": self._loop.is_running(), "bases": sorted(self._engines)}}
 
     def count_prompt_tokens(self, model: ModelRef, prompt: Prompt) -> int:
-        return len(self._template(model.base_model).prompt_ids(prompt.messages, prompt.tools, prompt.template_kwargs))
+        return len(self._prompt_ids(self._template(model.base_model), prompt))
 
     def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> Generator[Chunk, None, None]:
         engine = self._engine(model.base_model)
         template = self._template(model.base_model)
-        ids = template.prompt_ids(prompt.messages, prompt.tools, prompt.template_kwargs)
+        ids = self._prompt_ids(template, prompt)
         tokenizer = template.tokenizer
         splitter = None
         if thinks(template.source):
@@ -123,6 +122,11 @@ class VLLMEngine:
             chunks.put(None)
         except BaseException as error:
             chunks.put(error)
+
+    @staticmethod
+    def _prompt_ids(template: ChatTemplate, prompt: Prompt) -> list[int]:
+        ids = template.prompt_ids(prompt.messages, prompt.tools, prompt.template_kwargs)
+        return tokenized_as_trained(template.tokenizer, ids) if thinks(template.source) else ids
 
     def _engine(self, base: str):
         with self._lock:
