@@ -8,6 +8,7 @@ from pathlib import Path
 
 import openai
 import pytest
+import torch
 from transformers.utils.chat_template_utils import render_jinja_template
 
 from openft.inference.engine import Chunk
@@ -201,3 +202,55 @@ def test_bad_switches_are_400_naming_them(api, request_fields, param):
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="gpt-3.5-turbo", messages=ASK, **request_fields)
     assert caught.value.body["param"] == param, json.dumps(caught.value.body)
+
+
+# ---------------------------------------------------------------------------------------------
+# a row of the engine: the split as it streams, and a grammar that waits for the thought to end
+
+
+class ThinkingBase:
+    """What a Row reads of a loaded base (local.LoadedBase), for the bundled tokenizer with
+    Qwen3's think tokens, whose prompt opened a thought (as R1 distills' do when thinking)."""
+
+    def __init__(self, tokenizer):
+        from openft.inference.grammar import Grammars
+
+        self.tokenizer, self.context_length, self.device = tokenizer, 4096, torch.device("cpu")
+        self.stop_ids = {tokenizer.convert_tokens_to_ids("<|im_end|>")}
+        self.grammars = Grammars(tokenizer, len(tokenizer), self.stop_ids)
+        self.thinks = True
+
+    def reply_opening(self, prompt_ids):
+        return "thought"
+
+
+def test_a_grammar_holds_the_answer_after_the_thought_the_prompt_opened(model_store):
+    from transformers import AutoTokenizer
+
+    from openft.inference.constraints import json_grammar
+    from openft.inference.engine import ModelRef, Prompt, SamplingParams
+    from openft.inference.rows import Generation, Row
+
+    tokenizer = AutoTokenizer.from_pretrained(model_store / BUNDLED_MODEL)
+    tokenizer.add_tokens(["<think>", "</think>"])
+    schema = {
+        "type": "object",
+        "properties": {"spot": {"const": "palm"}},
+        "required": ["spot"],
+        "additionalProperties": False,
+    }
+    params = SamplingParams(temperature=0, max_tokens=40, grammar=json_grammar(schema, strict=False))
+    generation = Generation(ModelRef("base"), Prompt(ASK), params)
+    row = Row(generation, ThinkingBase(tokenizer), [1, 2, 3])
+    # the model wants to say "Dig" twice, then close its thought, then anything the grammar allows
+    thought = [*tokenizer.encode(" Dig Dig"), tokenizer.convert_tokens_to_ids("</think>")]
+    wanted = list(thought)
+    while not row.done:
+        logits = torch.zeros(len(tokenizer))
+        if wanted:
+            logits[wanted.pop(0)] = 10.0
+        row.step(logits)
+    chunks = list(generation.stream())
+    assert "".join(c.reasoning for c in chunks) == " Dig Dig"  # free: the grammar would have refused it
+    assert json.loads("".join(c.text for c in chunks)) == {"spot": "palm"}
+    assert chunks[-1].finish_reason == "stop" and chunks[-1].reasoning_tokens == len(thought)
