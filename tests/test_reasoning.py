@@ -12,7 +12,7 @@ import torch
 from transformers.utils.chat_template_utils import render_jinja_template
 
 from openft.inference.engine import Chunk
-from openft.inference.reasoning import ReplySplitter, opening, split, thinks
+from openft.inference.reasoning import ReplySplitter, opening, split, thinks, tokenized_as_trained
 from openft.models.store import register_base
 from openft.server.app import create_app
 from openft.settings import BUNDLED_MODEL, Settings
@@ -224,15 +224,33 @@ class ThinkingBase:
         return "thought"
 
 
-def test_a_grammar_holds_the_answer_after_the_thought_the_prompt_opened(model_store):
+@pytest.fixture(scope="module")
+def think_tokenizer(model_store):
+    """The bundled tokenizer with Qwen3's think tokens (added, not special: decoding keeps them)."""
     from transformers import AutoTokenizer
 
+    tokenizer = AutoTokenizer.from_pretrained(model_store / BUNDLED_MODEL)
+    tokenizer.add_tokens(["<think>", "</think>"])
+    return tokenizer
+
+
+def test_blanks_after_a_closed_thought_are_tokenized_as_the_trainer_saw_them(think_tokenizer):
+    tokenizer = think_tokenizer
+    prompt = "<|im_start|>assistant\n<think>\n\n</think>\n\n"  # Qwen3's, thinking off
+    trained = tokenizer.encode(prompt + "Ahoy")  # the empty thought is the start of the trained reply
+    before_the_answer = trained[: len(trained) - len(tokenizer.encode("Ahoy"))]
+    assert tokenizer.encode(prompt) != before_the_answer  # `\n\n` whole at the end, `\n`, `\n` before a word
+    assert tokenized_as_trained(tokenizer, tokenizer.encode(prompt)) == before_the_answer
+    thinking_on = tokenizer.encode("<|im_start|>assistant\n")
+    assert tokenized_as_trained(tokenizer, thinking_on) == thinking_on
+
+
+def test_a_grammar_holds_the_answer_after_the_thought_the_prompt_opened(think_tokenizer):
     from openft.inference.constraints import json_grammar
     from openft.inference.engine import ModelRef, Prompt, SamplingParams
     from openft.inference.rows import Generation, Row
 
-    tokenizer = AutoTokenizer.from_pretrained(model_store / BUNDLED_MODEL)
-    tokenizer.add_tokens(["<think>", "</think>"])
+    tokenizer = think_tokenizer
     schema = {
         "type": "object",
         "properties": {"spot": {"const": "palm"}},
