@@ -46,20 +46,25 @@ class TokenLogprob:
 
 @dataclass
 class Chunk:
-    """A piece of generated text. The last chunk of a generation carries the finish reason and
-    the token counts."""
+    """A piece of generated text: of the answer (`text`) and, for a base that thinks, of its
+    thought (`reasoning`, reasoning.py). The last chunk of a generation carries the finish reason
+    and the token counts."""
 
     text: str
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     logprobs: list[TokenLogprob] = field(default_factory=list)  # of the tokens first shown in this chunk
+    reasoning: str = ""
+    reasoning_tokens: int = 0  # of completion_tokens, those of the thought
 
 
 @dataclass
 class Prompt:
     messages: list[dict]
     tools: list[dict] | None = field(default=None)
+    # More variables for the chat template (vLLM's `chat_template_kwargs`: `enable_thinking`)
+    template_kwargs: dict = field(default_factory=dict)
 
 
 class Engine(Protocol):

@@ -36,6 +36,7 @@ from openft.inference.decoder import LlamaDecoder, unsupported_reason
 from openft.inference.engine import MAX_LOADED_ADAPTERS, Chunk, ModelRef, Prompt, SamplingParams
 from openft.inference.grammar import Grammars
 from openft.inference.hf import TransformersModel
+from openft.inference.reasoning import PROMPT_TAIL_TOKENS, Opening, opening, thinks, tokenized_as_trained
 from openft.inference.rows import Generation
 from openft.memory import HostMemory
 from openft.models.facts import trusts_remote_code
@@ -59,6 +60,7 @@ class LoadedBase:
         self.remote_code = trusts_remote_code(path)  # added with --trust-remote-code
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.remote_code)
         self.chat_template = ChatTemplate(self.tokenizer)
+        self.thinks = thinks(self.tokenizer.chat_template)  # its replies have a thought (reasoning.py)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = getattr(torch, compute_dtype(self.device.type, dtype_setting))
         self.config = AutoConfig.from_pretrained(path, trust_remote_code=self.remote_code)
@@ -73,7 +75,13 @@ class LoadedBase:
         self.grammars = Grammars(self.tokenizer, self.config.vocab_size, self.stop_ids)
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
-        return self.chat_template.prompt_ids(prompt.messages, prompt.tools)
+        ids = self.chat_template.prompt_ids(prompt.messages, prompt.tools, prompt.template_kwargs)
+        return tokenized_as_trained(self.tokenizer, ids) if self.thinks else ids
+
+    def reply_opening(self, prompt_ids: list[int]) -> Opening:
+        """Where a reply to this prompt starts: in a thought the prompt opened, after one it
+        closed, or where the model decides (reasoning.py)."""
+        return opening(self.tokenizer.decode(prompt_ids[-PROMPT_TAIL_TOKENS:]))
 
     def load_model(self, quantize: str):
         """The weights as openft's decoder runs them (the families it implements), else as

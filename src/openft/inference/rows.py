@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from openft.inference.engine import Chunk, ModelRef, Prompt, SamplingParams, TokenLogprob
+from openft.inference.reasoning import ReplySplitter
 from openft.inference.sampling import bias, next_token, penalize, token_logprobs
 from openft.inference.stops import find_stop, safe_length
 from openft.inference.threaded import drain
@@ -62,6 +63,8 @@ class Row:
             self.generator = torch.Generator(device=base.device).manual_seed(params.seed)
         # The reply's grammar, compiled before the row was admitted (grammar.py)
         self.grammar = base.grammars.matcher(params.grammar) if params.grammar else None
+        # A thinking base's reply, split into its thought and its answer as it is streamed
+        self.splitter = ReplySplitter(base.reply_opening(prompt_ids)) if base.thinks else None
         self.generated: list[int] = []
         self.counts: Counter[int] = Counter()
         self.logprobs: list[TokenLogprob] = []  # of tokens not yet handed out with a chunk
@@ -80,10 +83,12 @@ class Row:
         logits = penalize(
             bias(logits, params.logit_bias), self.counts, params.presence_penalty, params.frequency_penalty
         )
-        if self.grammar is not None:
+        # A thought the prompt opened is free: the grammar holds the answer after it.
+        constrained = self.grammar is not None and not (self.splitter and self.splitter.thinking)
+        if constrained:
             logits = self.grammar.mask(logits)
         token = next_token(logits, params.temperature, params.top_p, self.generator)
-        if self.grammar is not None:
+        if constrained:
             self.grammar.accept(token)
         self.generated.append(token)
         self.counts[token] += 1
@@ -93,6 +98,8 @@ class Row:
         if params.logprobs:
             self.logprobs.append(_token_logprob(tokenizer, logits, token, params.top_logprobs))
         text = tokenizer.decode(self.generated, skip_special_tokens=True)
+        if self.splitter is not None:
+            self.splitter.token(text)
         if self.grammar is not None:
             if not self.grammar.complete():
                 self.stops_from = None
@@ -101,24 +108,18 @@ class Row:
         stops = params.stop if self.stops_from is not None else ()
         stop_at = find_stop(text, stops, self.stops_from or 0)
         if stop_at is not None:
-            if stop_at > self.sent:
-                self.send(Chunk(text[self.sent : stop_at], logprobs=_take(self.logprobs)))
+            self.send_text(text[:stop_at], final=True)
             self.sent = None
             self.finish("stop")
             return token
-        ready = safe_length(text, stops, self.stops_from or 0)
-        if ready > self.sent:
-            self.send(Chunk(text[self.sent : ready], logprobs=_take(self.logprobs)))
-            self.sent = ready
+        self.send_text(text[: safe_length(text, stops, self.stops_from or 0)], final=False)
         if len(self.generated) >= self.max_tokens:
             self.finish("length")
         return token
 
     def finish(self, reason: str) -> None:
         if self.sent is not None:
-            text = self.base.tokenizer.decode(self.generated, skip_special_tokens=True)
-            if len(text) > self.sent:
-                self.send(Chunk(text[self.sent :], logprobs=_take(self.logprobs)))
+            self.send_text(self.base.tokenizer.decode(self.generated, skip_special_tokens=True), final=True)
         self.send(
             Chunk(
                 "",
@@ -126,6 +127,7 @@ class Row:
                 prompt_tokens=len(self.prompt_ids),
                 completion_tokens=len(self.generated),
                 logprobs=_take(self.logprobs),
+                reasoning_tokens=self.splitter.thought_tokens if self.splitter else 0,
             )
         )
         self.generation.end()
@@ -135,6 +137,19 @@ class Row:
         """Ends this row alone with `error` (its caller raises it); the batch goes on."""
         self.generation.fail(error)
         self.done = True
+
+    def send_text(self, upto: str, final: bool) -> None:
+        """Streams the reply up to `upto` (its text so far, less what a stop string may still
+        take): what was not sent, as answer and thought. `final`: the reply ends there."""
+        if len(upto) <= self.sent and not final:
+            return
+        if self.splitter is None:
+            reasoning, answer = "", upto[self.sent :]
+        else:
+            reasoning, answer = self.splitter.advance(upto, final)
+        if answer or reasoning:
+            self.send(Chunk(answer, reasoning=reasoning, logprobs=_take(self.logprobs)))
+        self.sent = len(upto)
 
     def send(self, chunk: Chunk) -> None:
         self.generation.out.put(chunk)

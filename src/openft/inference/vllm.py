@@ -9,8 +9,10 @@ Prompts are rendered here with the same chat template and message normalisation 
 directory. A reply's grammar (structured outputs, inference/constraints.py) goes to vLLM's own
 structured-output parameters, `StructuredOutputsParams(grammar=...)`, with the engine's backend
 set to `guidance`: llguidance, the library openft's engines compile the same text with (not run
-here: no GPU host with vLLM; this follows vLLM's documented API). vLLM's asyncio API runs on a
-loop of its own thread, behind the engine protocol's blocking iterators.
+here: no GPU host with vLLM; this follows vLLM's documented API). The grammar holds the whole
+reply there, a thought the prompt opened included (openft's engine holds only the answer after
+it). vLLM's asyncio API runs on a loop of its own thread, behind the engine protocol's blocking
+iterators.
 """
 
 import asyncio
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from openft.data.chat_format import ChatTemplate
 from openft.inference.engine import MAX_LOADED_ADAPTERS, Chunk, ModelRef, Prompt, SamplingParams, TokenLogprob
+from openft.inference.reasoning import PROMPT_TAIL_TOKENS, ReplySplitter, opening, thinks, tokenized_as_trained
 from openft.inference.threaded import drain
 from openft.models.facts import trusts_remote_code
 from openft.storage import Storage
@@ -53,16 +56,20 @@ class VLLMEngine:
         return {"loop": {"alive": self._loop.is_running(), "bases": sorted(self._engines)}}
 
     def count_prompt_tokens(self, model: ModelRef, prompt: Prompt) -> int:
-        return len(self._template(model.base_model).prompt_ids(prompt.messages, prompt.tools))
+        return len(self._prompt_ids(self._template(model.base_model), prompt))
 
     def generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> Generator[Chunk, None, None]:
         engine = self._engine(model.base_model)
         template = self._template(model.base_model)
-        ids = template.prompt_ids(prompt.messages, prompt.tools)
+        ids = self._prompt_ids(template, prompt)
+        tokenizer = template.tokenizer
+        splitter = None
+        if thinks(template.source):
+            splitter = ReplySplitter(opening(tokenizer.decode(ids[-PROMPT_TAIL_TOKENS:])))
         request_id = uuid.uuid4().hex
         chunks: queue.Queue = queue.Queue()
         running = asyncio.run_coroutine_threadsafe(
-            self._run(engine, template.tokenizer, ids, params, self._lora(model), request_id, chunks), self._loop
+            self._run(engine, tokenizer, ids, params, self._lora(model), request_id, chunks, splitter), self._loop
         )
         try:
             yield from drain(chunks)
@@ -70,7 +77,9 @@ class VLLMEngine:
             if not running.done():  # the caller went away: free its sequence
                 asyncio.run_coroutine_threadsafe(engine.abort(request_id), self._loop)
 
-    async def _run(self, engine, tokenizer, ids, params: SamplingParams, lora, request_id: str, chunks: queue.Queue):
+    async def _run(
+        self, engine, tokenizer, ids, params: SamplingParams, lora, request_id: str, chunks: queue.Queue, splitter
+    ):
         from vllm import SamplingParams as VLLMSamplingParams
         from vllm import TokensPrompt
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
@@ -89,7 +98,7 @@ class VLLMEngine:
             # openft's grammar text is llguidance's Lark, which vLLM's guidance backend compiles
             structured_outputs=StructuredOutputsParams(grammar=params.grammar) if params.grammar else None,
         )
-        generated = 0
+        generated, text = 0, ""
         try:
             async for output in engine.generate(
                 TokensPrompt(prompt_token_ids=ids), sampling, request_id, lora_request=lora
@@ -97,14 +106,27 @@ class VLLMEngine:
                 completion = output.outputs[0]
                 generated += len(completion.token_ids)
                 logprobs = _logprobs(tokenizer, completion, params) if params.logprobs else []
-                if completion.text or logprobs:
-                    chunks.put(Chunk(completion.text, logprobs=logprobs))
+                answer, reasoning = completion.text, ""
+                if splitter is not None:
+                    text += completion.text
+                    splitter.token(text, len(completion.token_ids))
+                    reasoning, answer = splitter.advance(text, final=output.finished)
+                if answer or reasoning or logprobs:
+                    chunks.put(Chunk(answer, reasoning=reasoning, logprobs=logprobs))
                 if output.finished:
                     reason = "length" if completion.finish_reason == "length" else "stop"
-                    chunks.put(Chunk("", reason, prompt_tokens=len(ids), completion_tokens=generated))
+                    thought = splitter.thought_tokens if splitter else 0
+                    chunks.put(
+                        Chunk("", reason, prompt_tokens=len(ids), completion_tokens=generated, reasoning_tokens=thought)
+                    )
             chunks.put(None)
         except BaseException as error:
             chunks.put(error)
+
+    @staticmethod
+    def _prompt_ids(template: ChatTemplate, prompt: Prompt) -> list[int]:
+        ids = template.prompt_ids(prompt.messages, prompt.tools, prompt.template_kwargs)
+        return tokenized_as_trained(template.tokenizer, ids) if thinks(template.source) else ids
 
     def _engine(self, base: str):
         with self._lock:

@@ -72,6 +72,9 @@ class ChatCompletionRequest(BaseModel):
     n: int | None = Field(default=1, ge=1, le=128)
     parallel_tool_calls: bool | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    # "none", "minimal", "low", "medium" or "high" (services/thinking.py; checked there, with
+    # OpenAI's message)
+    reasoning_effort: str | None = None
     response_format: dict[str, Any] | None = None
     seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)  # OpenAI's: a 64-bit integer
     stop: str | list[str] | None = None
@@ -86,6 +89,9 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(default=None, ge=0, le=1)  # 0: the most likely token alone
     user: str | None = None
 
+    # vLLM's extension: more variables for the chat template, `{"enable_thinking": false}`
+    chat_template_kwargs: dict[str, Any] | None = None
+
     def stop_strings(self) -> tuple[str, ...]:
         if self.stop is None:
             return ()
@@ -98,6 +104,8 @@ class ResponseMessage(BaseModel):
     refusal: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     function_call: dict[str, Any] | None = None
+    # The thought of a model that thinks, apart from its answer (vLLM's and DeepSeek's field)
+    reasoning_content: str | None = None
 
 
 class TopLogprob(BaseModel):
@@ -122,10 +130,15 @@ class Choice(BaseModel):
     finish_reason: Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
 
+class CompletionTokensDetails(BaseModel):
+    reasoning_tokens: int  # of the completion's tokens, those of its thought (tags included)
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    completion_tokens_details: CompletionTokensDetails | None = None  # only for a reply that thought
 
 
 class ChatCompletion(BaseModel):
@@ -143,6 +156,7 @@ class Delta(BaseModel):
     content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None  # each with its "index", as OpenAI streams them
     function_call: dict[str, Any] | None = None
+    reasoning_content: str | None = None
 
 
 class ChunkChoice(BaseModel):

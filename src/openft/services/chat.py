@@ -1,6 +1,9 @@
 """Chat completions: check the request, resolve the model name, and turn engine chunks into
 OpenAI's response or stream chunks. What the reply must match (response_format, strict tools,
-a forced tool call) is structured.py's."""
+a forced tool call) is structured.py's; what the chat template is told (thinking or not) is
+thinking.py's. A model that thinks has its thought sent apart from its answer, as
+`reasoning_content` (the engines split them: inference/reasoning.py); tool calls are read from
+the answer alone."""
 
 import asyncio
 import json
@@ -23,6 +26,7 @@ from openft.protocol.chat import (
     Choice,
     ChoiceLogprobs,
     ChunkChoice,
+    CompletionTokensDetails,
     Delta,
     ResponseMessage,
     TokenLogprob,
@@ -32,6 +36,7 @@ from openft.protocol.chat import (
 from openft.services.chat_checks import check_request
 from openft.services.models import ModelService
 from openft.services.structured import reply_grammar
+from openft.services.thinking import template_kwargs
 
 FINGERPRINT = "fp_openft"
 T = TypeVar("T")
@@ -49,24 +54,22 @@ class ChatService:
     async def complete(self, organization_id: str, request: ChatCompletionRequest) -> ChatCompletion:
         model, prompt, params = await self._prepare(organization_id, request)
         completion_id, created = ids.completion_id(), int(time.time())
-        choices, prompt_tokens, completion_tokens = [], 0, 0
+        choices = []
         # The n choices are generated at once, so the engine decodes them in one batch.
         wholes = await asyncio.gather(
             *(self._whole(model, prompt, _for_choice(params, index)) for index in range(request.n or 1))
         )
-        for index, (text, logprobs, last) in enumerate(wholes):
-            message, finish_reason = _reply(text, last.finish_reason, request)
+        for index, (text, reasoning, logprobs, last) in enumerate(wholes):
+            message, finish_reason = _reply(text, reasoning, last.finish_reason, request)
             choices.append(
                 Choice(index=index, message=message, finish_reason=finish_reason, logprobs=_logprobs(request, logprobs))
             )
-            prompt_tokens = last.prompt_tokens
-            completion_tokens += last.completion_tokens
         return ChatCompletion(
             id=completion_id,
             created=created,
             model=request.model,
             choices=choices,
-            usage=_usage(prompt_tokens, completion_tokens),
+            usage=_usage([last for *_, last in wholes]),
             system_fingerprint=FINGERPRINT,
         )
 
@@ -101,13 +104,17 @@ class ChatService:
             yield frame([ChunkChoice(index=index, delta=Delta(role="assistant", content=""))])
             if _may_call_tools(request):
                 # A reply may turn out to be a call: it is sent whole, once it is known.
-                text, logprobs, last = await self._whole(model, prompt, _for_choice(params, index))
-                message, finish_reason = _reply(text, last.finish_reason, request)
+                text, reasoning, logprobs, last = await self._whole(model, prompt, _for_choice(params, index))
+                message, finish_reason = _reply(text, reasoning, last.finish_reason, request)
                 yield frame([ChunkChoice(index=index, delta=_delta(message), logprobs=_logprobs(request, logprobs))])
             else:
                 async for chunk in self._generate(model, prompt, _for_choice(params, index)):
-                    if chunk.text or chunk.logprobs:
-                        delta, logprobs = Delta(content=chunk.text), _logprobs(request, chunk.logprobs)
+                    if chunk.text or chunk.reasoning or chunk.logprobs:
+                        delta = Delta(
+                            content=None if chunk.reasoning and not chunk.text else chunk.text,
+                            reasoning_content=chunk.reasoning or None,
+                        )
+                        logprobs = _logprobs(request, chunk.logprobs)
                         yield frame([ChunkChoice(index=index, delta=delta, logprobs=logprobs)])
                     last = chunk
                 finish_reason = last.finish_reason
@@ -121,21 +128,21 @@ class ChatService:
                 async for data in frames:
                     yield data
             if request.stream_options and request.stream_options.include_usage:
-                completion_tokens = sum(last.completion_tokens for last in lasts)
-                yield frame([], _usage(lasts[0].prompt_tokens, completion_tokens))
+                yield frame([], _usage(lasts))
         except Exception as error:  # headers are sent: the error goes in the stream, as OpenAI does
             body = OpenFTError(500, f"The server had an error while generating: {error}", type="server_error").body()
             yield f"data: {json.dumps(body)}\n\n"
         yield "data: [DONE]\n\n"
 
     async def _whole(self, model: ModelRef, prompt: Prompt, params: SamplingParams):
-        """One whole generation: (text, token logprobs, the last chunk)."""
-        parts, logprobs, last = [], [], None
+        """One whole generation: (answer, reasoning, token logprobs, the last chunk)."""
+        parts, thought, logprobs, last = [], [], [], None
         async for chunk in self._generate(model, prompt, params):
             parts.append(chunk.text)
+            thought.append(chunk.reasoning)
             logprobs += chunk.logprobs
             last = chunk
-        return "".join(parts), logprobs, last
+        return "".join(parts), "".join(thought), logprobs, last
 
     def _generate(self, model: ModelRef, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Chunk]:
         return iterate_in_thread(lambda: self.engine.generate(model, prompt, params))
@@ -146,8 +153,10 @@ class ChatService:
         check_request(request)
         # Checking a schema compiles it (milliseconds, more for a large one): off the event loop.
         grammar = await asyncio.to_thread(reply_grammar, request)
+        kwargs = template_kwargs(request, constrained=grammar is not None)
         model = self.models.resolve(organization_id, request.model)
-        prompt = Prompt([_template_message(m) for m in request.messages], chat_tools(request.tools, request.functions))
+        tools = chat_tools(request.tools, request.functions)
+        prompt = Prompt([_template_message(m) for m in request.messages], tools, kwargs)
         try:
             prompt_tokens = await asyncio.to_thread(self.engine.count_prompt_tokens, model, prompt)
         except PromptError as error:
@@ -242,17 +251,24 @@ def _may_call_tools(request: ChatCompletionRequest) -> bool:
     return bool(request.tools or request.functions) and request.tool_choice != "none"
 
 
-def _reply(text: str, finish_reason: str, request: ChatCompletionRequest) -> tuple[ResponseMessage, str]:
-    """The assistant message, with the tool calls the model wrote parsed out of its text (when the
-    request offered tools and the reply ended by itself)."""
+def _reply(
+    text: str, reasoning: str, finish_reason: str, request: ChatCompletionRequest
+) -> tuple[ResponseMessage, str]:
+    """The assistant message: its answer, with the tool calls the model wrote parsed out of it
+    (when the request offered tools and the reply ended by itself), and its thought apart. A
+    reply that thought and gave no answer (cut short in its thought) has no content, as vLLM's."""
+    thought = reasoning or None
     if finish_reason == "stop" and _may_call_tools(request):
         content, calls = parse_tool_calls(text)
         if calls and request.tools:
-            return ResponseMessage(content=content, tool_calls=[call.as_tool_call() for call in calls]), "tool_calls"
+            calls = [call.as_tool_call() for call in calls]
+            return ResponseMessage(content=content, tool_calls=calls, reasoning_content=thought), "tool_calls"
         if calls:
             function_call = {"name": calls[0].name, "arguments": calls[0].arguments}
-            return ResponseMessage(content=content, function_call=function_call), "function_call"
-    return ResponseMessage(content=text), finish_reason
+            return ResponseMessage(content=content, function_call=function_call, reasoning_content=thought), (
+                "function_call"
+            )
+    return ResponseMessage(content=None if thought and not text else text, reasoning_content=thought), finish_reason
 
 
 def _logprobs(request: ChatCompletionRequest, tokens: list) -> ChoiceLogprobs | None:
@@ -273,10 +289,23 @@ def _logprobs(request: ChatCompletionRequest, tokens: list) -> ChoiceLogprobs | 
 
 def _delta(message: ResponseMessage) -> Delta:
     calls = [{"index": n, **call} for n, call in enumerate(message.tool_calls)] if message.tool_calls else None
-    return Delta(content=message.content, tool_calls=calls, function_call=message.function_call)
+    return Delta(
+        content=message.content,
+        tool_calls=calls,
+        function_call=message.function_call,
+        reasoning_content=message.reasoning_content,
+    )
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
+def _usage(lasts: list[Chunk]) -> Usage:
+    """The n choices' usage, from each one's last chunk: the prompt once, every completion."""
+    prompt_tokens = lasts[0].prompt_tokens
+    completion_tokens = sum(last.completion_tokens for last in lasts)
+    reasoning_tokens = sum(last.reasoning_tokens for last in lasts)
+    details = CompletionTokensDetails(reasoning_tokens=reasoning_tokens) if reasoning_tokens else None
     return Usage(
-        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=prompt_tokens + completion_tokens,
+        completion_tokens_details=details,
     )

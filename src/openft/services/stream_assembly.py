@@ -62,11 +62,20 @@ class StreamAssembly:
         for piece in chunk.get("choices") or []:
             choice = self._choices.setdefault(
                 piece.get("index", 0),
-                {"content": [], "tool_calls": {}, "function_call": None, "finish_reason": None, "logprobs": None},
+                {
+                    "content": [],
+                    "reasoning": [],
+                    "tool_calls": {},
+                    "function_call": None,
+                    "finish_reason": None,
+                    "logprobs": None,
+                },
             )
             delta = piece.get("delta") or {}
             if delta.get("content"):
                 choice["content"].append(delta["content"])
+            if delta.get("reasoning_content"):
+                choice["reasoning"].append(delta["reasoning_content"])
             for call in delta.get("tool_calls") or []:
                 _merge_call(choice["tool_calls"].setdefault(call.get("index", 0), {}), call)
             if function_call := delta.get("function_call"):
@@ -82,8 +91,10 @@ class StreamAssembly:
         message: dict[str, Any] = {"role": "assistant", "content": "".join(choice["content"]) or None, "refusal": None}
         if choice["tool_calls"]:
             message["tool_calls"] = [choice["tool_calls"][n] for n in sorted(choice["tool_calls"])]
-        elif message["content"] is None:
+        elif message["content"] is None and not choice["reasoning"]:
             message["content"] = ""
+        if choice["reasoning"]:
+            message["reasoning_content"] = "".join(choice["reasoning"])
         if choice["function_call"]:
             message["function_call"] = choice["function_call"]["function"]
         return {
