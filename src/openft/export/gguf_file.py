@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from openft.export.spec import ExportError
+from openft.export.spec import ExportError, file_stem
 
 # What a model folder holds besides its tokenizer: written anew from the merged model.
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
@@ -33,12 +33,14 @@ def write_gguf(model, base_path: Path, path: Path, quantization: str, name: str,
             f"GGUF export runs llama.cpp's converter, which is not at {llama_cpp}: run `make llama-cpp` "
             "(or scripts/install-llama-cpp.sh), or set OPENFT_LLAMA_CPP_DIR to a llama.cpp source tree."
         )
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".hf-") as folder:
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".hf-") as scratch:
+        # The converter takes metadata (general.finetune) from the folder's name: not a random one.
+        folder = Path(scratch) / file_stem(name)
         model.to(torch.float32).save_pretrained(folder)
         for source in base_path.iterdir():
             if source.is_file() and source.name not in _MODEL_FILES and not source.name.endswith(_WEIGHTS):
-                shutil.copyfile(source, Path(folder) / source.name)
-        command = [sys.executable, "-m", "openft.export.convert", str(llama_cpp), folder, str(path), quantization, name]
+                shutil.copyfile(source, folder / source.name)
+        command = [sys.executable, "-m", "openft.export.convert", str(llama_cpp), str(folder), str(path), quantization, name]
         done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         path.unlink(missing_ok=True)
