@@ -1,6 +1,7 @@
 """llama.cpp itself (llama-cpp-python, built and installed by `make llama-cpp`) for the tests
 that load an exported GGUF. Missing, those tests skip, except where it must be there: in CI
-(`CI`) or when `OPENFT_TEST_LLAMA_CPP` is set (.ci/run sets it), where they fail."""
+(`CI`) or when `OPENFT_TEST_LLAMA_CPP` is set (.ci/run sets it), where they fail. The same
+holds for the real model of tests/test_real_model.py."""
 
 import os
 from pathlib import Path
@@ -13,8 +14,8 @@ from openft.settings import LLAMA_CPP_DIR
 REQUIRED = bool(os.environ.get("CI") or os.environ.get("OPENFT_TEST_LLAMA_CPP"))
 
 
-def missing(what: str):
-    message = f"{what} is not installed: run `make llama-cpp`"
+def missing(what: str, fix: str = "make llama-cpp"):
+    message = f"{what} is not installed: run `{fix}`"
     if REQUIRED:
         pytest.fail(message + " (CI and OPENFT_TEST_LLAMA_CPP need it)")
     pytest.skip(message)
@@ -43,14 +44,15 @@ def logits(llm, ids: list[int]) -> np.ndarray:
     return np.array(llm.scores[: len(ids)])
 
 
-def greedy(llm, ids: list[int], max_tokens: int) -> list[int]:
-    """llama.cpp's own greedy decode after `ids`, to its end-of-generation token or max_tokens."""
+def greedy(llm, ids: list[int], max_tokens: int, stop_at_end: bool = True) -> list[int]:
+    """llama.cpp's own greedy decode after `ids`: max_tokens tokens, or fewer when it stops at
+    an end-of-generation token (not kept)."""
     import llama_cpp
 
     llm.reset()
     out = []
     for token in llm.generate(ids, temp=0.0, top_k=1, reset=True):
-        if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token) or len(out) == max_tokens:
+        if (stop_at_end and llama_cpp.llama_vocab_is_eog(llm._model.vocab, token)) or len(out) == max_tokens:
             break
         out.append(token)
     return out
