@@ -30,7 +30,7 @@ from tests.helpers import (
     new_data_dir,
     watch,
 )
-from tests.tiny_models import FAMILIES, build
+from tests.tiny_models import FAMILIES, REAL_FAMILIES, build, build_real
 
 # Fixtures whose tests run on the worker that holds the session's live server.
 LIVE_SERVER_FIXTURES = {"live_server", "ahoy_fine_tune"}
@@ -211,3 +211,15 @@ class FloatPath:
 def float_path(request) -> FloatPath:
     """Runs a test whose outcome depends on numerics on both float paths, whatever the host."""
     return FloatPath(request.param, request)
+
+
+@pytest.fixture(scope="session")
+def family_models(tmp_path_factory, model_store) -> dict[str, Path]:
+    """The random-weight models of tests/tiny_models.py's REAL_FAMILIES (published templates and
+    architecture features), one folder per family, built once."""
+    root = built_once(
+        tmp_path_factory,
+        "family-models",
+        lambda root: [build_real(name, model_store / BUNDLED_MODEL, root / name) for name in REAL_FAMILIES],
+    )
+    return {name: root / name for name in REAL_FAMILIES}

@@ -1,8 +1,8 @@
 """The oracle the batched label path is held to, and a varied sample of examples to hold it on.
 
-`reference_render_example` is `render_example` as it was before batching, kept verbatim: one
-`apply_chat_template` call per rendering, one tokenizer call per example and a walk over every
-token."""
+`reference_render_example` is the label rule of `labels.py` written the plain way: one
+`apply_chat_template` call per rendering, one tokenizer call per piece of text and a walk over
+every token."""
 
 import json
 import random
@@ -12,33 +12,48 @@ from openft.data.labels import IGNORE_INDEX
 
 
 def reference_render_example(tokenizer, example: dict, max_length: int) -> tuple[list[int], list[int], bool]:
-    """`render_example` before batching, verbatim but for the return type."""
-    messages, tools = ChatTemplate(tokenizer).messages(example["messages"], _example_tools(example))
-    text = _render(tokenizer, messages, tools)
-    spans = []
+    """`render_example`'s (input_ids, labels, truncated), computed the plain way."""
+    template = ChatTemplate(tokenizer)
+    messages, tools = template.messages(example["messages"], _example_tools(example))
+    prompts = {
+        i: _render(tokenizer, messages[:i], tools, add_generation_prompt=True)
+        for i, m in enumerate(messages)
+        if m["role"] == "assistant" and i > 0
+    }
+    sequences = {_render(tokenizer, messages, tools): []}  # text -> trained spans
     inserted = len(messages) - len(example["messages"])
-    for j, raw in enumerate(example["messages"]):
-        i = j + inserted
+    for j in reversed(range(len(example["messages"]))):
+        raw, i = example["messages"][j], j + inserted
         if messages[i]["role"] != "assistant" or raw.get("weight", 1) == 0:
             continue
         if i == 0:
             raise ValueError("Cannot label an assistant message that opens the conversation")
-        before = _render(tokenizer, messages[:i], tools, add_generation_prompt=True)
-        upto = _render(tokenizer, messages[: i + 1], tools)
-        if not upto.startswith(before) or not text.startswith(upto):
+        before = prompts[i]
+        upto = _render(tokenizer, messages[: i + 1], tools).removesuffix(template.conversation_end)
+        if not upto.startswith(before):
             raise ValueError(f"Cannot label message {j}")
-        spans.append((len(before), max(len(before), len(upto.rstrip()))))
+        text = next((text for text in sequences if text.startswith(upto)), upto)
+        sequences.setdefault(text, []).insert(0, (len(before), max(len(before), len(upto.rstrip()))))
+    trained = [(text, spans) for text, spans in sequences.items() if spans] or list(sequences.items())[:1]
 
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    input_ids = list(encoding["input_ids"])
-    labels = [IGNORE_INDEX] * len(input_ids)
-    k = 0
-    for t, (start, end) in enumerate(encoding["offset_mapping"]):
-        while k < len(spans) and spans[k][1] <= start:
-            k += 1
-        if k < len(spans) and start < spans[k][1] and end > spans[k][0]:
-            labels[t] = input_ids[t]
-    return input_ids[:max_length], labels[:max_length], len(input_ids) > max_length
+    input_ids, labels, truncated = [], [], False
+    for text, spans in trained:
+        cuts = sorted({0, len(text), *(len(p) for p in prompts.values() if text.startswith(p))})
+        ids, offsets = [], []
+        for start, end in zip(cuts, cuts[1:]):
+            encoding = tokenizer(text[start:end], add_special_tokens=False, return_offsets_mapping=True)
+            ids += encoding["input_ids"]
+            offsets += [(start + a, start + b) for a, b in encoding["offset_mapping"]]
+        sequence_labels, k = [IGNORE_INDEX] * len(ids), 0
+        for t, (start, end) in enumerate(offsets):
+            while k < len(spans) and spans[k][1] <= start:
+                k += 1
+            if k < len(spans) and start < spans[k][1] and end > spans[k][0]:
+                sequence_labels[t] = ids[t]
+        input_ids += ids[:max_length]
+        labels += sequence_labels[:max_length]
+        truncated |= len(ids) > max_length
+    return input_ids, labels, truncated
 
 
 def _example_tools(example):

@@ -106,10 +106,18 @@ def test_openai_names_resolve_by_setting_then_stored_alias_then_default_base(sto
     assert client.models.retrieve("support-bot").root == "gemma"
 
 
-def test_a_template_that_rewrites_earlier_turns_is_refused_then_fixed_with_chat_template(store, tiny_models, tmp_path):
-    refused = models(store, "add", tiny_models["mistral"])
+UNLABELLABLE = (  # prompts with a think block opened that its replies are never written after
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"
+)
+
+
+def test_a_template_that_cannot_be_labelled_is_refused_then_fixed_with_chat_template(store, tiny_models, tmp_path):
+    broken = tmp_path / "broken.jinja"
+    broken.write_text(UNLABELLABLE)
+    refused = models(store, "add", tiny_models["mistral"], "--chat-template", broken)
     assert refused.exit_code == 1
-    assert refused.stderr.count("\n") == 1 and "rewrites earlier turns" in refused.stderr
+    assert refused.stderr.count("\n") == 1 and "does not render a reply after the generation prompt" in refused.stderr
     assert "--chat-template FILE" in refused.stderr
     assert "mistral" not in rows(store) and not (store / "models" / "mistral").exists()
 

@@ -1,16 +1,16 @@
 """The label path on the chat-template shapes of six families (tests/tiny_models.py): ChatML
 (Qwen2, Qwen3), no system role (Gemma), a template that writes BOS itself (Llama 3), one that
-ends a conversation with EOS (Phi-3), and one that rewrites earlier turns (Mistral v0.3), which
-must be refused rather than mislabelled. Training (`render_example`) and inference
-(`ChatTemplate.prompt_ids`) must see the same tokens, and a reply must end where the engine
-stops."""
+ends a conversation with EOS (Phi-3), and one that drops the system message once the assistant
+answers (Mistral v0.3: folded into the first user turn, as for Gemma). Training
+(`render_example`) and inference (`ChatTemplate.prompt_ids`) must see the same tokens, a reply
+must end where the engine stops, and only a template whose reply does not follow its generation
+prompt is refused. The published templates of each family are in tests/test_families.py."""
 
 import pytest
 from transformers import AutoTokenizer
 
 from openft.data.chat_format import ChatTemplate
-from openft.data.labels import IGNORE_INDEX, TurnsRewritten, probe_template, render_example
-from tests.tiny_models import MISTRAL_FIXED
+from openft.data.labels import IGNORE_INDEX, ReplyNotAfterPrompt, probe_template, render_example
 
 CHAT = {
     "messages": [
@@ -28,15 +28,13 @@ END_OF_TURN = {
     "qwen3": "<|im_end|>",
     "gemma": "<end_of_turn>",
     "phi3": "<|end|>",
-    "mistral": "</s>",  # with MISTRAL_FIXED
+    "mistral": "</s>",
 }
 
 
 @pytest.fixture(scope="module")
 def tokenizers(tiny_models):
-    loaded = {name: AutoTokenizer.from_pretrained(path) for name, path in tiny_models.items()}
-    loaded["mistral"].chat_template = MISTRAL_FIXED
-    return loaded
+    return {name: AutoTokenizer.from_pretrained(path) for name, path in tiny_models.items()}
 
 
 def trained_tokens(tokenizer, rendered) -> list[str]:
@@ -52,8 +50,7 @@ def test_each_family_trains_exactly_its_replies_and_their_end_of_turn(tokenizers
     space = " " if family == "mistral" else ""  # its replies follow "[/INST]" after a space
     end = END_OF_TURN[family]
     assert trained == f"{space}Hello!{end}{space}Hello again!{end}"
-    if family != "llama":  # see test_llama_prompt_boundary_mismatch_is_a_warning
-        assert probe_template(tokenizer) == []
+    assert probe_template(tokenizer) == []
 
 
 def test_gemma_gets_the_system_message_in_its_first_user_turn(tokenizers):
@@ -76,39 +73,43 @@ def test_phi3_end_of_conversation_is_rendered_but_not_trained(tokenizers):
 
 
 @pytest.mark.parametrize("family", sorted(END_OF_TURN))
-def test_training_and_inference_see_one_bos(tokenizers, family):
+def test_training_and_inference_see_one_bos_and_the_same_prompt_tokens(tokenizers, family):
     tokenizer = tokenizers[family]
     train_ids = render_example(tokenizer, CHAT, max_length=1024).input_ids
     prompt_ids = ChatTemplate(tokenizer).prompt_ids(CHAT["messages"][:4])
     bos = tokenizer.bos_token_id
     if bos is not None:
         assert train_ids[:2].count(bos) == prompt_ids[:2].count(bos) == (train_ids[0] == bos)
-    if family != "llama":  # the bundled tokenizer merges Llama 3's "\n\n" with what follows it
-        assert train_ids[: len(prompt_ids)] == prompt_ids
+    assert train_ids[: len(prompt_ids)] == prompt_ids
 
 
-def test_llama_prompt_boundary_mismatch_is_a_warning(tokenizers):
-    """The tiny Llama borrows a tokenizer that splits "\\n\\n" before text but not at the end of a
-    prompt; the probe says so rather than passing silently."""
-    [warning] = probe_template(tokenizers["llama"])
-    assert "'ĊĊ'" in warning and "training splits differently" in warning
+def test_a_prompt_is_tokenized_where_training_cuts_it(tokenizers):
+    """The tiny Llama borrows a tokenizer that reads "\\n\\n" before text as two tokens and at the
+    end of a text as one: cut at the end of each generation prompt, both sides read one."""
+    tokenizer = tokenizers["llama"]
+    prompt = ChatTemplate(tokenizer).prompt_ids(CHAT["messages"][:4])
+    assert tokenizer.convert_ids_to_tokens(prompt[-1:]) == ["ĊĊ"]
+    rendered = render_example(tokenizer, CHAT, max_length=1024)
+    assert rendered.labels[len(prompt) - 1] == IGNORE_INDEX and rendered.labels[len(prompt)] != IGNORE_INDEX
+    first = ChatTemplate(tokenizer).prompt_ids(CHAT["messages"][:2])  # cut alike inside the second prompt
+    assert prompt[: len(first)] == first
 
 
-def test_a_generation_prompt_ending_in_a_space_is_a_warning(tokenizers):
+def test_mistral_v3_gets_the_system_message_in_its_first_user_turn(tokenizers):
+    tokenizer = tokenizers["mistral"]  # its own template writes it into the last user turn, or nowhere
+    text = tokenizer.decode(render_example(tokenizer, CHAT, max_length=1024).input_ids)
+    assert text.startswith("<s>[INST] Be brief.\n\nHi[/INST] Hello!</s>[INST] Again[/INST]")
+
+
+def test_a_template_whose_reply_does_not_follow_its_generation_prompt_is_refused(tokenizers):
     tokenizer = AutoTokenizer.from_pretrained(tokenizers["qwen2"].name_or_path)
-    tokenizer.chat_template = (
-        "{% for m in messages %}{{ m.role | upper }}: {{ m.content }}\n{% endfor %}"
-        "{% if add_generation_prompt %}ASSISTANT: {% endif %}"
+    tokenizer.chat_template = (  # opens a think block to prompt, but writes replies without one
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"
     )
-    [warning] = probe_template(tokenizer)
-    assert "Ġ" in warning
-
-
-def test_a_template_that_rewrites_earlier_turns_is_refused(tiny_models):
-    tokenizer = AutoTokenizer.from_pretrained(tiny_models["mistral"])  # v0.3: system into the last user turn
-    with pytest.raises(TurnsRewritten):
+    with pytest.raises(ReplyNotAfterPrompt):
         render_example(tokenizer, CHAT, max_length=1024)
-    with pytest.raises(TurnsRewritten):
+    with pytest.raises(ReplyNotAfterPrompt):
         probe_template(tokenizer)
 
 

@@ -17,8 +17,11 @@ still seen and trained:
   `<tools></tools>`.
 
 Two more shapes of template are probed once each. One with no system role (Gemma's raises
-"System role not supported", others drop it) gets each system message folded into the next user
-turn, the system text first and a blank line after it, as Gemma 2/3's own templates do. One that
+"System role not supported", others drop it), or one that drops the system message once the
+assistant has answered (Mistral v0.3's writes it into the last user turn, and so nowhere when
+the conversation ends with a reply), gets each system message folded into the next user turn,
+the system text first and a blank line after it, as Gemma 2/3's own templates do: in training
+and at inference alike, so a fine-tune is asked as it was taught. One that
 ends a conversation rendered without the generation prompt with a token of its own (Phi-3's EOS)
 has that suffix named (`conversation_end`), so that labels.py knows it belongs to no turn.
 """
@@ -29,6 +32,8 @@ import json
 import os
 import weakref
 from functools import cached_property
+
+from openft.data.pieces import PieceEncoder
 
 _PROBE = "openft_probe_fn"
 _TOOLS_PROMPT = (
@@ -121,16 +126,24 @@ class ChatTemplate:
 
     def prompt_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
         """The token ids a model is prompted with to answer `messages`: normalised as in
-        training, then rendered with the generation prompt (the assistant's role header).
-        PromptError when they cannot be: the template refuses them (roles that do not alternate,
-        say), or the tokenizer does (a lone surrogate is no character to encode)."""
+        training, rendered with the generation prompt (the assistant's role header), and
+        tokenized as training tokenizes the text before a reply: cut at the end of each earlier
+        assistant turn's own generation prompt where the prompt holds it (`labels.py`), so that
+        the tokens are those the fine-tune was trained on. PromptError when they cannot be: the
+        template refuses them (roles that do not alternate, say), or the tokenizer does (a lone
+        surrogate is no character to encode)."""
         try:
             messages, tools = self.messages(messages, tools)
-            return self.tokenizer.apply_chat_template(
-                messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=True
-            )["input_ids"]
+            turns = [i for i, m in enumerate(messages) if m["role"] == "assistant" and i > 0]
+            *earlier, prompt = self.render_many([messages[:i] for i in turns] + [messages], tools, True)
+            cuts = sorted({len(text) for text in earlier if prompt.startswith(text)})
+            return self.encoder.encode([prompt], [cuts])[0].ids
         except Exception as error:
             raise PromptError(f"The messages cannot be rendered as this model's prompt: {error}") from error
+
+    @cached_property
+    def encoder(self) -> PieceEncoder:
+        return PieceEncoder.for_tokenizer(self.tokenizer)
 
     def render(self, messages: list[dict], tools: list[dict] | None, add_generation_prompt: bool = False) -> str:
         return self.tokenizer.apply_chat_template(
@@ -161,7 +174,10 @@ class ChatTemplate:
 
     @cached_property
     def renders_system(self) -> bool:
-        return self._probe([{"role": "system", "content": _PROBE}, {"role": "user", "content": "x"}], None)
+        """The system message is rendered, and stays rendered once the assistant answers (Mistral
+        v0.3's writes it into the last user turn only while that turn is the last message)."""
+        system = [{"role": "system", "content": _PROBE}, {"role": "user", "content": "x"}]
+        return self._probe(system, None) and self._probe([*system, {"role": "assistant", "content": "y"}], None)
 
     @cached_property
     def conversation_end(self) -> str:

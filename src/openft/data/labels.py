@@ -9,26 +9,42 @@ The messages are first normalised as inference normalises them (`chat_format.py`
 as text, legacy function calling as tools, tools and tool calls written into the text when the
 template ignores them), so a fine-tune is trained on what it will be asked.
 
-How the labels are found. The conversation is rendered to text with the model's own chat
-template, once in full. For each assistant message i that carries loss (weight 1, the default),
+How the labels are found. For each assistant message i that carries loss (weight 1, the
+default), the model's own chat template renders
 
-    before = render(messages[:i], add_generation_prompt=True)   # ends with the role header
+    before = render(messages[:i], add_generation_prompt=True)   # the prompt inference sends
     upto   = render(messages[:i + 1])                            # ends after the reply's end-of-turn
 
 and the trained characters are `upto[len(before):]` with trailing whitespace stripped: the
 reply's content and its end-of-turn token (`<|im_end|>` in ChatML, so the model learns to
-stop), but not the role header and not the newline after the end-of-turn. A template for
-which `before` is not a prefix of `upto`, or `upto` not a prefix of the full text (for example
-one that rewrites earlier turns), cannot be labelled this way and raises ValueError.
+stop), but not the role header and not the newline after the end-of-turn. When `before` is not
+a prefix of `upto`, the model cannot be taught to continue the prompt it will be given, and the
+example raises `ReplyNotAfterPrompt`: that template cannot be labelled.
 
-The full text is tokenized once with offsets; a token is trained when its characters overlap a
-trained span (a token that straddles the header/content boundary is trained, since the model
-must learn to produce it). Labels are the token ids themselves, unshifted, -100 elsewhere:
+Which texts are trained. Most templates render a conversation as its turns one after another,
+so every `upto` is a prefix of the whole conversation, which is the one sequence trained.
+Others render a turn differently once a later one follows: Qwen3 writes an empty
+`<think>\n\n</think>\n\n` only into the assistant turn after the last user message, Mistral v0.3
+puts the system message into the last user turn. A reply whose `upto` is not a prefix of the
+whole conversation (nor of another sequence of the example) is trained on a sequence of its own,
+`upto` itself: exactly what the model sees when it is asked at that turn. An example becomes
+several sequences only where its template needs it.
 
-    text    <|im_start|>assistant\\n  Ah  oy  !  <|im_end|>  \\n
+Tokens, as inference has them. Each sequence is tokenized with a cut at the end of every
+generation prompt it holds (`before` of each assistant turn, trained or not): no token crosses
+from a prompt into its reply, and the tokens before a reply are exactly those
+`ChatTemplate.prompt_ids` gives the server for that conversation, which cuts its prompt at the
+same places. Tokenizing the whole text would merge, with some tokenizers, a prompt's last
+characters with the reply's first ("\n\n" + "Hi" as "\n", "\nHi"), which the server, whose
+prompt ends there, never feeds. A token is trained when its characters overlap a trained span.
+Labels are the token ids themselves, unshifted, -100 elsewhere:
+
+    text    <|im_start|>assistant\n  Ah  oy  !  <|im_end|>  \n
     labels  -100        -100 -100  Ah  oy  !  <|im_end|> -100
 
-Examples longer than `max_length` tokens keep their start and are marked `truncated`.
+An example's sequences are joined into one `RenderedExample` (`sequence_starts` marks each; the
+trainer runs each as a row of its own), so counts and prices add up over them. Each sequence
+longer than `max_length` tokens keeps its start, and the example is marked `truncated`.
 """
 
 from __future__ import annotations
@@ -47,16 +63,22 @@ from openft.data.pieces import Encoding, PieceEncoder
 IGNORE_INDEX = -100
 
 
-class TurnsRewritten(ValueError):
-    """The chat template renders a conversation otherwise than as its earlier turns followed by
-    the new one (Mistral v0.3's moves the system message into the last user turn)."""
+class ReplyNotAfterPrompt(ValueError):
+    """The chat template renders a reply otherwise than after the generation prompt of its turn,
+    so no labels teach the model to continue the prompt it is given."""
 
 
 @dataclass
 class RenderedExample:
-    input_ids: list[int]
+    input_ids: list[int]  # the example's sequences, one after another
     labels: list[int]  # the token id where loss is taken, -100 elsewhere (unshifted)
-    truncated: bool  # the rendered example was longer than max_length and lost its end
+    truncated: bool  # a sequence was longer than max_length and lost its end
+    sequence_starts: tuple[int, ...] = (0,)  # where each sequence begins in input_ids
+
+    def sequences(self) -> list[tuple[list[int], list[int]]]:
+        """(input_ids, labels) of each sequence: what the model is run on, one row each."""
+        bounds = [*self.sequence_starts, len(self.input_ids)]
+        return [(self.input_ids[a:b], self.labels[a:b]) for a, b in zip(bounds, bounds[1:])]
 
 
 def render_example(tokenizer, example: dict, max_length: int) -> RenderedExample:
@@ -75,7 +97,7 @@ def render_examples(tokenizer, examples: list[dict], max_length: int) -> list[Re
     bisection rather than by a walk over every token. If any example cannot be rendered or
     labelled, this raises for the whole batch: `render_example` on each says which one.
     """
-    return _tokenize(PieceEncoder.for_tokenizer(tokenizer), *_render_texts(tokenizer, examples), max_length)
+    return _tokenize(PieceEncoder.for_tokenizer(tokenizer), _render_texts(tokenizer, examples), max_length)
 
 
 def render_stream(
@@ -95,18 +117,15 @@ def render_stream(
         while batch := list(itertools.islice(examples, batch_size)):
             failed: dict[int, Exception] = {}  # position in the batch -> what rendering it raised
             try:
-                texts, spans = _render_texts(tokenizer, batch)
+                sequences = _render_texts(tokenizer, batch)
             except Exception:  # a template may raise anything (jinja2's TemplateError, ValueError…)
-                texts, spans = [], []
+                sequences = []
                 for n, example in enumerate(batch):
                     try:
-                        text, example_spans = _render_texts(tokenizer, [example])
+                        sequences += _render_texts(tokenizer, [example])
                     except Exception as e:
                         failed[n] = e
-                        continue
-                    texts += text
-                    spans += example_spans
-            in_flight.append((failed, tokenizing.submit(_tokenize, encoder, texts, spans, max_length)))
+            in_flight.append((failed, tokenizing.submit(_tokenize, encoder, sequences, max_length)))
             if len(in_flight) > 1:
                 yield from _merge(*in_flight.popleft())
         while in_flight:
@@ -120,8 +139,17 @@ def _merge(failed: dict[int, Exception], tokenizing: Future) -> Iterator[Rendere
         yield failed[n] if n in failed else next(tokenized)
 
 
-def _render_texts(tokenizer, examples: list[dict]) -> tuple[list[str], list[list[tuple[int, int]]]]:
-    """Each example's whole text, and the (start, end) character spans in it that carry loss."""
+@dataclass
+class _Sequence:
+    """One text an example trains on: where to cut it for tokenizing, and its trained spans."""
+
+    text: str
+    cuts: list[int]  # where each generation prompt in the text ends (sorted)
+    spans: list[tuple[int, int]]  # (start, end) characters of each trained reply
+
+
+def _render_texts(tokenizer, examples: list[dict]) -> list[list[_Sequence]]:
+    """Each example's sequences (see the module docstring)."""
     template = ChatTemplate.of(tokenizer)
     batches: dict[tuple[str | None, bool], list[list[dict]]] = {}  # (tools, generation prompt) -> conversations
     tool_sets: dict[str | None, list[dict] | None] = {}
@@ -131,7 +159,7 @@ def _render_texts(tokenizer, examples: list[dict]) -> tuple[list[str], list[list
         batch.append(messages)
         return tools_key, add_generation_prompt, len(batch) - 1
 
-    plans = []  # per example: where its whole text will be, and (j, before, upto) for each trained reply
+    plans = []  # per example: its whole text, every assistant turn's prompt, and (j, i, upto) per trained reply
     for example in examples:
         messages, tools = template.messages(
             example["messages"], chat_tools(example.get("tools"), example.get("functions"))
@@ -140,58 +168,69 @@ def _render_texts(tokenizer, examples: list[dict]) -> tuple[list[str], list[list
         tool_sets[tools_key] = tools
         whole = to_render(messages, tools_key)
         # Normalising maps assistant messages one to one (system ones may be inserted or folded).
-        assistants = iter([i for i, m in enumerate(messages) if m["role"] == "assistant"])
+        assistants = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+        prompts = {i: to_render(messages[:i], tools_key, add_generation_prompt=True) for i in assistants if i > 0}
         replies = []
-        for j, raw in enumerate(example["messages"]):
-            if raw["role"] != "assistant":
-                continue
-            i = next(assistants)
-            if raw.get("weight", 1) == 0:
+        for j, i in zip((j for j, raw in enumerate(example["messages"]) if raw["role"] == "assistant"), assistants):
+            if example["messages"][j].get("weight", 1) == 0:
                 continue
             if i == 0:
                 raise ValueError(
                     "Cannot label an assistant message that opens the conversation: "
                     "start the example with a system or user message, or give it weight 0."
                 )
-            before = to_render(messages[:i], tools_key, add_generation_prompt=True)
             upto = to_render(messages[: i + 1], tools_key) if i + 1 < len(messages) else None
-            replies.append((j, before, upto))
-        plans.append((whole, replies))
+            replies.append((j, i, upto))
+        plans.append((whole, prompts, replies))
 
     rendered = {
         (tools_key, generation): template.render_many(conversations, tool_sets[tools_key], generation)
         for (tools_key, generation), conversations in batches.items()
     }
-    texts, all_spans = [], []
-    for (tools_key, generation, n), replies in plans:
-        text = rendered[tools_key, generation][n]
-        spans = []
-        for j, (b_tools, b_generation, b), upto_at in replies:
-            before = rendered[b_tools, b_generation][b]
-            upto = text if upto_at is None else rendered[upto_at[0], upto_at[1]][upto_at[2]]
+    text_at = lambda at: rendered[at[0], at[1]][at[2]]  # noqa: E731
+    examples_sequences = []
+    for whole, prompt_at, replies in plans:
+        prompts = {i: text_at(at) for i, at in prompt_at.items()}
+        sequences = [_Sequence(text_at(whole), [], [])]
+        for j, i, upto_at in reversed(replies):  # the last reply first: it is most often the whole text's
+            before = prompts[i]
+            upto = sequences[0].text if upto_at is None else text_at(upto_at)
             upto = upto.removesuffix(template.conversation_end)  # the end of a conversation is no turn's
-            if not upto.startswith(before) or not text.startswith(upto):
-                raise TurnsRewritten(
-                    f"Cannot label message {j}: the chat template does not render the "
-                    "conversation as a sequence of prefixes (rendering messages[:i] with "
-                    "add_generation_prompt=True must be a prefix of rendering messages[:i+1], and "
-                    "that a prefix of the whole conversation)."
+            if not upto.startswith(before):
+                raise ReplyNotAfterPrompt(
+                    f"Cannot label message {j}: the chat template renders it otherwise than after its "
+                    "generation prompt (rendering messages[:i] with add_generation_prompt=True must be a "
+                    "prefix of rendering messages[:i+1]), so what the model would be trained to write "
+                    "is not what it is asked to continue at inference."
                 )
-            spans.append((len(before), max(len(before), len(upto.rstrip()))))
-        texts.append(text)
-        all_spans.append(spans)
-    return texts, all_spans
+            sequence = next((s for s in sequences if s.text.startswith(upto)), None)
+            if sequence is None:
+                sequence = _Sequence(upto, [], [])
+                sequences.append(sequence)
+            sequence.spans.insert(0, (len(before), max(len(before), len(upto.rstrip()))))
+        sequences = [s for s in sequences if s.spans] or sequences[:1]
+        for sequence in sequences:
+            sequence.spans.sort()
+            sequence.cuts = sorted({len(p) for p in prompts.values() if sequence.text.startswith(p)})
+        examples_sequences.append(sequences)
+    return examples_sequences
 
 
-def _tokenize(
-    encoder: PieceEncoder, texts: list[str], spans: list[list[tuple[int, int]]], max_length: int
-) -> list[RenderedExample]:
-    """Tokenize the texts in one batched call and label the tokens that overlap their spans."""
+def _tokenize(encoder: PieceEncoder, examples: list[list[_Sequence]], max_length: int) -> list[RenderedExample]:
+    """Tokenize every sequence in one batched call, label the tokens that overlap their spans, and
+    join each example's sequences."""
+    flat = [sequence for sequences in examples for sequence in sequences]
+    encodings = iter(encoder.encode([s.text for s in flat], [s.cuts for s in flat]))
     rendered = []
-    for encoding, example_spans in zip(encoder.encode(texts), spans):
-        labels = _labels(encoding, example_spans)
-        input_ids = encoding.ids
-        rendered.append(RenderedExample(input_ids[:max_length], labels[:max_length], len(input_ids) > max_length))
+    for sequences in examples:
+        input_ids, labels, starts, truncated = [], [], [], False
+        for sequence in sequences:
+            encoding = next(encodings)
+            starts.append(len(input_ids))
+            input_ids += encoding.ids[:max_length]
+            labels += _labels(encoding, sequence.spans)[:max_length]
+            truncated |= len(encoding.ids) > max_length
+        rendered.append(RenderedExample(input_ids, labels, truncated, tuple(starts)))
     return rendered
 
 
@@ -244,21 +283,21 @@ PROBE_CHAT = {
 
 def probe_template(tokenizer) -> list[str]:
     """Label a system message and two turns with the tokenizer's chat template, as training
-    would. Raises (ValueError, or the template's own error) when it cannot be labelled, or when
-    the labels would train anything but the two replies; returns warnings: the prompt that
-    inference sends is not tokenized as the same text is in training (a generation prompt that
-    ends where the tokenizer would merge it with the reply, like a trailing space)."""
+    would. Raises (`ReplyNotAfterPrompt`, ValueError, or the template's own error) when it cannot
+    be labelled, or when the labels would train anything but the two replies and their
+    end-of-turn tokens; returns warnings: a template that renders an earlier turn differently
+    once another follows trains a multi-turn example as a sequence per reply, which costs more
+    tokens (each priced as trained)."""
     rendered = render_example(tokenizer, PROBE_CHAT, max_length=1024)
     trained = tokenizer.decode([i for i, label in zip(rendered.input_ids, rendered.labels) if label != IGNORE_INDEX])
     for message in PROBE_CHAT["messages"]:
         if (message["content"] in trained) != (message["role"] == "assistant"):
             what = "does not train" if message["role"] == "assistant" else "trains"
             raise ValueError(f"the labels {what} the {message['role']} message {message['content']!r}")
-    prompt = ChatTemplate.of(tokenizer).prompt_ids(PROBE_CHAT["messages"][:-1])
-    if rendered.input_ids[: len(prompt)] != prompt:
-        tail = tokenizer.convert_ids_to_tokens(prompt[-2:])
+    if len(rendered.sequence_starts) > 1:
         return [
-            f"the prompt at inference ends in tokens {tail} that training splits differently, where the "
-            "generation prompt meets the reply: answers may start less well than training shows"
+            "its chat template renders an earlier turn differently once another turn follows, so each "
+            "reply of a multi-turn example is trained on its own sequence (the conversation up to that "
+            "reply, as inference will prompt it): such examples cost more tokens"
         ]
     return []

@@ -16,6 +16,7 @@ the same ids and offsets on a probe text; a tokenizer that fails either is used 
 
 from __future__ import annotations
 
+import itertools
 import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
@@ -85,33 +86,44 @@ class PieceEncoder:
             encoder = cls(tokenizer, None)
         return encoder
 
-    def encode(self, texts: list[str]) -> list[Encoding]:
+    def encode(self, texts: list[str], cuts: list[list[int]] | None = None) -> list[Encoding]:
+        """Each text's token ids and offsets. `cuts` (per text, ascending character positions) are
+        where a text is tokenized in separate parts, as if those parts came one after another: no
+        token spans a cut (the label path cuts where a prompt ends and its reply begins)."""
+        segmented = [_cut(text, at) for text, at in zip(texts, cuts or [()] * len(texts))]
         if self._split is None:
-            return [self._whole(encoding) for encoding in self._backend.encode_batch(texts, add_special_tokens=False)]
-        split = [[part for part in self._split(text) if part] for text in texts]
-        if len(self._cache) > CACHE_PIECES:
-            self._cache = dict(self._specials)
-        new = list({part for parts in split for part in parts if part not in self._cache})
+            flat = [segment for segments in segmented for segment in segments]
+            pieces = iter(
+                [_piece(e.ids, e.offsets) for e in self._backend.encode_batch(flat, add_special_tokens=False)]
+            )
+            return [self._join(segments, list(itertools.islice(pieces, len(segments)))) for segments in segmented]
+        split = [[part for segment in segments for part in self._split(segment) if part] for segments in segmented]
+        cache = self._cache  # this call's, whichever another thread (the server's) starts afresh
+        if len(cache) > CACHE_PIECES:
+            cache = self._cache = dict(self._specials)
+        new = list({part for parts in split for part in parts if part not in cache})
         for part, encoding in zip(new, self._backend.encode_batch(new, add_special_tokens=False)):
-            self._cache[part] = _piece(encoding.ids, encoding.offsets)
-        return [self._join(parts) for parts in split]
+            cache[part] = _piece(encoding.ids, encoding.offsets)
+        return [self._join(parts, [cache[part] for part in parts]) for parts in split]
 
-    def _join(self, parts: list[str]) -> Encoding:
-        pieces = [self._cache[part] for part in parts]
+    @staticmethod
+    def _join(parts: list[str], pieces: list[_Piece]) -> Encoding:
         piece_chars = list(accumulate(map(len, parts), initial=0))
         piece_tokens = list(accumulate((len(piece.ids) for piece in pieces), initial=0))
         ids = list(chain.from_iterable(piece.ids for piece in pieces))
         return Encoding(ids, piece_chars[:-1], piece_tokens[:-1], pieces)
-
-    @staticmethod
-    def _whole(encoding) -> Encoding:
-        return Encoding(list(encoding.ids), [0], [0], [_piece(encoding.ids, encoding.offsets)])
 
     def _agrees_on(self, text: str) -> bool:
         whole = self._backend.encode(text, add_special_tokens=False)
         pieces = self.encode([text])[0]
         self._cache = dict(self._specials)
         return pieces.ids == whole.ids and pieces.offsets() == [tuple(o) for o in whole.offsets]
+
+
+def _cut(text: str, at) -> list[str]:
+    """`text` in parts at the positions `at` (empty parts left out; a text with none is one part)."""
+    bounds = [0, *(n for n in at if 0 < n < len(text)), len(text)]
+    return [text[a:b] for a, b in zip(bounds, bounds[1:]) if b > a] or [text]
 
 
 def _piece(ids, offsets) -> _Piece:

@@ -9,8 +9,9 @@ In order, cheapest first, each failure one line that says what to do:
   built on the meta device from its config, which costs no memory;
 - a fast tokenizer (the label path needs its offsets) with a chat template;
 - the label path can label that template (`data.labels.probe_template`: a system message and two
-  turns, training exactly the replies); a template that rewrites earlier turns (Mistral v0.3
-  moves the system message into the last user turn) is refused with the fix, `--chat-template`;
+  turns, training exactly the replies). Templates that rewrite earlier turns (Qwen3, Mistral
+  v0.3) are labelled a sequence per reply, with a warning; only one whose reply is not rendered
+  after its own generation prompt is refused, with the fix, `--chat-template`;
 - the facts `openft models list` shows: context length, parameters, dtype, size on disk, and a
   digest of the weights.
 """
@@ -21,13 +22,16 @@ import hashlib
 import json
 from pathlib import Path
 
-from openft.data.labels import TurnsRewritten, probe_template
+from openft.data.labels import ReplyNotAfterPrompt, probe_template
 from openft.models.errors import ModelStoreError
 from openft.models.facts import ModelFacts
 from openft.models.parameters import parameter_count, weights_dtype
 
 INDEX = "model.safetensors.index.json"
-TEMPLATE_FIX = "pass --chat-template FILE with a Jinja template that renders each turn once, in order"
+TEMPLATE_FIX = (
+    "pass --chat-template FILE with a Jinja template whose add_generation_prompt output is what it writes "
+    "before an assistant message"
+)
 
 
 def check_model(folder: Path, name: str, source: str, trust_remote_code: bool) -> tuple[ModelFacts, list[str]]:
@@ -151,10 +155,10 @@ def _tokenizer(folder: Path, name: str, trust_remote_code: bool):
 def _label_probe(tokenizer, name: str) -> list[str]:
     try:
         return probe_template(tokenizer)
-    except TurnsRewritten as e:
+    except ReplyNotAfterPrompt as e:
         raise ModelStoreError(
-            f"{name}'s chat template rewrites earlier turns when a turn is added (Mistral v0.3's moves the "
-            f"system message into the last user turn), so training cannot label its replies: {TEMPLATE_FIX}."
+            f"{name}'s chat template does not render a reply after the generation prompt it ends a prompt "
+            f"with, so training cannot teach the model to continue the prompts it will be given: {TEMPLATE_FIX}."
         ) from e
     except ValueError as e:
         raise ModelStoreError(f"openft cannot label {name}'s chat template for training ({e}): {TEMPLATE_FIX}.") from e

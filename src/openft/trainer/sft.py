@@ -371,16 +371,18 @@ def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) ->
 
 
 def collate(examples: list[RenderedExample], pad_id: int, device):
-    """Right-pad a batch to its longest example: (input_ids, attention_mask, labels)."""
-    width = max(len(ex.input_ids) for ex in examples)
-    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
-    for row, ex in enumerate(examples):
-        n = len(ex.input_ids)
-        input_ids[row, :n] = torch.tensor(ex.input_ids)
+    """Right-pad a batch to its longest sequence: (input_ids, attention_mask, labels), a row per
+    sequence (an example whose template rewrites earlier turns has one per reply, labels.py)."""
+    rows = [sequence for ex in examples for sequence in ex.sequences()]
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    for row, (ids, row_labels) in enumerate(rows):
+        n = len(ids)
+        input_ids[row, :n] = torch.tensor(ids)
         attention_mask[row, :n] = 1
-        labels[row, :n] = torch.tensor(ex.labels)
+        labels[row, :n] = torch.tensor(row_labels)
     return input_ids.to(device), attention_mask.to(device), labels.to(device)
 
 
