@@ -1,4 +1,5 @@
-"""GGUF export and the Modelfile's template, without a server: a model of each family written as
+"""GGUF export and the Modelfile's template, without a server: a model of each family (with its
+published architecture features, tests/tiny_models.py's REAL_FAMILIES) written as
 GGUF (llama.cpp's converter, export/convert.py) loads in llama.cpp itself, splits text into the
 tokens transformers does, computes transformers' logits and answers as transformers does
 greedily; quantized files keep llama.cpp's tensor types and are deterministic; and the Go
@@ -18,7 +19,7 @@ from openft.export.gguf_file import write_gguf
 from openft.export.modelfile import chat_parts, go_template, modelfile
 from openft.export.spec import ExportError
 from tests import llama_cpp
-from tests.tiny_models import FAMILIES
+from tests.tiny_models import FAMILIES, REAL_FAMILIES
 
 TEXT = "Ahoy matey! The 3 quick brown foxes jumped 12,345 times.\n<|im_start|>user\nHi there<|im_end|>"
 CHAT = [{"role": "user", "content": "Where is the treasure?"}]
@@ -30,12 +31,12 @@ def export(source: Path, path: Path, quantization: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", sorted(REAL_FAMILIES))
 @torch.inference_mode()
 def test_each_family_exported_as_gguf_computes_and_answers_in_llama_cpp_as_in_transformers(
-    family, tiny_models, tmp_path
+    family, family_models, tmp_path
 ):
-    source = tiny_models[family]
+    source = family_models[family]
     path = export(source, tmp_path / "model.gguf", "f32")
     llm = llama_cpp.load(path, logits_all=True)
     tokenizer = AutoTokenizer.from_pretrained(source)
