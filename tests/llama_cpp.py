@@ -29,12 +29,13 @@ def converter() -> Path:
 
 
 def load(path: Path, **options):
-    """The GGUF at `path` in llama.cpp, on one thread (as the tests' torch runs)."""
+    """The GGUF at `path` in llama.cpp, on one thread (as the tests' torch runs), with room for
+    Mistral Small 3.2's long default system prompt."""
     try:
         from llama_cpp import Llama
     except ImportError:
         missing("llama-cpp-python")
-    return Llama(model_path=str(path), n_ctx=512, n_threads=1, seed=0, verbose=False, **options)
+    return Llama(model_path=str(path), n_ctx=2048, n_threads=1, seed=0, verbose=False, **options)
 
 
 def logits(llm, ids: list[int]) -> np.ndarray:

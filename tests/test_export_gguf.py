@@ -45,7 +45,9 @@ def test_each_family_exported_as_gguf_computes_and_answers_in_llama_cpp_as_in_tr
     ids = tokenizer(TEXT).input_ids
     assert llm.tokenize(TEXT.encode(), add_bos=True, special=True) == ids
     expected = model(torch.tensor([ids])).logits[0].numpy()
-    np.testing.assert_allclose(llama_cpp.logits(llm, ids), expected, atol=1e-3, rtol=0)
+    # ggml's CPU GELU (Gemma's activation) reads a table of fp16 values: 1e-2 there.
+    gelu = "gelu" in str(getattr(model.config, "hidden_activation", None) or model.config.hidden_act)
+    np.testing.assert_allclose(llama_cpp.logits(llm, ids), expected, atol=1e-2 if gelu else 1e-3, rtol=0)
 
     prompt = tokenizer.apply_chat_template(CHAT, add_generation_prompt=True, tokenize=True, return_dict=True)
     prompt = prompt["input_ids"]

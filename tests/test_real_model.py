@@ -20,7 +20,7 @@ from tests import llama_cpp
 from tests.helpers import DATA, LiveServer, new_data_dir, run_openft, watch
 
 GEMMA = Path.home() / ".cache" / "openft" / "gemma-3-270m-q4_k_m.gguf"
-TEMPLATE = Path(__file__).parent / "templates" / "google-gemma-2-2b-it.jinja"  # Gemma 3's turns too
+TEMPLATE = Path(__file__).parent / "templates" / "google-gemma-3-270m-it.jinja"
 NAME = "gemma-3-270m"
 # The training file's chats without their system message (Gemma's template has no system role):
 # the first ten to train on, three of the others held out.
