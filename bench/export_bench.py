@@ -4,8 +4,8 @@ run, on the same prompt.
     .venv/bin/python bench/export_bench.py --data-dir .openft --model ft:gpt-3.5-turbo:personal:marv:AbCd1234
 
 Needs llama.cpp (`make llama-cpp`). Starts `openft serve` on the data dir (a free loopback port,
-no worker) and exports the fine-tune as GGUF (f16 and q8_0) with `openft models export`'s
-service; then for each:
+no worker) and exports the fine-tune as GGUF (f16; `--quantizations f16 q8_0` for more) with
+`openft models export`'s service; then for each:
 - the greedy reply to a chat prompt (end of turn allowed, up to 48 tokens) from llama.cpp and
   from the API, and whether they are the same text;
 - single-stream decode speed: 128 tokens with the end-of-turn token banned, tokens after the
@@ -106,6 +106,9 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="the ft: model to export")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    # q8_0 too where llama.cpp's quantized CPU kernels run: on the Intel AMX host of bench/README.md
+    # this build segfaults decoding any quantized GGUF, llama.cpp's own Q4_1 of the bundled model too.
+    parser.add_argument("--quantizations", nargs="+", default=["f16"], choices=["f32", "f16", "q8_0"])
     args = parser.parse_args()
     from llama_cpp import Llama
 
@@ -130,7 +133,7 @@ def main() -> None:
     print(f"openft API ({args.threads} threads): {api_rate:6.1f} tokens/s decode; reply {api_reply!r}")
 
     with tempfile.TemporaryDirectory() as scratch:
-        for quantization in ("f16", "q8_0"):
+        for quantization in args.quantizations:
             output = Path(scratch) / quantization
             exports.export_to(exports.owner(args.model), args.model, "gguf", quantization, output)
             (gguf_file,) = output.glob("*.gguf")
