@@ -40,7 +40,8 @@ def write_gguf(model, base_path: Path, path: Path, quantization: str, name: str,
         for source in base_path.iterdir():
             if source.is_file() and source.name not in _MODEL_FILES and not source.name.endswith(_WEIGHTS):
                 shutil.copyfile(source, folder / source.name)
-        command = [sys.executable, "-m", "openft.export.convert", str(llama_cpp), str(folder), str(path), quantization, name]
+        command = [sys.executable, "-m", "openft.export.convert", str(llama_cpp), str(folder), str(path)]
+        command += [quantization, name]
         done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         path.unlink(missing_ok=True)
