@@ -10,6 +10,7 @@ by default the pinned release that `make llama-cpp` unpacks (settings.LLAMA_CPP_
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -42,7 +43,9 @@ def write_gguf(model, base_path: Path, path: Path, quantization: str, name: str,
                 shutil.copyfile(source, folder / source.name)
         command = [sys.executable, "-m", "openft.export.convert", str(llama_cpp), str(folder), str(path)]
         command += [quantization, name]
-        done = subprocess.run(command, capture_output=True, text=True)
+        # The converter's torch takes the threads this export was given, not every core.
+        threads = {"OMP_NUM_THREADS": str(torch.get_num_threads())}
+        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **threads})
     if done.returncode != 0:
         path.unlink(missing_ok=True)
         lines = [line for line in done.stderr.splitlines() if line.strip()]
