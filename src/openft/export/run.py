@@ -65,9 +65,10 @@ def _write(spec: ExportSpec, out: Path) -> dict[str, str]:
         write_merged(model, base_path, out)
         return {}
     from openft.export.gguf_file import write_gguf
+    from openft.settings import Settings
 
     gguf_name = f"{file_stem(spec.model)}-{spec.quantization}.gguf"
-    write_gguf(model, base_path, out / gguf_name, spec.quantization, spec.model)
+    write_gguf(model, base_path, out / gguf_name, spec.quantization, spec.model, Settings().llama_cpp_dir)
     (out / "Modelfile").write_text(_modelfile(spec, base_path, gguf_name))
     return {"gguf": gguf_name, "ollama": file_stem(spec.model).lower()}
 
