@@ -209,6 +209,19 @@ class ChatTemplate:
         return end if two_turns.endswith(end) else ""
 
     @cached_property
+    def end_of_turn_id(self) -> int | None:
+        """The special token the template closes an assistant turn with (Gemma's
+        `<end_of_turn>`, Llama 3's `<|eot_id|>`): a reply ends there even where no config names it
+        (a base added from a GGUF names only its EOS). None if the turn ends with no such token."""
+        try:
+            text = self.render([{"role": "user", "content": "x"}, {"role": "assistant", "content": _PROBE}], None)
+        except Exception:  # a template that rejects the probe shows its error on real data instead
+            return None
+        after = text[text.rfind(_PROBE) + len(_PROBE) :].lstrip()
+        ids = self.tokenizer(after, add_special_tokens=False).input_ids if after else []
+        return ids[0] if ids and ids[0] in self.tokenizer.added_tokens_decoder else None
+
+    @cached_property
     def renders_tool_calls(self) -> bool:
         call = {"id": "call_0", "type": "function", "function": {"name": _PROBE, "arguments": {}}}
         messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "", "tool_calls": [call]}]

@@ -65,9 +65,10 @@ class LoadedBase:
         self.dtype = getattr(torch, compute_dtype(self.device.type, dtype_setting))
         self.config = AutoConfig.from_pretrained(path, trust_remote_code=self.remote_code)
         self.context_length = self.config.max_position_embeddings
-        # The tokenizer's end of sequence, the model config's and the generation config's (a list
-        # for chat models whose turns end with their own token: Gemma's <end_of_turn>, Phi-3's <|end|>).
-        ends = [self.tokenizer.eos_token_id, self.config.eos_token_id]
+        # The tokenizer's end of sequence, the model config's, the generation config's (a list
+        # for chat models whose turns end with their own token: Gemma's <end_of_turn>, Phi-3's <|end|>)
+        # and the token the chat template ends a turn with, which a GGUF's config may not name.
+        ends = [self.tokenizer.eos_token_id, self.config.eos_token_id, self.chat_template.end_of_turn_id]
         if (path / "generation_config.json").exists():
             ends.append(GenerationConfig.from_pretrained(path).eos_token_id)
         self.stop_ids = {token for end in ends for token in (end if isinstance(end, list) else [end])} - {None}
