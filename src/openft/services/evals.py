@@ -104,7 +104,7 @@ class EvalService:
             },
         }
         row = EvalRow(
-            id=ids.eval_id(),
+            id=ids.eval_report_id(),
             organization_id=organization_id,
             created_at=int(time.time()),
             model=params.model,

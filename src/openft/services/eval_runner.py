@@ -1,0 +1,280 @@
+"""The eval runner: runs of the Evals API as background work in the server that serves the models.
+
+It claims a queued run (runner/eval_runs.py: under a lease, like a job), then works on all its
+rows at once, up to CONCURRENT_ROWS in flight: each row's prompt (its `input_messages` template
+rendered with the row) goes to the chat service, where the batched engine decodes the rows in
+flight together, and the reply is graded by every criterion (`openft.graders`; model graders ask
+the chat service too). Each graded row is written as an output item at once, so a run whose
+server stops (it gives the run back to the queue) or dies (its lease runs out) goes on, in the
+next runner to claim it, from the rows not graded yet. A run canceled or deleted meanwhile is
+seen at the next renew, every HEARTBEAT_SECONDS, and its rows in flight are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from openft import ids
+from openft.errors import OpenFTError
+from openft.eval.runs import item_status, output_sample, summarize
+from openft.graders.grade import grade
+from openft.graders.sample import make_sample
+from openft.graders.templates import MissingVariable, Path
+from openft.graders.templates import parse as parse_template
+from openft.protocol.chat import ChatCompletionRequest
+from openft.runner import eval_runs
+from openft.services.chat import ChatService
+from openft.services.evals_api import chat_request, graded_items, grader_of, sampling_of
+from openft.settings import Settings
+from openft.store.db import Database
+from openft.store.tables import EvalOutputItemRow, EvalRunRow, EvalSpecRow
+
+log = logging.getLogger("openft.evals")
+
+HEARTBEAT_SECONDS = 2.0
+# Rows in flight: more than the engine's batch (16 rows), so that a row that finishes is replaced
+# by one already waiting and the batch stays full.
+CONCURRENT_ROWS = 32
+# A criterion with no pass rule of its own (python or score_model without `pass_threshold`)
+# passes at half of OpenAI's default [0, 1] range: openft's reading, as OpenAI documents none.
+DEFAULT_PASS_SCORE = 0.5
+
+
+class EvalRunner:
+    def __init__(self, settings: Settings, db: Database, chat: ChatService):
+        self.settings = settings
+        self.db = db
+        self.chat = chat
+        self.owner = "evalrunner-" + ids.random_token(12)
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                ran = await self.run_once(stop)
+            except Exception:
+                log.exception("eval runner loop error")
+                ran = False
+            if not ran:
+                try:
+                    await asyncio.wait_for(stop.wait(), self.settings.worker_poll_seconds)
+                except TimeoutError:
+                    pass
+
+    async def run_once(self, stop: asyncio.Event) -> bool:
+        """Claims and runs one run; False when none was queued."""
+        settings = self.settings
+        run = await asyncio.to_thread(
+            eval_runs.claim, self.db, self.owner, settings.lease_seconds, settings.max_attempts
+        )
+        if run is None:
+            return False
+        try:
+            await self._run(run, stop)
+        except Exception as error:
+            log.exception("eval run %s failed", run.id)
+            await asyncio.to_thread(
+                eval_runs.fail, self.db, run.id, self.owner, "run_failed", f"{type(error).__name__}: {error}"
+            )
+        return True
+
+    async def _run(self, run: EvalRunRow, stop: asyncio.Event) -> None:
+        spec = await asyncio.to_thread(self._spec, run.eval_id)
+        if spec is None:  # deleted with its eval since the claim
+            return
+        criteria = spec.testing_criteria
+        graders = [grader_of(criterion, f"testing_criteria[{n}]") for n, criterion in enumerate(criteria)]
+        done = await asyncio.to_thread(self._done_rows, run.id)
+        slots = asyncio.Semaphore(CONCURRENT_ROWS)
+
+        async def one(index: int) -> None:
+            async with slots:
+                item = await self._grade_row(run, index, criteria, graders)
+                await asyncio.to_thread(self._write, item)
+
+        rows = asyncio.gather(*(one(index) for index in range(len(run.items)) if index not in done))
+        lost, stopping = asyncio.create_task(self._renew_until_lost(run.id)), asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({rows, lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (lost, stopping):
+                task.cancel()
+            if not rows.done():
+                rows.cancel()
+            finished = await asyncio.gather(rows, return_exceptions=True)
+        if isinstance(finished[0], asyncio.CancelledError):
+            if stop.is_set() and not lost.done():
+                await asyncio.to_thread(eval_runs.release, self.db, run.id, self.owner)
+            return
+        if isinstance(finished[0], BaseException):
+            raise finished[0]
+        graded = await asyncio.to_thread(graded_items, self.db, run.id)
+        results = summarize(graded, [criterion["id"] for criterion in criteria])
+        await asyncio.to_thread(eval_runs.complete, self.db, run.id, self.owner, results)
+
+    async def _renew_until_lost(self, run_id: str) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            renewed = await asyncio.to_thread(eval_runs.renew, self.db, run_id, self.owner, self.settings.lease_seconds)
+            if not renewed:
+                return
+
+    # -----------------------------------------------------------------------------------------
+    # one row
+
+    async def _grade_row(self, run: EvalRunRow, index: int, criteria: list[dict], graders: list) -> EvalOutputItemRow:
+        row = run.items[index]
+        item = row["item"]
+        if run.model is None:
+            given = row.get("sample") or {}
+            sample, shown, error = given, _given_sample(given), None
+        else:
+            sample, shown, error = await self._sample(run, item)
+        results = []
+        for criterion, grader in zip(criteria, graders, strict=True):
+            if error is not None:
+                results.append(_result(criterion, 0.0, False, None))
+                continue
+            grade_result = await grade(grader, sample, item, self._model_caller(run.organization_id))
+            results.append(_graded(criterion, grade_result))
+        return EvalOutputItemRow(
+            id=ids.output_item_id(),
+            run_id=run.id,
+            eval_id=run.eval_id,
+            organization_id=run.organization_id,
+            created_at=int(time.time()),
+            datasource_item_id=index,
+            datasource_item=item,
+            status=item_status(error, results),
+            results=results,
+            sample=shown,
+        )
+
+    async def _sample(self, run: EvalRunRow, item: dict) -> tuple[dict, dict, dict | None]:
+        """The model's reply to the row: the grader's `sample`, the output item's, and the error
+        that kept the row from being answered (a template variable the row lacks, a prompt
+        longer than the context…), if any."""
+        sampling = sampling_of(run)
+        messages: list[dict] = []
+        try:
+            messages = _messages(run.data_source["input_messages"], item)
+            request = chat_request(run.model, messages, sampling)
+            completion = (await self.chat.complete(run.organization_id, request)).model_dump()
+        except MissingVariable as missing:
+            error = {"code": "invalid_variable_error", "message": str(missing)}
+            return {}, output_sample(messages, None, sampling, error), error
+        except OpenFTError as failed:
+            error = {"code": failed.code or "sampling_error", "message": failed.message}
+            return {}, output_sample(messages, None, sampling, error), error
+        json_reply = (sampling.get("response_format") or {}).get("type") in ("json_schema", "json_object")
+        choice = completion["choices"][0]
+        sample = make_sample(
+            choice["message"]["content"] or "",
+            tool_calls=choice["message"].get("tool_calls"),
+            parse_json=json_reply,
+            finish_reason=choice["finish_reason"],
+        )
+        return sample, output_sample(messages, completion, sampling, None), None
+
+    def _model_caller(self, organization_id: str):
+        """What model graders (score_model, label_model) call: the chat service, for the run's
+        organization, so a grader model is any model that organization may use."""
+
+        async def call(model: str, messages: list[dict], response_format: dict | None, sampling: dict[str, Any]):
+            request = ChatCompletionRequest(
+                model=model,
+                messages=messages,
+                response_format=response_format,
+                temperature=sampling.get("temperature"),
+                top_p=sampling.get("top_p"),
+                seed=sampling.get("seed"),
+                max_completion_tokens=sampling.get("max_completions_tokens") or sampling.get("max_completion_tokens"),
+            )
+            completion = await self.chat.complete(organization_id, request)
+            return completion.choices[0].message.content or "", completion.usage.model_dump()
+
+        return call
+
+    # -----------------------------------------------------------------------------------------
+    # the store
+
+    def _spec(self, eval_id: str) -> EvalSpecRow | None:
+        with self.db.session() as session:
+            return session.scalar(select(EvalSpecRow).where(EvalSpecRow.id == eval_id))
+
+    def _done_rows(self, run_id: str) -> set[int]:
+        with self.db.session() as session:
+            query = select(EvalOutputItemRow.datasource_item_id).where(EvalOutputItemRow.run_id == run_id)
+            return set(session.scalars(query))
+
+    def _write(self, item: EvalOutputItemRow) -> None:
+        try:
+            with self.db.session() as session:
+                session.add(item)
+        except IntegrityError:  # graded already by a runner that lost the run meanwhile
+            log.info("row %s of run %s was graded twice; the first stays", item.datasource_item_id, item.run_id)
+
+
+def _messages(input_messages: dict, item: dict) -> list[dict]:
+    """The row's prompt: the template's messages with the row's values put in, or the messages
+    the row holds at `item_reference`."""
+    if input_messages["type"] == "item_reference":
+        reference = input_messages["item_reference"]
+        steps = tuple(reference.split(".")[1:])
+        value = Path("item", steps, reference).resolve({"item": item})
+        if not isinstance(value, list):
+            raise MissingVariable(f"`{reference}` is not a list of messages.")
+        return value
+    return [
+        {"role": message["role"], "content": _rendered(message.get("content"), item)}
+        for message in input_messages["template"]
+    ]
+
+
+def _rendered(content: Any, item: dict) -> str:
+    """A template message's content as text, its `{{ item.… }}` variables filled (its parts,
+    `input_text` or `output_text`, joined)."""
+    if isinstance(content, str):
+        return parse_template(content).render(item, {})
+    if isinstance(content, dict):
+        return _rendered(content.get("text", ""), item)
+    return "".join(_rendered(part, item) for part in content)
+
+
+def _given_sample(sample: dict) -> dict:
+    """A jsonl row's own sample, shown as an output item's (no model was called)."""
+    shown = output_sample([], None, {}, None)
+    text = sample.get("output_text")
+    shown["output"] = [{"role": "assistant", "content": text}] if text is not None else []
+    return shown
+
+
+def _graded(criterion: dict, result) -> dict:
+    passed = result.passed
+    if passed is None:
+        threshold = criterion.get("pass_threshold")
+        passed = result.reward >= (DEFAULT_PASS_SCORE if threshold is None else threshold)
+    error = next((flag for flag, value in result.errors.items() if value is True), None)
+    graded = _result(criterion, result.reward, bool(passed) and error is None, error)
+    graded["metadata"] = result.metadata()
+    graded["sample"] = result.model_sample
+    graded["token_usage_per_model"] = result.token_usage_per_model
+    if result.label is not None:
+        graded["label"] = result.label
+    return graded
+
+
+def _result(criterion: dict, score: float, passed: bool, error: str | None) -> dict:
+    return {
+        "id": criterion["id"],
+        "name": criterion.get("name", criterion["type"]),
+        "type": criterion["type"],
+        "score": score,
+        "passed": passed,
+        "error": error,
+    }
