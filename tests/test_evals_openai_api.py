@@ -5,6 +5,7 @@ cancel and a server restart mid-run are in test_evals_openai_live.py."""
 
 import asyncio
 import json
+import time
 
 import openai
 import pytest
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from openft.inference.engine import Chunk
 from openft.models.store import register_base
+from openft.runner import eval_runs
 from openft.server.app import create_app
 from openft.services.eval_runner import EvalRunner
 from openft.services.keys import KeyService
@@ -370,3 +372,63 @@ def test_another_organization_sees_none_of_an_eval_its_runs_or_files(server):
     with pytest.raises(openai.NotFoundError):
         a.evals.runs.create(own.id, data_source={"type": "jsonl", "source": {"type": "file_id", "id": upload.id}})
     assert b.evals.retrieve(evaluation.id).name == "capitals"
+
+
+class SlowEngine(AnsweringEngine):
+    def generate(self, model, prompt, params):
+        time.sleep(0.2)
+        yield from super().generate(model, prompt, params)
+
+
+def completions_source(n: int) -> dict:
+    content = (rows(with_samples=False) * n)[:n]
+    return {
+        "type": "completions",
+        "model": BUNDLED_MODEL,
+        "source": {"type": "file_content", "content": content},
+        "input_messages": TEMPLATE,
+    }
+
+
+def test_a_run_stopped_with_its_server_goes_on_in_the_next_runner(server):
+    """What the server's lifespan does when it stops (the runner's stop event), then a new
+    server's runner: no row is lost or graded twice."""
+    server.app.state.chat.engine = SlowEngine()
+    client = server.client()
+    evaluation = custom_eval(client)
+    run = client.evals.runs.create(evaluation.id, data_source=completions_source(40))
+
+    async def stop_when_graded(stop: asyncio.Event) -> None:
+        runner = EvalRunner(server.settings, server.db, server.app.state.chat)
+        running = asyncio.create_task(runner.run_forever(stop))
+        while not client.evals.runs.output_items.list(run.id, eval_id=evaluation.id).data:
+            await asyncio.sleep(0.02)
+        stop.set()
+        await running
+
+    asyncio.run(stop_when_graded(asyncio.Event()))
+    stopped = client.evals.runs.retrieve(run.id, eval_id=evaluation.id)
+    before = {item.id for item in client.evals.runs.output_items.list(run.id, eval_id=evaluation.id)}
+    assert stopped.status == "queued" and 0 < stopped.result_counts.total == len(before) < 40
+    server.run_queue()
+    run = client.evals.runs.retrieve(run.id, eval_id=evaluation.id)
+    assert run.status == "completed" and run.result_counts.total == 40
+    items = list(client.evals.runs.output_items.list(run.id, eval_id=evaluation.id))
+    assert [item.datasource_item_id for item in items] == list(range(40))
+    assert before <= {item.id for item in items}
+
+
+def test_a_dead_runners_run_is_taken_over_and_fails_after_its_last_attempt(server):
+    client = server.client()
+    evaluation = custom_eval(client)
+    source = {"type": "jsonl", "source": {"type": "file_content", "content": rows()}}
+    taken_over = client.evals.runs.create(evaluation.id, data_source=source)
+    assert eval_runs.claim(server.db, "dead-runner", 0, server.settings.max_attempts).id == taken_over.id
+    server.run_queue()  # its lease ran out: claimed again, graded
+    assert client.evals.runs.retrieve(taken_over.id, eval_id=evaluation.id).status == "completed"
+    doomed = client.evals.runs.create(evaluation.id, data_source=source)
+    for _ in range(server.settings.max_attempts):
+        assert eval_runs.claim(server.db, "dead-runner", 0, server.settings.max_attempts).id == doomed.id
+    server.run_queue()
+    failed = client.evals.runs.retrieve(doomed.id, eval_id=evaluation.id)
+    assert failed.status == "failed" and failed.error.code == "run_failed"

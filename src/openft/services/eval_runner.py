@@ -102,17 +102,17 @@ class EvalRunner:
         try:
             await asyncio.wait({rows, lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            ours = not lost.done()  # not canceled, deleted or taken over meanwhile
             for task in (lost, stopping):
                 task.cancel()
-            if not rows.done():
-                rows.cancel()
-            finished = await asyncio.gather(rows, return_exceptions=True)
-        if isinstance(finished[0], asyncio.CancelledError):
-            if stop.is_set() and not lost.done():
+            rows.cancel()  # a no-op once every row is graded
+            (outcome,) = await asyncio.gather(rows, return_exceptions=True)
+        if isinstance(outcome, asyncio.CancelledError):
+            if ours:  # the server stops: the next runner goes on from the rows graded
                 await asyncio.to_thread(eval_runs.release, self.db, run.id, self.owner)
             return
-        if isinstance(finished[0], BaseException):
-            raise finished[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
         graded = await asyncio.to_thread(graded_items, self.db, run.id)
         results = summarize(graded, [criterion["id"] for criterion in criteria])
         await asyncio.to_thread(eval_runs.complete, self.db, run.id, self.owner, results)
