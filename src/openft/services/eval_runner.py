@@ -164,7 +164,9 @@ class EvalRunner:
         try:
             messages = _messages(run.data_source["input_messages"], item)
             request = chat_request(run.model, messages, sampling)
+            started = time.perf_counter()
             completion = (await self.chat.complete(run.organization_id, request)).model_dump()
+            latency = time.perf_counter() - started
         except MissingVariable as missing:
             error = {"code": "invalid_variable_error", "message": str(missing)}
             return {}, output_sample(messages, None, sampling, error), error
@@ -179,7 +181,9 @@ class EvalRunner:
             parse_json=json_reply,
             finish_reason=choice["finish_reason"],
         )
-        return sample, output_sample(messages, completion, sampling, None), None
+        shown = output_sample(messages, completion, sampling, None)
+        shown["latency_seconds"] = round(latency, 4)  # openft's: from the call to the reply, batched
+        return sample, shown, None
 
     def _model_caller(self, organization_id: str):
         """What model graders (score_model, label_model) call: the chat service, for the run's
