@@ -74,7 +74,7 @@ class Server:
 
     def run_queue(self) -> None:
         """What the server's eval runner does in the background: every queued run, graded."""
-        runner = EvalRunner(self.settings, self.db, self.app.state.chat)
+        runner = EvalRunner(self.settings, self.db, self.app.state.chat, self.app.state.graders)
         while asyncio.run(runner.run_once(asyncio.Event())):
             pass
 
@@ -399,7 +399,7 @@ def test_a_run_stopped_with_its_server_goes_on_in_the_next_runner(server):
     run = client.evals.runs.create(evaluation.id, data_source=completions_source(40))
 
     async def stop_when_graded(stop: asyncio.Event) -> None:
-        runner = EvalRunner(server.settings, server.db, server.app.state.chat)
+        runner = EvalRunner(server.settings, server.db, server.app.state.chat, server.app.state.graders)
         running = asyncio.create_task(runner.run_forever(stop))
         while not client.evals.runs.output_items.list(run.id, eval_id=evaluation.id).data:
             await asyncio.sleep(0.02)

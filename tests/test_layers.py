@@ -9,7 +9,7 @@ import openft
 
 LAYERS = [
     {"settings", "ids", "errors", "hardware", "processes", "cores", "memory", "protocol"},
-    {"data"},
+    {"data", "graders"},
     {"storage"},
     {"store"},
     {"models"},

@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     store_all_completions: bool = False
     # Stored completions older than this are deleted (OpenAI keeps them 30 days).
     stored_completions_retention_days: float = 30.0
+    # A Python grader's limits (graders/sandbox.py): the wall-clock (and CPU) time of one grade,
+    # and its address space. OpenAI's: 2 minutes, 2 GB.
+    python_grader_seconds: float = 120.0
+    python_grader_memory_gb: float = 2.0
 
     @property
     def models_dir(self) -> Path:

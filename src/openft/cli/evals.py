@@ -94,11 +94,15 @@ def _in_process(data_dir: Path, file: Path, train_file: Path | None, params: dic
     from openft.models.store import prepare_bases
     from openft.protocol.evals import EvalCreateParams
     from openft.services.chat import ChatService
+    from openft.services.completions import Completions
     from openft.services.eval_runner import EvalRunner
     from openft.services.evals import EvalService, eval_object
     from openft.services.evals_api import EvalsAPI
     from openft.services.files import FileService
+    from openft.services.graders import GraderService
     from openft.services.models import ModelService
+    from openft.services.organizations import OrganizationService
+    from openft.services.relay import RelayPolicy
     from openft.services.stored_completions import StoredCompletions
     from openft.settings import Settings
     from openft.store.db import Database
@@ -111,8 +115,13 @@ def _in_process(data_dir: Path, file: Path, train_file: Path | None, params: dic
         fail(str(error))
     files, models = FileService(settings, db), ModelService(settings, db)
     chat = ChatService(models, make_engine(settings), settings.default_max_tokens)
-    evals_api = EvalsAPI(db, files, models, StoredCompletions(settings, db))
-    service = EvalService(db, files, models, chat, evals_api, EvalRunner(settings, db, chat))
+    stored = StoredCompletions(settings, db)
+    evals_api = EvalsAPI(db, files, models, stored)
+    completions = Completions(
+        settings, chat, RelayPolicy(settings, models, OrganizationService(settings, db)), stored.recorder, None
+    )
+    runner = EvalRunner(settings, db, chat, GraderService(settings, completions))
+    service = EvalService(db, files, models, chat, evals_api, runner)
     # This process owns the data dir: it acts for the organization that owns the fine-tune.
     organization_id = models.owner(params["model"]) or settings.organization_id
     try:

@@ -21,12 +21,17 @@ from openft.store.tables import EvalOutputItemRow, EvalRunRow
 ENDED = ("completed", "failed", "canceled")
 
 
-def claim(db: Database, owner: str, lease_seconds: float, max_attempts: int) -> EvalRunRow | None:
-    """The oldest claimable run, now leased to `owner`; one whose runner died after its last
-    allowed attempt fails instead."""
+def claim(
+    db: Database, owner: str, lease_seconds: float, max_attempts: int, only: str | None = None
+) -> EvalRunRow | None:
+    """The oldest claimable run (or the run `only`, if it is claimable), now leased to `owner`;
+    one whose runner died after its last allowed attempt fails instead."""
     now = time.time()
+    query = claimable(EvalRunRow, now, running="in_progress")
+    if only is not None:
+        query = query.where(EvalRunRow.id == only)
     with db.session() as session:
-        for run in session.scalars(claimable(EvalRunRow, now, running="in_progress")):
+        for run in session.scalars(query):
             if run.attempts >= max_attempts:
                 _finish(run, "failed", "run_failed", f"The run's runner stopped {run.attempts} times.")
                 continue

@@ -26,6 +26,7 @@ from openft.server.routes import (
     file_checks,
     files,
     fine_tuning,
+    graders,
     health,
     models,
 )
@@ -39,6 +40,7 @@ from openft.services.exports import ExportService
 from openft.services.file_checks import FileCheckService
 from openft.services.files import FileService
 from openft.services.fine_tuning import FineTuningService
+from openft.services.graders import GraderService
 from openft.services.keys import KeyService
 from openft.services.models import ModelService
 from openft.services.organizations import OrganizationService
@@ -98,12 +100,13 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     relay = RelayPolicy(settings, model_service, OrganizationService(settings, db))
     app.state.completions = Completions(settings, app.state.chat, relay, stored.recorder, upstream)
     app.state.evals_api = EvalsAPI(db, file_service, model_service, stored)
-    eval_runner = EvalRunner(settings, db, app.state.chat)
+    app.state.graders = GraderService(settings, app.state.completions)
+    eval_runner = EvalRunner(settings, db, app.state.chat, app.state.graders)
     app.state.evals = EvalService(db, file_service, model_service, app.state.chat, app.state.evals_api, eval_runner)
     app.state.file_checks = FileCheckService(settings, file_service, model_service)
     app.state.distill = DistillService(stored, file_service, app.state.file_checks, app.state.fine_tuning)
     app.state.exports = ExportService(settings, db, model_service, file_service)
-    for module in (files, file_checks, fine_tuning, export, models, chat, distill, evals, evals_api, health):
+    for module in (files, file_checks, fine_tuning, graders, export, models, chat, distill, evals, evals_api, health):
         app.include_router(module.router)
     dashboard.mount(app)
     _install_error_handlers(app)

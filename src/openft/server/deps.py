@@ -15,6 +15,7 @@ from openft.services.exports import ExportService
 from openft.services.file_checks import FileCheckService
 from openft.services.files import FileService
 from openft.services.fine_tuning import FineTuningService
+from openft.services.graders import GraderService
 from openft.services.models import ModelService
 from openft.services.stored_completions import StoredCompletions
 
@@ -49,3 +50,4 @@ Completions = Annotated[CompletionService, Depends(_service("completions"))]
 Stored = Annotated[StoredCompletions, Depends(_service("stored"))]
 Distill = Annotated[DistillService, Depends(_service("distill"))]
 Exports = Annotated[ExportService, Depends(_service("exports"))]
+Graders = Annotated[GraderService, Depends(_service("graders"))]

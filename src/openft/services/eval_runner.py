@@ -23,14 +23,13 @@ from sqlalchemy.exc import IntegrityError
 from openft import ids
 from openft.errors import OpenFTError
 from openft.eval.runs import item_status, output_sample, summarize
-from openft.graders.grade import grade
-from openft.graders.sample import make_sample
+from openft.graders import grade, make_sample
 from openft.graders.templates import MissingVariable, Path
 from openft.graders.templates import parse as parse_template
-from openft.protocol.chat import ChatCompletionRequest
 from openft.runner import eval_runs
 from openft.services.chat import ChatService
 from openft.services.evals_api import chat_request, graded_items, grader_of, sampling_of
+from openft.services.graders import GraderService
 from openft.settings import Settings
 from openft.store.db import Database
 from openft.store.tables import EvalOutputItemRow, EvalRunRow, EvalSpecRow
@@ -47,10 +46,11 @@ DEFAULT_PASS_SCORE = 0.5
 
 
 class EvalRunner:
-    def __init__(self, settings: Settings, db: Database, chat: ChatService):
+    def __init__(self, settings: Settings, db: Database, chat: ChatService, graders: GraderService):
         self.settings = settings
         self.db = db
         self.chat = chat
+        self.graders = graders  # its sandbox limits, and its model caller for model graders
         self.owner = "evalrunner-" + ids.random_token(12)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
@@ -66,11 +66,11 @@ class EvalRunner:
                 except TimeoutError:
                     pass
 
-    async def run_once(self, stop: asyncio.Event) -> bool:
-        """Claims and runs one run; False when none was queued."""
+    async def run_once(self, stop: asyncio.Event, only: str | None = None) -> bool:
+        """Claims and runs one run (the run `only`, if given); False when none was claimable."""
         settings = self.settings
         run = await asyncio.to_thread(
-            eval_runs.claim, self.db, self.owner, settings.lease_seconds, settings.max_attempts
+            eval_runs.claim, self.db, self.owner, settings.lease_seconds, settings.max_attempts, only
         )
         if run is None:
             return False
@@ -88,7 +88,16 @@ class EvalRunner:
         if spec is None:  # deleted with its eval since the claim
             return
         criteria = spec.testing_criteria
-        graders = [grader_of(criterion, f"testing_criteria[{n}]") for n, criterion in enumerate(criteria)]
+        graders = [
+            grader_of(criterion, f"testing_criteria[{n}]", self.graders.limits) for n, criterion in enumerate(criteria)
+        ]
+        try:
+            await self._grade_rows(run, criteria, graders, stop)
+        finally:
+            for grader in graders:
+                grader.close()  # a Python grader's warm process
+
+    async def _grade_rows(self, run: EvalRunRow, criteria: list[dict], graders: list, stop: asyncio.Event) -> None:
         done = await asyncio.to_thread(self._done_rows, run.id)
         slots = asyncio.Semaphore(CONCURRENT_ROWS)
 
@@ -140,7 +149,7 @@ class EvalRunner:
             if error is not None:
                 results.append(_result(criterion, 0.0, False, None))
                 continue
-            grade_result = await grade(grader, sample, item, self._model_caller(run.organization_id))
+            grade_result = await grade(grader, sample, item, self.graders.model_caller(run.organization_id))
             results.append(_graded(criterion, grade_result))
         return EvalOutputItemRow(
             id=ids.output_item_id(),
@@ -184,25 +193,6 @@ class EvalRunner:
         shown = output_sample(messages, completion, sampling, None)
         shown["latency_seconds"] = round(latency, 4)  # openft's: from the call to the reply, batched
         return sample, shown, None
-
-    def _model_caller(self, organization_id: str):
-        """What model graders (score_model, label_model) call: the chat service, for the run's
-        organization, so a grader model is any model that organization may use."""
-
-        async def call(model: str, messages: list[dict], response_format: dict | None, sampling: dict[str, Any]):
-            request = ChatCompletionRequest(
-                model=model,
-                messages=messages,
-                response_format=response_format,
-                temperature=sampling.get("temperature"),
-                top_p=sampling.get("top_p"),
-                seed=sampling.get("seed"),
-                max_completion_tokens=sampling.get("max_completions_tokens") or sampling.get("max_completion_tokens"),
-            )
-            completion = await self.chat.complete(organization_id, request)
-            return completion.choices[0].message.content or "", completion.usage.model_dump()
-
-        return call
 
     # -----------------------------------------------------------------------------------------
     # the store

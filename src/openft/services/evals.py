@@ -277,11 +277,11 @@ class EvalService:
         return run, answers, seconds_per_request
 
     async def _finished(self, organization_id: str, eval_id: str, run_id: str) -> EvalRunRow:
-        """The run once it ended. This service runs queued runs itself while it waits (`openft
-        eval` has no server, whose runner would), beside any runner of the server."""
+        """The run once it ended. This service runs it itself unless a runner of the server took
+        it first (`openft eval` in its own process has no other)."""
         stop = asyncio.Event()
         while (run := self.evals_api.get_run(organization_id, eval_id, run_id)).status in ("queued", "in_progress"):
-            if not await self.runner.run_once(stop):
+            if not await self.runner.run_once(stop, only=run_id):
                 await asyncio.sleep(RUN_POLL_SECONDS)
         return run
 

@@ -24,7 +24,7 @@ from sqlalchemy import delete, select
 from openft import ids
 from openft.errors import OpenFTError, not_found
 from openft.eval.runs import summarize
-from openft.graders.spec import parse_grader
+from openft.graders import Grader, SandboxLimits, parse_grader
 from openft.graders.templates import TemplateError
 from openft.graders.templates import parse as parse_template
 from openft.protocol.chat import ChatCompletionRequest
@@ -366,9 +366,9 @@ def _in_sampling_params(error: OpenFTError) -> OpenFTError:
     return OpenFTError(error.status, error.message, param=param, code=error.code)
 
 
-def grader_of(criterion: dict[str, Any], param: str):
+def grader_of(criterion: dict[str, Any], param: str, limits: SandboxLimits | None = None) -> Grader:
     """A stored criterion's grader (its `id` is the eval's, not the grader's)."""
-    return parse_grader({key: value for key, value in criterion.items() if key != "id"}, param=param)
+    return parse_grader({key: value for key, value in criterion.items() if key != "id"}, param=param, limits=limits)
 
 
 def sampling_of(run: EvalRunRow) -> dict[str, Any]:
@@ -444,7 +444,7 @@ def _criterion(spec: Any, param: str) -> dict[str, Any]:
         raise OpenFTError(
             400, "A text_similarity criterion needs a numeric `pass_threshold`.", param=f"{param}.pass_threshold"
         )
-    parse_grader(spec, param=param)
+    parse_grader(spec, param=param).close()
     return {**spec, "id": f"{spec.get('name', kind)}-{uuid.uuid4()}"}
 
 
