@@ -224,7 +224,7 @@ def test_stored_completions_are_graded_as_they_were_answered(server):
     assert evaluation.data_source_config.type == "logs"
     run = client.evals.runs.create(
         evaluation.id,
-        data_source={"type": "completions", "source": {"type": "stored_completions", "metadata": {"app": "quiz"}}},
+        data_source={"type": "completions", "source": {"type": "stored_completions"}},  # the eval's metadata
     )
     server.run_queue()
     run = client.evals.runs.retrieve(run.id, eval_id=evaluation.id)

@@ -53,6 +53,16 @@ def renew(db: Database, run_id: str, owner: str, lease_seconds: float) -> bool:
         return True
 
 
+def record(db: Database, item: EvalOutputItemRow, owner: str) -> bool:
+    """Stores a graded row of a run `owner` holds; False, and nothing is stored, once the run is
+    no longer its own (canceled, deleted, taken over): a row finished after a cancel is dropped."""
+    with db.session() as session:
+        if _owned(session, item.run_id, owner) is None:
+            return False
+        session.add(item)
+        return True
+
+
 def release(db: Database, run_id: str, owner: str) -> None:
     """Back to the queue (its server stops): the next runner goes on from its output items. A
     release does not count as an attempt."""

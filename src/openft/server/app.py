@@ -73,9 +73,7 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
                 threads[-1].start()
         # Eval runs sample through this server's engine, so their runner lives here (an asyncio task).
         stop_runs = asyncio.Event()
-        runs = (
-            asyncio.create_task(EvalRunner(settings, db, app.state.chat).run_forever(stop_runs)) if run_worker else None
-        )
+        runs = asyncio.create_task(eval_runner.run_forever(stop_runs)) if run_worker else None
         stored.recorder.start_sweeping()
         yield
         stop_runs.set()

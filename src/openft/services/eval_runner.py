@@ -18,7 +18,6 @@ import time
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from openft import ids
 from openft.errors import OpenFTError
@@ -43,6 +42,10 @@ CONCURRENT_ROWS = 32
 # A criterion with no pass rule of its own (python or score_model without `pass_threshold`)
 # passes at half of OpenAI's default [0, 1] range: openft's reading, as OpenAI documents none.
 DEFAULT_PASS_SCORE = 0.5
+
+
+class RunLost(Exception):
+    """The run is no longer this runner's: canceled, deleted or taken over."""
 
 
 class EvalRunner:
@@ -104,7 +107,8 @@ class EvalRunner:
         async def one(index: int) -> None:
             async with slots:
                 item = await self._grade_row(run, index, criteria, graders)
-                await asyncio.to_thread(self._write, item)
+                if not await asyncio.to_thread(eval_runs.record, self.db, item, self.owner):
+                    raise RunLost()
 
         rows = asyncio.gather(*(one(index) for index in range(len(run.items)) if index not in done))
         lost, stopping = asyncio.create_task(self._renew_until_lost(run.id)), asyncio.create_task(stop.wait())
@@ -116,8 +120,8 @@ class EvalRunner:
                 task.cancel()
             rows.cancel()  # a no-op once every row is graded
             (outcome,) = await asyncio.gather(rows, return_exceptions=True)
-        if isinstance(outcome, asyncio.CancelledError):
-            if ours:  # the server stops: the next runner goes on from the rows graded
+        if isinstance(outcome, asyncio.CancelledError | RunLost):
+            if ours and not isinstance(outcome, RunLost):  # the server stops: the next runner goes on
                 await asyncio.to_thread(eval_runs.release, self.db, run.id, self.owner)
             return
         if isinstance(outcome, BaseException):
@@ -205,13 +209,6 @@ class EvalRunner:
         with self.db.session() as session:
             query = select(EvalOutputItemRow.datasource_item_id).where(EvalOutputItemRow.run_id == run_id)
             return set(session.scalars(query))
-
-    def _write(self, item: EvalOutputItemRow) -> None:
-        try:
-            with self.db.session() as session:
-                session.add(item)
-        except IntegrityError:  # graded already by a runner that lost the run meanwhile
-            log.info("row %s of run %s was graded twice; the first stays", item.datasource_item_id, item.run_id)
 
 
 def _messages(input_messages: dict, item: dict) -> list[dict]:

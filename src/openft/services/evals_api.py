@@ -155,7 +155,9 @@ class EvalsAPI:
         elif kind == "completions":
             _only(source, ("type", "source", "input_messages", "model", "sampling_params"), "data_source")
             model = await self._check_sampling(organization_id, source)
-            rows = await asyncio.to_thread(self._rows, organization_id, source.get("source"), with_stored=True)
+            rows = await asyncio.to_thread(
+                self._rows, organization_id, source.get("source"), with_stored=True, config=spec.data_source_config
+            )
             if model is not None and source.get("input_messages") is None:
                 raise OpenFTError(
                     400,
@@ -267,7 +269,9 @@ class EvalsAPI:
     # -----------------------------------------------------------------------------------------
     # a run's rows
 
-    def _rows(self, organization_id: str, source: Any, with_stored: bool) -> list[dict[str, Any]]:
+    def _rows(
+        self, organization_id: str, source: Any, with_stored: bool, config: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """The rows of a run's source, each `{"item": …, "sample"?: …}`."""
         if not isinstance(source, dict):
             raise OpenFTError(400, "data_source.source must be an object with a `type`.", param="data_source.source")
@@ -282,7 +286,9 @@ class EvalsAPI:
             _only(source, ("type", "id"), "data_source.source")
             return self._file_rows(organization_id, source.get("id"))
         if kind == "stored_completions" and with_stored:
-            return self._stored_rows(organization_id, source)
+            # A source without a metadata filter takes the eval's (`logs` and `stored_completions` configs).
+            metadata = source.get("metadata") or (config or {}).get("metadata")
+            return self._stored_rows(organization_id, {**source, "metadata": metadata})
         allowed = "file_content, file_id" + (", stored_completions" if with_stored else "")
         raise OpenFTError(400, f"Unsupported source type {kind!r}: one of {allowed}.", param="data_source.source.type")
 
