@@ -1,9 +1,11 @@
 """OpenAI's Evals API end to end: the official client against the session's live server on the
 bundled model. An eval with every grader kind on a file (the model graders on the bundled
-model); a completions run whose replies are the chat endpoint's; a run canceled mid-way. (A
-server stopped or dead mid-run: test_evals_openai_api.py, through the app's lifespan.)"""
+model); a completions run whose replies are the chat endpoint's; a run canceled mid-way; and, on
+a server of its own, a run whose server is killed mid-way. (A server stopped cleanly mid-run:
+test_evals_openai_api.py.)"""
 
 import json
+import signal
 import time
 
 import httpx
@@ -11,6 +13,9 @@ import pytest
 from rapidfuzz import fuzz, utils
 
 from openft.settings import BUNDLED_MODEL
+from tests.helpers import LiveServer, new_data_dir
+
+FAST_LEASE = {"OPENFT_LEASE_SECONDS": "4"}  # a killed server's run is taken over 4 s after
 
 ITEM_SCHEMA = {"type": "object", "properties": {"question": {"type": "string"}, "answer": {"type": "string"}}}
 QUESTIONS = [
@@ -147,3 +152,30 @@ def test_a_run_canceled_mid_way_grades_no_more_rows(live_server):
     time.sleep(1)
     run = client.evals.runs.retrieve(run.id, eval_id=evaluation.id)
     assert run.status == "canceled" and run.result_counts.total == len(graded) < 40
+
+
+def test_a_run_goes_on_after_its_server_is_killed(tmp_path, model_store):
+    """kill -9 mid-run: the run's lease runs out, the restarted server's runner takes it and
+    grades only the rows not stored yet; nothing stored is lost or graded twice."""
+    data_dir = new_data_dir(tmp_path / "data", model_store)
+    server = LiveServer(data_dir, env=FAST_LEASE)
+    try:
+        client = server.client()
+        evaluation = new_eval(client)
+        run = client.evals.runs.create(evaluation.id, data_source=completions(40, 16))
+        wait_run(client, evaluation.id, run.id, until=lambda run: run.result_counts.total >= 1)
+        before = {item.id for item in client.evals.runs.output_items.list(run.id, eval_id=evaluation.id, limit=100)}
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait()
+    finally:
+        server.stop()
+    server = LiveServer(data_dir, env=FAST_LEASE)
+    try:
+        client = server.client()
+        run = wait_run(client, evaluation.id, run.id)
+        assert run.status == "completed" and run.result_counts.total == 40, run.error
+        items = list(client.evals.runs.output_items.list(run.id, eval_id=evaluation.id, limit=100))
+        assert [item.datasource_item_id for item in items] == list(range(40))
+        assert before <= {item.id for item in items}
+    finally:
+        server.stop()
