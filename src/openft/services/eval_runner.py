@@ -110,22 +110,25 @@ class EvalRunner:
                 if not await asyncio.to_thread(eval_runs.record, self.db, item, self.owner):
                     raise RunLost()
 
-        rows = asyncio.gather(*(one(index) for index in range(len(run.items)) if index not in done))
+        tasks = [asyncio.create_task(one(index)) for index in range(len(run.items)) if index not in done]
+        rows = asyncio.gather(*tasks)
         lost, stopping = asyncio.create_task(self._renew_until_lost(run.id)), asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({rows, lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             ours = not lost.done()  # not canceled, deleted or taken over meanwhile
-            for task in (lost, stopping):
-                task.cancel()
-            rows.cancel()  # a no-op once every row is graded
-            (outcome,) = await asyncio.gather(rows, return_exceptions=True)
-        if isinstance(outcome, asyncio.CancelledError | RunLost):
-            if ours and not isinstance(outcome, RunLost):  # the server stops: the next runner goes on
+            for task in (lost, stopping, *tasks):
+                task.cancel()  # a no-op on the rows graded
+            await asyncio.gather(lost, stopping, *tasks, return_exceptions=True)
+        failed = rows.exception() if rows.done() and not rows.cancelled() else asyncio.CancelledError()
+        if isinstance(failed, RunLost):
+            return
+        if isinstance(failed, asyncio.CancelledError):
+            if ours:  # the server stops: the next runner goes on from the rows graded
                 await asyncio.to_thread(eval_runs.release, self.db, run.id, self.owner)
             return
-        if isinstance(outcome, BaseException):
-            raise outcome
+        if failed is not None:
+            raise failed
         graded = await asyncio.to_thread(graded_items, self.db, run.id)
         results = summarize(graded, [criterion["id"] for criterion in criteria])
         await asyncio.to_thread(eval_runs.complete, self.db, run.id, self.owner, results)
