@@ -260,6 +260,13 @@ def test_bad_input_is_a_400_naming_its_param_and_stores_nothing(server):
     bad(
         client, create, "testing_criteria[0].pass_threshold", data_source_config=config, testing_criteria=[no_threshold]
     )
+    judge = {
+        "type": "score_model",
+        "name": "judge",
+        "model": "ft:nope:acme::x",
+        "input": [{"role": "user", "content": "?"}],
+    }
+    bad(client, create, "testing_criteria[0].model", data_source_config=config, testing_criteria=[judge])
     bad_schema = {"type": "custom", "item_schema": {"type": "objekt"}}
     bad(
         client, create, "data_source_config.item_schema", data_source_config=bad_schema, testing_criteria=[STRING_CHECK]

@@ -265,6 +265,11 @@ def test_a_sub_graders_error_zeroes_the_multi():
             "",
         ),
         (
+            {"type": "score_model", "name": "s", "model": "m", "input": [{"role": "user", "content": [{"type": "x"}]}]},
+            "grader.input[0].content[0].type",
+            "Supported values are",
+        ),
+        (
             {"type": "score_model", "name": "s", "model": "m", "input": [{"role": "user", "content": "{{ a.b }}"}]},
             "grader.input[0].content",
             "namespace",
@@ -416,6 +421,7 @@ def test_a_python_grader_grades_in_one_warm_process():
         ("return 'high'", "not a float"),
         ("return True", "not a float"),
         ("return float('inf')", "not a finite float"),
+        ("return 10 ** 400", "not a finite float"),
         ("import os\n    os._exit(3)", "died"),
     ],
 )
@@ -475,6 +481,15 @@ def test_a_python_grader_cannot_escape_its_sandbox(escape, secret):
             and details in result.errors["python_grader_runtime_error_details"]
         )
     assert after.reward == 0.5  # and the host goes on grading
+
+
+def test_a_host_without_the_sandbox_is_a_server_error_not_an_unsandboxed_run(monkeypatch):
+    monkeypatch.setattr("openft.graders.sandbox.shutil.which", lambda name: None)
+    grader = python("def grade(sample, item):\n    return 1.0\n")
+    result = run(grader, make_sample("x"))
+    assert result.reward == 0.0 and result.errors["python_grader_server_error"]
+    assert result.errors["python_grader_server_error_type"] == "sandbox_unavailable"
+    assert "unshare" in result.errors["python_grader_server_error_details"]
 
 
 def test_a_python_grader_works_again_after_a_timeout():

@@ -3,6 +3,8 @@ session's live server: each grader kind validated and run (score_model and label
 bundled model, greedy, their JSON constrained so it always parses), OpenAI's response shape
 with every error flag, and bad graders answered 400 with the faulty field as `param`."""
 
+import json
+
 import openai
 import pytest
 
@@ -70,7 +72,7 @@ def errors_set(response) -> dict:
 @pytest.mark.parametrize("grader", [EXACT, SIMILAR, PYTHON, SCORE, LABEL, MULTI], ids=lambda g: g["type"])
 def test_validate_echoes_each_kind_of_grader(live_server, grader):
     response = live_server.client().fine_tuning.alpha.graders.with_raw_response.validate(grader=grader)
-    echoed = response.json()["grader"]
+    echoed = json.loads(response.text)["grader"]
     assert echoed["type"] == grader["type"] and echoed["name"] == grader["name"]
     if grader is MULTI:
         assert set(echoed["graders"]) == {"exact", "similar", "length"}  # the named map, not one grader
@@ -115,11 +117,13 @@ def test_model_graders_run_on_the_bundled_model(live_server):
     assert errors_set(label) == {} and label.reward in (0.0, 1.0)
 
 
-def test_a_model_grader_on_a_model_the_organization_lacks_is_a_server_error(live_server):
-    grader = {**SCORE, "model": "ft:gpt-4o-mini:someone-else:x:AbCd1234"}
-    response = live_server.client().fine_tuning.alpha.graders.run(grader=grader, model_sample="Paris", item=ITEM)
-    assert response.reward == 0.0 and response.metadata.errors.api_model_grader_server_error
-    assert "does not exist" in response.metadata.errors.api_model_grader_server_error_details
+def test_a_model_grader_is_checked_against_the_models_the_organization_has(live_server):
+    graders = live_server.client().fine_tuning.alpha.graders
+    unknown = {**MULTI, "graders": {"judge": {**SCORE, "model": "ft:gpt-4o-mini:someone-else:x:AbCd1234"}}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        graders.run(grader={**unknown, "calculate_output": "judge"}, model_sample="Paris", item=ITEM)
+    assert (caught.value.param, caught.value.code) == ("grader.graders.judge.model", "model_not_found")
+    assert graders.validate(grader={**SCORE, "model": "gpt-4o-mini"}).grader.model == "gpt-4o-mini"  # an alias
 
 
 @pytest.mark.parametrize(

@@ -162,6 +162,24 @@ def test_org_a_cannot_see_use_or_delete_org_b_models(two_orgs):
     assert {model, checkpoint} <= {m.id for m in b.models.list().data}
 
 
+def test_a_model_grader_reaches_only_its_own_orgs_models(two_orgs):
+    a, b, _, _, model = two_orgs
+    grader = {
+        "type": "score_model",
+        "name": "judge",
+        "model": model,
+        "input": [{"role": "user", "content": "Grade {{ sample.output_text }}"}],
+    }
+    for call in (a.fine_tuning.alpha.graders.validate, a.fine_tuning.alpha.graders.run):
+        with pytest.raises(openai.BadRequestError) as caught:
+            call(grader=grader, **({"model_sample": "x"} if call == a.fine_tuning.alpha.graders.run else {}))
+        assert (caught.value.param, caught.value.code) == ("grader.model", "model_not_found")
+    assert b.fine_tuning.alpha.graders.validate(grader=grader).grader.model == model
+    # B's own fine-tune gets past the check, to the engine (which this server does not have).
+    reached = b.fine_tuning.alpha.graders.run(grader=grader, model_sample="x").metadata.errors
+    assert "inference was reached" in reached.api_model_grader_server_error_details
+
+
 def test_a_job_goes_on_from_a_fine_tune_only_of_its_own_org(server, two_orgs):
     a, b, file, _, model = two_orgs
     own = a.files.create(file=("a.jsonl", jsonl(10)), purpose="fine-tune")

@@ -116,11 +116,10 @@ def _in_process(data_dir: Path, file: Path, train_file: Path | None, params: dic
     files, models = FileService(settings, db), ModelService(settings, db)
     chat = ChatService(models, make_engine(settings), settings.default_max_tokens)
     stored = StoredCompletions(settings, db)
-    evals_api = EvalsAPI(db, files, models, stored)
-    completions = Completions(
-        settings, chat, RelayPolicy(settings, models, OrganizationService(settings, db)), stored.recorder, None
-    )
-    runner = EvalRunner(settings, db, chat, GraderService(settings, completions))
+    relay = RelayPolicy(settings, models, OrganizationService(settings, db))
+    graders = GraderService(settings, Completions(settings, chat, relay, stored.recorder, None), models)
+    evals_api = EvalsAPI(db, files, models, stored, graders)
+    runner = EvalRunner(settings, db, chat, graders)
     service = EvalService(db, files, models, chat, evals_api, runner)
     # This process owns the data dir: it acts for the organization that owns the fine-tune.
     organization_id = models.owner(params["model"]) or settings.organization_id

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # OpenAI's `RunGraderResponse.metadata.errors`, every key always present (SPEC, SDK
-# `MetadataErrors`). `other_error_details` is openft's: what went wrong when `other_error` is
-# set (a formula that divides by zero), which OpenAI's shape has no field for.
+# `MetadataErrors`). `python_grader_server_error_details`, `invalid_variable_error_details` and
+# `other_error_details` are openft's: why the sandbox could not start, which variable was
+# missing, what else went wrong (a formula dividing by zero), which OpenAI's shape has no
+# field for.
 ERROR_FLAGS = (
     "formula_parse_error",
     "sample_parse_error",
@@ -24,6 +26,7 @@ ERROR_FLAGS = (
 )
 ERROR_DETAILS = (
     "python_grader_server_error_type",
+    "python_grader_server_error_details",
     "python_grader_runtime_error_details",
     "model_grader_server_error_details",
     "invalid_variable_error_details",

@@ -31,6 +31,7 @@ from typing import Any
 
 from openft.graders.packages import grader_packages
 from openft.processes import die_with_parent
+from openft.settings import Settings
 
 WORKER = Path(__file__).with_name("sandbox_worker.py")
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -65,6 +66,11 @@ class SandboxLimits:
     """Processes and threads of the sandbox's user (nobody) at once: a fork bomb stops here."""
     idle_seconds: float = 60.0
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SandboxLimits:
+        """OPENFT_PYTHON_GRADER_SECONDS and OPENFT_PYTHON_GRADER_MEMORY_GB."""
+        return cls(seconds=settings.python_grader_seconds, memory_bytes=int(settings.python_grader_memory_gb * 2**30))
+
 
 @dataclass
 class Outcome:
@@ -87,24 +93,32 @@ class Sandbox:
     def grade_blocking(self, sample: dict[str, Any], item: Any) -> Outcome:
         """One grade, in this grader's warm process; items wait for each other."""
         with self._lock:
-            if self._worker is None or not self._worker.alive():
-                self._stop()
+            for attempt in range(2):
+                if self._worker is None or not self._worker.alive():
+                    self._stop()
+                    try:
+                        self._worker = _Worker.start(self.source, self.limits)
+                    except SandboxUnavailable as error:
+                        errors = {
+                            "python_grader_server_error": True,
+                            "python_grader_server_error_type": "sandbox_unavailable",
+                            "python_grader_server_error_details": str(error),
+                        }
+                        return Outcome(0.0, errors)
                 try:
-                    self._worker = _Worker.start(self.source, self.limits)
-                except SandboxUnavailable as error:
-                    return Outcome(
-                        0.0, {"python_grader_server_error": True, "python_grader_server_error_type": str(error)}
-                    )
-            try:
-                reply = self._worker.ask({"sample": sample, "item": item}, self.limits.seconds + 1)
-            except TimeoutError:
-                self._stop()
-                return _runtime_error(f"The grader did not return within {self.limits.seconds:g} seconds.")
-            except _Died as death:
-                self._stop()
-                return _runtime_error(f"The grader's process died ({death}): it ran out of memory, or crashed.")
-            except TypeError as error:  # a sample or item JSON cannot carry
-                return _runtime_error(f"The sample or item cannot be given to the grader: {error}")
+                    reply = self._worker.ask({"sample": sample, "item": item}, self.limits.seconds + 1)
+                    break
+                except TimeoutError:
+                    self._stop()
+                    return _runtime_error(f"The grader did not return within {self.limits.seconds:g} seconds.")
+                except _Died as death:
+                    self._stop()
+                    # Exit status 0 is the process ending itself when idle, as this item came:
+                    # the item goes to a new one, once.
+                    if death.args[0] != "exit status 0" or attempt:
+                        return _runtime_error(f"The grader's process died ({death}): it ran out of memory, or crashed.")
+                except TypeError as error:  # a sample or item JSON cannot carry
+                    return _runtime_error(f"The sample or item cannot be given to the grader: {error}")
         if "error" in reply:
             return _runtime_error(reply["error"])
         return Outcome(reply["reward"])

@@ -24,6 +24,7 @@ import numbers
 import os
 import resource
 import select
+import signal
 import struct
 import sys
 import time
@@ -124,6 +125,15 @@ def send(channel, message):
     os.write(channel, struct.pack(">I", len(body)) + body)
 
 
+class OutOfTime(BaseException):
+    """Raised in the grader when it has used its CPU time (SIGXCPU at RLIMIT_CPU's soft limit;
+    the hard limit, seconds later, kills a grader that catches it)."""
+
+
+def out_of_time(signum, frame):
+    raise OutOfTime
+
+
 def grade(namespace, source, request, seconds):
     """{"reward": x}, or {"error": details}: an exception, or a result that is not a number."""
     used = resource.getrusage(resource.RUSAGE_SELF)
@@ -133,13 +143,20 @@ def grade(namespace, source, request, seconds):
         if "grade" not in namespace:
             exec(compile(source, "grader.py", "exec"), namespace)
         result = namespace["grade"](request["sample"], request["item"])
-    except BaseException:  # SystemExit and KeyboardInterrupt too: the grader's, not ours
-        return {"error": traceback.format_exc()[-MAX_DETAILS:]}
+    except OutOfTime:
+        return {"error": f"The grader did not return within {seconds:g} seconds."}
+    except BaseException as error:  # SystemExit and KeyboardInterrupt too: the grader's, not ours
+        lines = traceback.format_exception(type(error), error, error.__traceback__.tb_next)  # from the grader's frame
+        return {"error": "".join(lines)[-MAX_DETAILS:]}
     if isinstance(result, bool) or not isinstance(result, numbers.Real):
         return {"error": f"grade() returned {type(result).__name__} {str(result)[:200]!r}, not a float."}
-    if not math.isfinite(float(result)):
-        return {"error": f"grade() returned {float(result)}, not a finite float."}
-    return {"reward": float(result)}
+    try:
+        reward = float(result)
+    except (OverflowError, ValueError):
+        reward = math.nan
+    if not math.isfinite(reward):
+        return {"error": f"grade() returned {str(result)[:200]}, not a finite float."}
+    return {"reward": reward}
 
 
 def main():
@@ -150,6 +167,7 @@ def main():
     quiet = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(quiet, fd)
+    signal.signal(signal.SIGXCPU, out_of_time)
     send(replies, {"ready": True})
     start = read_message(requests, config["idle_seconds"])
     if start is None:

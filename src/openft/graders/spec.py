@@ -142,18 +142,12 @@ def _graders_as_map(spec: dict[str, Any], param: str) -> dict[str, Any]:
 
 
 def _invalid(error: ValidationError, spec: dict[str, Any], param: str) -> OpenFTError:
-    """OpenAI's message and `param` for pydantic's first complaint. Pydantic's location holds
-    the union members it tried (`string_check`, `str`, ...) between the real keys; only the
-    steps the data has are kept."""
-    first = error.errors()[0]
-    path, value = param, spec
-    for step in first["loc"]:
-        if isinstance(value, dict) and step in value:
-            path, value = f"{path}.{step}", value[step]
-        elif isinstance(value, list) and isinstance(step, int) and step < len(value):
-            path, value = f"{path}[{step}]", value[step]
-        elif first["type"] in ("missing", "extra_forbidden") and step == first["loc"][-1]:
-            path = f"{path}.{step}"
+    """OpenAI's message and `param` for pydantic's complaint. Of its complaints (one per union
+    member it tried), the one reaching deepest into the data is told: for a list of content
+    parts, the part at fault rather than "not a string"; at one depth, a missing or unknown
+    field or type rather than a mismatched member of a union."""
+    first = max(error.errors(), key=lambda complaint: (_data_path(complaint, spec, param)[0], _specific(complaint)))
+    path = _data_path(first, spec, param)[1]
     kind = first["type"]
     if kind == "missing":
         return OpenFTError(400, f"Missing required parameter: '{path}'.", param=path)
@@ -166,6 +160,25 @@ def _invalid(error: ValidationError, spec: dict[str, Any], param: str) -> OpenFT
         message = f"Invalid value for '{path}': '{context['tag']}'. Supported values are: {context['expected_tags']}."
         return OpenFTError(400, message, param=path, code="invalid_value")
     return OpenFTError(400, f"Invalid value for '{path}': {first['msg']}.", param=path, code="invalid_value")
+
+
+def _specific(complaint: dict[str, Any]) -> bool:
+    return complaint["type"] in ("missing", "extra_forbidden", "union_tag_invalid", "union_tag_not_found")
+
+
+def _data_path(complaint: dict[str, Any], spec: dict[str, Any], param: str) -> tuple[int, str]:
+    """How many steps of the complaint's location the data has, and their path under `param`.
+    Pydantic's location holds the union members it tried (`string_check`, `str`, ...) between
+    the real keys; they are left out."""
+    depth, path, value = 0, param, spec
+    for step in complaint["loc"]:
+        if isinstance(value, dict) and step in value:
+            depth, path, value = depth + 1, f"{path}.{step}", value[step]
+        elif isinstance(value, list) and isinstance(step, int) and step < len(value):
+            depth, path, value = depth + 1, f"{path}[{step}]", value[step]
+        elif complaint["type"] in ("missing", "extra_forbidden") and step == complaint["loc"][-1]:
+            depth, path = depth + 1, f"{path}.{step}"
+    return depth, path
 
 
 def _compile(parsed: Any, param: str, limits: SandboxLimits) -> Grader:

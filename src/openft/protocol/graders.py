@@ -159,8 +159,8 @@ class GraderRunParams(BaseModel):
     grader: dict[str, Any]
     model_sample: str
     """Fills `sample.output_text`, and `sample.output_json` when it is valid JSON."""
-    item: Any = None
-    """The `item` namespace: the dataset row."""
+    item: Any = Field(default_factory=dict)
+    """The `item` namespace: the dataset row (an empty one when not given)."""
 
 
 class GraderRunResponse(BaseModel):

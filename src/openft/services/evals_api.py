@@ -39,6 +39,7 @@ from openft.protocol.evals_api import (
 from openft.runner import eval_runs
 from openft.services.chat_checks import check_request
 from openft.services.files import FileService
+from openft.services.graders import GraderService
 from openft.services.models import ModelService
 from openft.services.stored_completions import StoredCompletions
 from openft.services.structured import reply_grammar
@@ -62,18 +63,24 @@ STORED_LIMIT = 10_000
 
 
 class EvalsAPI:
-    def __init__(self, db: Database, files: FileService, models: ModelService, stored: StoredCompletions):
+    def __init__(
+        self, db: Database, files: FileService, models: ModelService, stored: StoredCompletions, graders: GraderService
+    ):
         self.db = db
         self.files = files
         self.models = models
         self.stored = stored
+        self.graders = graders
 
     # -----------------------------------------------------------------------------------------
     # evals
 
     def create_eval(self, organization_id: str, params: EvalCreateParams) -> EvalSpecRow:
         config = _data_source_config(params.data_source_config)
-        criteria = [_criterion(spec, f"testing_criteria[{n}]") for n, spec in enumerate(params.testing_criteria)]
+        criteria = [
+            self._criterion(organization_id, spec, f"testing_criteria[{n}]")
+            for n, spec in enumerate(params.testing_criteria)
+        ]
         now = int(time.time())
         row = EvalSpecRow(
             id=ids.eval_id(),
@@ -140,6 +147,24 @@ class EvalsAPI:
             session.execute(delete(EvalOutputItemRow).where(EvalOutputItemRow.eval_id == eval_id))
             session.execute(delete(EvalRunRow).where(EvalRunRow.eval_id == eval_id))
             session.execute(delete(EvalSpecRow).where(*where))
+
+    def _criterion(self, organization_id: str, spec: Any, param: str) -> dict[str, Any]:
+        """A testing criterion as stored: checked by the graders module, with an id `<name>-<uuid>`."""
+        if not isinstance(spec, dict):
+            raise OpenFTError(400, "A testing criterion must be a grader object.", param=param)
+        kind = spec.get("type")
+        if kind not in CRITERIA:
+            raise OpenFTError(
+                400,
+                f"Unsupported testing criterion type {kind!r}: an eval's criteria are one of {', '.join(CRITERIA)}.",
+                param=f"{param}.type",
+            )
+        if kind == "text_similarity" and not isinstance(spec.get("pass_threshold"), int | float):
+            raise OpenFTError(
+                400, "A text_similarity criterion needs a numeric `pass_threshold`.", param=f"{param}.pass_threshold"
+            )
+        self.graders.parse(organization_id, spec, param).close()  # a model grader's model: one the organization may use
+        return {**spec, "id": f"{spec.get('name', kind)}-{uuid.uuid4()}"}
 
     # -----------------------------------------------------------------------------------------
     # runs
@@ -433,25 +458,6 @@ _SAMPLE_SCHEMA = {
         "output_tools": {"type": "array"},
     },
 }
-
-
-def _criterion(spec: Any, param: str) -> dict[str, Any]:
-    """A testing criterion as stored: checked by the graders module, with an id `<name>-<uuid>`."""
-    if not isinstance(spec, dict):
-        raise OpenFTError(400, "A testing criterion must be a grader object.", param=param)
-    kind = spec.get("type")
-    if kind not in CRITERIA:
-        raise OpenFTError(
-            400,
-            f"Unsupported testing criterion type {kind!r}: an eval's criteria are one of {', '.join(CRITERIA)}.",
-            param=f"{param}.type",
-        )
-    if kind == "text_similarity" and not isinstance(spec.get("pass_threshold"), int | float):
-        raise OpenFTError(
-            400, "A text_similarity criterion needs a numeric `pass_threshold`.", param=f"{param}.pass_threshold"
-        )
-    parse_grader(spec, param=param).close()
-    return {**spec, "id": f"{spec.get('name', kind)}-{uuid.uuid4()}"}
 
 
 def _check_input_messages(messages: Any) -> None:

@@ -6,26 +6,44 @@ from __future__ import annotations
 
 from typing import Any
 
-from openft.graders import GradeResult, ModelCaller, ModelRefusal, SandboxLimits, grade, make_sample, parse_grader
+from openft.errors import OpenFTError
+from openft.graders import (
+    Grader,
+    GradeResult,
+    ModelCaller,
+    ModelRefusal,
+    SandboxLimits,
+    grade,
+    make_sample,
+    parse_grader,
+)
+from openft.graders.spec import LabelModel, Multi, ScoreModel
 from openft.protocol.chat import ChatCompletionRequest
 from openft.protocol.graders import GraderRunParams, GraderValidateParams
 from openft.services.completions import Completions
+from openft.services.models import ModelService
 from openft.settings import Settings
 
 
 class GraderService:
-    def __init__(self, settings: Settings, completions: Completions):
+    def __init__(self, settings: Settings, completions: Completions, models: ModelService):
         self.completions = completions
-        self.limits = SandboxLimits(
-            seconds=settings.python_grader_seconds, memory_bytes=int(settings.python_grader_memory_gb * 2**30)
-        )
+        self.models = models
+        self.limits = SandboxLimits.from_settings(settings)
 
-    def validate(self, body: GraderValidateParams) -> dict[str, Any]:
+    def parse(self, organization_id: str, spec: Any, param: str = "grader") -> Grader:
+        """`parse_grader`, and every model a model grader names is one the organization may use
+        (else 400 `model_not_found` on that grader's `model`)."""
+        grader = parse_grader(spec, param=param, limits=self.limits)
+        self._check_models(organization_id, grader, param)
+        return grader
+
+    def validate(self, organization_id: str, body: GraderValidateParams) -> dict[str, Any]:
         """The grader as it will be run (400 naming the field if it cannot be)."""
-        return {"grader": parse_grader(body.grader, limits=self.limits).spec}
+        return {"grader": self.parse(organization_id, body.grader).spec}
 
     async def run(self, organization_id: str, body: GraderRunParams) -> GradeResult:
-        grader = parse_grader(body.grader, limits=self.limits)
+        grader = self.parse(organization_id, body.grader)
         try:
             return await grade(grader, make_sample(body.model_sample), body.item, self.model_caller(organization_id))
         finally:
@@ -55,3 +73,15 @@ class GraderService:
             }
 
         return call
+
+    def _check_models(self, organization_id: str, grader: Grader, param: str) -> None:
+        if isinstance(grader, Multi):
+            for key, part in grader.graders.items():
+                self._check_models(organization_id, part, f"{param}.graders.{key}")
+        elif isinstance(grader, ScoreModel | LabelModel):
+            if self.completions.upstream and self.completions.relay.key_for(organization_id, grader.model):
+                return
+            try:
+                self.models.get(organization_id, grader.model)
+            except OpenFTError as error:
+                raise OpenFTError(400, error.message, param=f"{param}.model", code="model_not_found") from None

@@ -10,7 +10,7 @@ router = APIRouter(prefix="/v1/fine_tuning/alpha/graders", tags=["fine-tuning"])
 
 @router.post("/validate")
 def validate(caller: Caller, graders: Graders, body: GraderValidateParams) -> GraderValidateResponse:
-    return GraderValidateResponse(**graders.validate(body))
+    return GraderValidateResponse(**graders.validate(caller.organization_id, body))
 
 
 # Grades one sample: a model grader waits for its model's reply, a Python grader for its sandbox.
