@@ -59,7 +59,7 @@ CRITERIA = [
 
 
 def rows(n: int) -> list[dict]:
-    return [{"item": {"question": q, "answer": a}} for q, a in (QUESTIONS * 4)[:n]]
+    return [{"item": {"question": q, "answer": a}} for q, a in (QUESTIONS * (n // len(QUESTIONS) + 1))[:n]]
 
 
 def wait_run(client, eval_id: str, run_id: str, until=lambda run: run.status in ("completed", "failed", "canceled")):
