@@ -13,7 +13,17 @@ from openft.services.keys import KeyService
 from openft.settings import Settings
 from openft.store.db import Database
 
-PAGES = ["/", "/files", "/jobs/ftjob-abc", "/playground", "/evals", "/evals/eval-abc", "/logs", "/login"]
+PAGES = [
+    "/",
+    "/files",
+    "/jobs/ftjob-abc",
+    "/playground",
+    "/evals",
+    "/evals/eval-abc",
+    "/evals/eval_abc/runs/evalrun_abc",
+    "/logs",
+    "/login",
+]
 ASSETS = Path(dashboard.__file__).parent
 
 

@@ -56,8 +56,22 @@ def checkpoint_model_name(final_name: str, step: int) -> str:
     return f"{fine_tuned_model_name(name.base, name.organization, name.suffix)}:ckpt-step-{step}"
 
 
-def eval_id() -> str:
+def eval_report_id() -> str:
+    """An `openft eval` report's."""
     return "eval-" + random_token(24)
+
+
+def eval_id() -> str:
+    """An eval of the Evals API (`/v1/evals`), as OpenAI writes them."""
+    return "eval_" + random_token(32)
+
+
+def eval_run_id() -> str:
+    return "evalrun_" + random_token(32)
+
+
+def output_item_id() -> str:
+    return "outputitem_" + random_token(32)
 
 
 def export_id() -> str:

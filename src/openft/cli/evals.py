@@ -94,9 +94,16 @@ def _in_process(data_dir: Path, file: Path, train_file: Path | None, params: dic
     from openft.models.store import prepare_bases
     from openft.protocol.evals import EvalCreateParams
     from openft.services.chat import ChatService
+    from openft.services.completions import Completions
+    from openft.services.eval_runner import EvalRunner
     from openft.services.evals import EvalService, eval_object
+    from openft.services.evals_api import EvalsAPI
     from openft.services.files import FileService
+    from openft.services.graders import GraderService
     from openft.services.models import ModelService
+    from openft.services.organizations import OrganizationService
+    from openft.services.relay import RelayPolicy
+    from openft.services.stored_completions import StoredCompletions
     from openft.settings import Settings
     from openft.store.db import Database
 
@@ -108,7 +115,12 @@ def _in_process(data_dir: Path, file: Path, train_file: Path | None, params: dic
         fail(str(error))
     files, models = FileService(settings, db), ModelService(settings, db)
     chat = ChatService(models, make_engine(settings), settings.default_max_tokens)
-    service = EvalService(db, files, models, chat)
+    stored = StoredCompletions(settings, db)
+    relay = RelayPolicy(settings, models, OrganizationService(settings, db))
+    graders = GraderService(settings, Completions(settings, chat, relay, stored.recorder, None), models)
+    evals_api = EvalsAPI(db, files, models, stored, graders)
+    runner = EvalRunner(settings, db, chat, graders)
+    service = EvalService(db, files, models, chat, evals_api, runner)
     # This process owns the data dir: it acts for the organization that owns the fine-tune.
     organization_id = models.owner(params["model"]) or settings.organization_id
     try:
@@ -182,5 +194,5 @@ def print_report(console: Console, report: dict) -> None:
     note = " (for reference: not an OpenAI model)" if prices["reference"] else ""
     console.print(
         f"[dim]Costs at OpenAI's {prices['model']} prices{note}, with token counts from the local tokenizer; "
-        "time here is one request after another on this machine.[/]"
+        "time here is each arm's requests batched on this machine.[/]"
     )

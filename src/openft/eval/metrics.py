@@ -64,9 +64,11 @@ def arm_metrics(
     price: InferencePrice,
     schema: dict | None = None,
     rejected: list[str] | None = None,
+    seconds_per_request: float | None = None,
 ) -> dict:
     """The arm's row of the report (`schema`: the JSON task's, for `schema_valid`; `rejected`: a
-    DPO file's non-preferred outputs, for `preferred_rate`)."""
+    DPO file's non-preferred outputs, for `preferred_rate`; `seconds_per_request`: the arm's
+    time over its requests, when they ran together, else each one's latency)."""
     prompt_tokens = fmean(a.prompt_tokens for a in answers)
     completion_tokens = fmean(a.completion_tokens for a in answers)
     latency = fmean(a.seconds for a in answers)
@@ -85,8 +87,10 @@ def arm_metrics(
         "mean_prompt_tokens": round(prompt_tokens, 2),
         "mean_latency_seconds": round(latency, 4),
         "cost_per_1k_requests_usd": price.per_1k_requests_usd(prompt_tokens, completion_tokens),
-        # Requests one after another on this machine, as the eval ran them.
-        "local_seconds_per_1k_requests": round(latency * 1000, 1),
+        # On this machine, as the eval ran them (an eval run: batched).
+        "local_seconds_per_1k_requests": round(
+            (latency if seconds_per_request is None else seconds_per_request) * 1000, 1
+        ),
     }
 
 

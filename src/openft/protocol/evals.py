@@ -41,7 +41,7 @@ class ArmMetrics(BaseModel):
     mean_output_tokens: float
     mean_prompt_tokens: float
     mean_latency_seconds: float
-    """Per request, on this server, one request at a time."""
+    """Per request, on this server, from its call to its reply, with the arm's requests batched."""
     cost_per_1k_requests_usd: float
     """At OpenAI's price for the priced model (base or fine-tuned), with these token means."""
     local_seconds_per_1k_requests: float
@@ -58,6 +58,9 @@ class Sample(BaseModel):
 class EvalArm(BaseModel):
     name: Literal["base_zero_shot", "base_few_shot", "fine_tuned", "fine_tuned_no_system", "fine_tuned_constrained"]
     title: str
+    run_id: str | None = None
+    """The arm's run of the report's eval (`api_eval_id`) in the Evals API: its output items are
+    the arm's graded replies. Null in reports made before arms were runs."""
     model: str
     system_message: bool
     shots: int
@@ -92,6 +95,8 @@ class Eval(BaseModel):
     object: Literal["openft.eval"] = "openft.eval"
     created_at: int
     model: str
+    api_eval_id: str | None = None
+    """The Evals API eval ("eval_…") whose runs are the arms."""
     base_model: str
     """The model the fine-tune was trained from, as its job named it: the base arms use it."""
     file: str

@@ -91,13 +91,13 @@ def claim(
     return job
 
 
-def claimable(table, now: float):
-    """The rows of a leased queue (jobs, exports: a `status`, a `lease_expires_at` and a `seq`)
-    that may be claimed now: queued, or running under a lease that ran out; the oldest
-    CLAIM_WINDOW, locked, skipping those another claimer holds."""
+def claimable(table, now: float, running: str = "running"):
+    """The rows of a leased queue (jobs, exports, eval runs: a `status`, a `lease_expires_at` and
+    a `seq`) that may be claimed now: queued, or `running` (eval runs say "in_progress") under a
+    lease that ran out; the oldest CLAIM_WINDOW, locked, skipping those another claimer holds."""
     return (
         select(table)
-        .where(or_(table.status == "queued", (table.status == "running") & (table.lease_expires_at < now)))
+        .where(or_(table.status == "queued", (table.status == running) & (table.lease_expires_at < now)))
         .order_by(table.seq)
         .limit(CLAIM_WINDOW)
         .with_for_update(skip_locked=True)

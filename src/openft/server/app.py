@@ -2,6 +2,7 @@
 the inference engine (`inference.make_engine`) starts on the first chat request (but with
 `memory://` storage, where it runs in this process)."""
 
+import asyncio
 import logging
 import threading
 from contextlib import asynccontextmanager
@@ -16,11 +17,25 @@ from openft.inference import make_engine
 from openft.runner.exporter import Exporter
 from openft.runner.worker import Worker
 from openft.server import dashboard
-from openft.server.routes import chat, distill, evals, export, file_checks, files, fine_tuning, graders, health, models
+from openft.server.routes import (
+    chat,
+    distill,
+    evals,
+    evals_api,
+    export,
+    file_checks,
+    files,
+    fine_tuning,
+    graders,
+    health,
+    models,
+)
 from openft.services.chat import ChatService
 from openft.services.completions import Completions
 from openft.services.distill import DistillService
+from openft.services.eval_runner import EvalRunner
 from openft.services.evals import EvalService
+from openft.services.evals_api import EvalsAPI
 from openft.services.exports import ExportService
 from openft.services.file_checks import FileCheckService
 from openft.services.files import FileService
@@ -56,8 +71,14 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
             for name, loop in (("openft-worker", Worker(settings, db)), ("openft-exporter", Exporter(settings, db))):
                 threads.append(threading.Thread(target=loop.run_forever, args=(stop,), name=name, daemon=True))
                 threads[-1].start()
+        # Eval runs sample through this server's engine, so their runner lives here (an asyncio task).
+        stop_runs = asyncio.Event()
+        runs = asyncio.create_task(eval_runner.run_forever(stop_runs)) if run_worker else None
         stored.recorder.start_sweeping()
         yield
+        stop_runs.set()
+        if runs:
+            await runs  # the run in progress goes back to the queue
         stop.set()
         # Replies already sent may still be queued for storing: written before the process ends.
         stored.recorder.close()
@@ -76,12 +97,14 @@ def create_app(settings: Settings, run_worker: bool = True) -> FastAPI:
     app.state.stored = stored
     relay = RelayPolicy(settings, model_service, OrganizationService(settings, db))
     app.state.completions = Completions(settings, app.state.chat, relay, stored.recorder, upstream)
-    app.state.evals = EvalService(db, file_service, model_service, app.state.chat)
+    app.state.graders = GraderService(settings, app.state.completions, model_service)
+    app.state.evals_api = EvalsAPI(db, file_service, model_service, stored, app.state.graders)
+    eval_runner = EvalRunner(settings, db, app.state.chat, app.state.graders)
+    app.state.evals = EvalService(db, file_service, model_service, app.state.chat, app.state.evals_api, eval_runner)
     app.state.file_checks = FileCheckService(settings, file_service, model_service)
     app.state.distill = DistillService(stored, file_service, app.state.file_checks, app.state.fine_tuning)
     app.state.exports = ExportService(settings, db, model_service, file_service)
-    app.state.graders = GraderService(settings, app.state.completions, model_service)
-    for module in (files, file_checks, fine_tuning, graders, export, models, chat, distill, evals, health):
+    for module in (files, file_checks, fine_tuning, graders, export, models, chat, distill, evals, evals_api, health):
         app.include_router(module.router)
     dashboard.mount(app)
     _install_error_handlers(app)

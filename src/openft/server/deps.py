@@ -10,6 +10,7 @@ from openft.services.chat import ChatService
 from openft.services.completions import Completions as CompletionService
 from openft.services.distill import DistillService
 from openft.services.evals import EvalService
+from openft.services.evals_api import EvalsAPI
 from openft.services.exports import ExportService
 from openft.services.file_checks import FileCheckService
 from openft.services.files import FileService
@@ -43,6 +44,7 @@ Jobs = Annotated[FineTuningService, Depends(_service("fine_tuning"))]
 Models = Annotated[ModelService, Depends(_service("models"))]
 Chat = Annotated[ChatService, Depends(_service("chat"))]
 Evals = Annotated[EvalService, Depends(_service("evals"))]
+EvalsApi = Annotated[EvalsAPI, Depends(_service("evals_api"))]
 FileChecks = Annotated[FileCheckService, Depends(_service("file_checks"))]
 Completions = Annotated[CompletionService, Depends(_service("completions"))]
 Stored = Annotated[StoredCompletions, Depends(_service("stored"))]

@@ -1,8 +1,12 @@
 """`openft eval` and `POST /v1/openft/evals`: did fine-tuning help?
 
-The held-out examples go through the arms of `openft.eval.arms` via the same `ChatService`
-the chat API uses (temperature 0, so reruns agree), are scored by `openft.eval.metrics`, and the
-report is stored (`EvalRow`) for `GET /v1/openft/evals` and the dashboard. On a JSON task the
+One evaluation system: the comparison is an eval of the Evals API (`services/evals_api.py`)
+whose runs are the arms of `openft.eval.arms`. Each arm's held-out prompts are one
+`completions` run (temperature 0, so reruns agree), sampled by the eval runner through the same
+`ChatService` the chat API uses, batched in the engine, and graded by the eval's criteria (exact
+match, fuzzy similarity); the report's metrics (`openft.eval.metrics`) come from the runs' output
+items, and the report is stored (`EvalRow`) for `GET /v1/openft/evals` and the dashboard, which
+link each arm to its run. On a JSON task the
 fine-tune is also asked with its reply constrained to the task's inferred schema
 (`openft.eval.json_schema`), and every arm's answers are checked against that schema. The fine-tune's job
 names the base model for the base arms and, unless the caller gives one, the training file
@@ -36,23 +40,40 @@ from openft.eval.json_schema import inferred_schema
 from openft.eval.metrics import Answer, arm_metrics, exact_match, ranking, references_are_json, similarity
 from openft.protocol.chat import ChatCompletionRequest
 from openft.protocol.evals import Eval, EvalCreateParams
+from openft.protocol.evals_api import EvalCreateParams as EvalsApiCreateParams
+from openft.protocol.evals_api import RunCreateParams
 from openft.services.chat import ChatService
+from openft.services.eval_runner import EvalRunner
+from openft.services.evals_api import EvalsAPI
 from openft.services.files import FileService, format_error_message
 from openft.services.models import ModelService
 from openft.store.db import Database
 from openft.store.pages import fetch_page
-from openft.store.tables import EvalRow, JobRow
+from openft.store.tables import EvalRow, EvalRunRow, JobRow
 
 # A fixed seed on top of temperature 0: equal scores tell equal answers, rerun after rerun.
 SEED = 0
+# The similarity criterion's pass mark (rapidfuzz WRatio / 100): a near copy of the reference.
+SIMILAR = 0.9
+RUN_POLL_SECONDS = 0.1
 
 
 class EvalService:
-    def __init__(self, db: Database, files: FileService, models: ModelService, chat: ChatService):
+    def __init__(
+        self,
+        db: Database,
+        files: FileService,
+        models: ModelService,
+        chat: ChatService,
+        evals_api: EvalsAPI,
+        runner: EvalRunner,
+    ):
         self.db = db
         self.files = files
         self.models = models
         self.chat = chat
+        self.evals_api = evals_api
+        self.runner = runner
 
     async def create(self, organization_id: str, params: EvalCreateParams) -> EvalRow:
         # Reading and validating the files blocks: off the event loop, which serves other requests.
@@ -65,23 +86,28 @@ class EvalService:
         references = [example.reference for example in held_out]
         json_task = references_are_json(references)
         schema = inferred_schema([_last_reply(example) for example in training] + references) if json_task else None
-        arms, prompts, warm = [], [], None
+        evaluation = self.evals_api.create_eval(organization_id, _arms_eval(params.model))
+        arms, prompts, warm = [], [], set()
         for arm in ARMS:
             if arm.constrained and schema is None:
                 continue
             model = params.model if arm.fine_tuned else job.model
             messages = [arm_messages(arm, example, system, shots) for example in held_out]
-            if model != warm:
+            if model not in warm:
                 # One untimed token first: loading the model or attaching the adapter is not latency.
-                await self._ask(organization_id, arm, model, messages[0], 1)
-                warm = model
+                await self._warm_up(organization_id, model, messages[0])
+                warm.add(model)
             response_format = _response_format(schema) if arm.constrained else None
-            answers = await self._run(organization_id, arm, model, messages, params.max_tokens, response_format)
+            run, answers, pace = await self._run(
+                organization_id, evaluation.id, arm, model, messages, held_out, params, response_format
+            )
             price = prices["fine_tuned" if arm.fine_tuned else "base"]
-            arms.append(_arm_report(arm, model, n_shots if arm.few_shot else 0, held_out, answers, price, schema))
+            shown = n_shots if arm.few_shot else 0
+            arms.append(_arm_report(arm, model, shown, held_out, answers, price, schema, run, pace))
             if arm.name == "fine_tuned":
                 prompts = messages
         report = {
+            "api_eval_id": evaluation.id,
             "base_model": job.model,
             "file": params.file,
             "training_file": training_file,
@@ -104,7 +130,7 @@ class EvalService:
             },
         }
         row = EvalRow(
-            id=ids.eval_id(),
+            id=ids.eval_report_id(),
             organization_id=organization_id,
             created_at=int(time.time()),
             model=params.model,
@@ -200,56 +226,108 @@ class EvalService:
     async def _run(
         self,
         organization_id: str,
+        eval_id: str,
         arm: Arm,
         model: str,
         prompts: list[list[dict]],
-        max_tokens: int,
+        held_out: list[HeldOut],
+        params: EvalCreateParams,
         response_format: dict | None,
-    ) -> list[Answer]:
-        answers = []
-        for messages in prompts:
-            started = time.perf_counter()
-            completion = await self._ask(organization_id, arm, model, messages, max_tokens, response_format)
-            seconds = time.perf_counter() - started
-            answers.append(
-                Answer(
-                    completion.choices[0].message.content or "",
-                    completion.usage.prompt_tokens,
-                    completion.usage.completion_tokens,
-                    seconds,
-                )
-            )
-        return answers
-
-    async def _ask(
-        self,
-        organization_id: str,
-        arm: Arm,
-        model: str,
-        messages: list[dict],
-        max_tokens: int,
-        response_format: dict | None = None,
-    ):
-        request = ChatCompletionRequest(
-            model=model,
-            messages=messages,
-            temperature=0,
-            max_tokens=max_tokens,
-            seed=SEED,
-            response_format=response_format,
+    ) -> tuple[EvalRunRow, list[Answer], float]:
+        """The arm as a run of the eval: every prompt at once through the eval runner (batched in
+        the engine), graded; its replies as the report's answers, and the run's seconds per row."""
+        sampling = {"temperature": 0, "seed": SEED, "max_completion_tokens": params.max_tokens}
+        if response_format is not None:
+            sampling["response_format"] = response_format
+        rows = [
+            {"item": {"messages": messages, "reference": example.reference}}
+            for messages, example in zip(prompts, held_out, strict=True)
+        ]
+        source = {
+            "type": "completions",
+            "model": model,
+            "source": {"type": "file_content", "content": rows},
+            "input_messages": {"type": "item_reference", "item_reference": "item.messages"},
+            "sampling_params": sampling,
+        }
+        run = await self.evals_api.create_run(
+            organization_id, eval_id, RunCreateParams(data_source=source, name=arm.name, metadata={"arm": arm.name})
         )
+        started = time.perf_counter()
+        run = await self._finished(organization_id, eval_id, run.id)
+        seconds_per_request = (time.perf_counter() - started) / len(rows)
+        if run.status != "completed":
+            raise OpenFTError(500, f"Arm {arm.name}: its run {run.id} {run.status}: {run.error}", type="server_error")
+        items, _ = self.evals_api.list_items(organization_id, eval_id, run.id, len(rows), None, "asc", None)
+        failed = next((item.sample["error"] for item in items if item.sample["error"]), None)
+        if failed is not None:
+            hint = " Use fewer shots." if arm.few_shot else " Lower max_tokens or shorten the held-out prompts."
+            code = failed["code"]
+            param = ("shots" if arm.few_shot else "max_tokens") if code == "context_length_exceeded" else None
+            raise OpenFTError(400, f"Arm {arm.name}: {failed['message']}{hint}", param=param, code=code)
+        answers = [
+            Answer(
+                item.sample["output"][0]["content"] or "",
+                item.sample["usage"]["prompt_tokens"],
+                item.sample["usage"]["completion_tokens"],
+                item.sample["latency_seconds"],
+            )
+            for item in items
+        ]
+        return run, answers, seconds_per_request
+
+    async def _finished(self, organization_id: str, eval_id: str, run_id: str) -> EvalRunRow:
+        """The run once it ended. This service runs it itself unless a runner of the server took
+        it first (`openft eval` in its own process has no other)."""
+        stop = asyncio.Event()
+        while (run := self.evals_api.get_run(organization_id, eval_id, run_id)).status in ("queued", "in_progress"):
+            if not await self.runner.run_once(stop, only=run_id):
+                await asyncio.sleep(RUN_POLL_SECONDS)
+        return run
+
+    async def _warm_up(self, organization_id: str, model: str, messages: list[dict]) -> None:
+        request = ChatCompletionRequest(model=model, messages=messages, temperature=0, max_tokens=1, seed=SEED)
         try:
-            return await self.chat.complete(organization_id, request)
+            await self.chat.complete(organization_id, request)
         except OpenFTError as error:
             if error.code != "context_length_exceeded":
                 raise
-            hint = " Use fewer shots." if arm.few_shot else " Lower max_tokens or shorten the held-out prompts."
-            raise OpenFTError(
-                400,
-                f"Arm {arm.name}: {error.message}{hint}",
-                param="shots" if arm.few_shot else "max_tokens",
-                code=error.code,
-            ) from None
+            # The arm's run reports it, with its hint.
+
+
+def _arms_eval(model: str) -> EvalsApiCreateParams:
+    """The Evals API eval whose runs are the arms: each row the prompt an arm sends and the
+    reference; graded by exact match and by fuzzy similarity (the report's own metrics are
+    `openft.eval.metrics`', from the same replies)."""
+    return EvalsApiCreateParams(
+        name=f"openft eval of {model}",
+        data_source_config={
+            "type": "custom",
+            "item_schema": {
+                "type": "object",
+                "properties": {"messages": {"type": "array"}, "reference": {"type": "string"}},
+                "required": ["messages", "reference"],
+            },
+        },
+        testing_criteria=[
+            {
+                "type": "string_check",
+                "name": "exact_match",
+                "input": "{{ sample.output_text }}",
+                "reference": "{{ item.reference }}",
+                "operation": "eq",
+            },
+            {
+                "type": "text_similarity",
+                "name": "similarity",
+                "input": "{{ sample.output_text }}",
+                "reference": "{{ item.reference }}",
+                "evaluation_metric": "fuzzy_match",
+                "pass_threshold": SIMILAR,
+            },
+        ],
+        metadata={"openft_eval_model": model[:512]},
+    )
 
 
 def _chats_with_lines(report) -> tuple[list[dict], list[int], list[str] | None]:
@@ -292,16 +370,21 @@ def _arm_report(
     answers: list[Answer],
     price: InferencePrice,
     schema: dict | None,
+    run: EvalRunRow,
+    seconds_per_request: float,
 ) -> dict:
     references = [example.reference for example in held_out]
     rejected = [example.rejected for example in held_out] if held_out and held_out[0].rejected is not None else None
     return {
         "name": arm.name,
         "title": arm.title,
+        "run_id": run.id,
         "model": model,
         "system_message": arm.system_message,
         "shots": shots,
-        "metrics": arm_metrics(answers, references, references_are_json(references), price, schema, rejected),
+        "metrics": arm_metrics(
+            answers, references, references_are_json(references), price, schema, rejected, seconds_per_request
+        ),
         "samples": [
             {
                 "line": example.line,

@@ -244,3 +244,73 @@ class ExportRow(Base):
     # The tar, once published: its name and size (its key: runner/exporter.result_key).
     filename: Mapped[str | None] = mapped_column(String, default=None)
     bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class EvalSpecRow(Base):
+    """An eval of the Evals API (`/v1/evals`): what its rows look like and how they are graded.
+    (`EvalRow` is an `openft eval` report.)"""
+
+    __tablename__ = "eval_specs"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String, unique=True, index=True)  # "eval_…"
+    organization_id: Mapped[str] = mapped_column(String, index=True)
+    created_at: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String)
+    spec_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, default=None)
+    # As the eval object shows them: the config with its full `schema`, and the criteria with ids.
+    data_source_config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    testing_criteria: Mapped[list[Any]] = mapped_column(JSON)
+
+
+class EvalRunRow(Base):
+    """A run of an eval: queued, then graded row by row by the server's eval runner
+    (services/eval_runner.py) under a lease, like a job; its output items are written as it goes."""
+
+    __tablename__ = "eval_runs"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String, unique=True, index=True)  # "evalrun_…"
+    eval_id: Mapped[str] = mapped_column(String, index=True)
+    organization_id: Mapped[str] = mapped_column(String, index=True)
+    created_at: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String)
+    model: Mapped[str | None] = mapped_column(String, default=None)
+    run_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, default=None)
+    data_source: Mapped[dict[str, Any]] = mapped_column(JSON)  # as the client sent it
+    # The rows, read once at creation (inline, a file, or stored completions) and checked against
+    # the eval's schema: a file deleted or a completion stored later does not change the run.
+    items: Mapped[list[Any]] = mapped_column(JSON)
+    # "queued", "in_progress", "completed", "failed" or "canceled"
+    status: Mapped[str] = mapped_column(String, index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String, default=None)
+    lease_expires_at: Mapped[float | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    finished_at: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # Counted from the output items when the run ends.
+    result_counts: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    per_testing_criteria_results: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    per_model_usage: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+
+
+class EvalOutputItemRow(Base):
+    """One row of a run, sampled (for a completions source) and graded by every criterion."""
+
+    __tablename__ = "eval_output_items"
+    # One item per row and run: a run resumed after a restart never grades a row twice.
+    __table_args__ = (Index("ix_eval_output_items_run_id_row", "run_id", "datasource_item_id", unique=True),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String, unique=True, index=True)  # "outputitem_…"
+    run_id: Mapped[str] = mapped_column(String)
+    eval_id: Mapped[str] = mapped_column(String)
+    organization_id: Mapped[str] = mapped_column(String)
+    created_at: Mapped[int] = mapped_column(Integer)
+    datasource_item_id: Mapped[int] = mapped_column(Integer)
+    datasource_item: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # "pass" (every criterion passed), "fail", or "error" (sampling or a grader failed)
+    status: Mapped[str] = mapped_column(String)
+    results: Mapped[list[Any]] = mapped_column(JSON)
+    sample: Mapped[dict[str, Any]] = mapped_column(JSON)

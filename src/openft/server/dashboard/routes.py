@@ -46,6 +46,12 @@ def eval_report(request: Request, eval_id: str):
     return _page(request, "eval.html", eval_id=eval_id)
 
 
+@router.get("/evals/{eval_id}/runs/{run_id}")
+def eval_run(request: Request, eval_id: str, run_id: str):
+    """A run of the Evals API: its `report_url`."""
+    return _page(request, "eval_run.html", eval_id=eval_id, run_id=run_id)
+
+
 @router.get("/logs")
 def logs(request: Request):
     return _page(request, "logs.html")

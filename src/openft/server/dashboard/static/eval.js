@@ -24,7 +24,9 @@ async function load() {
   const arms = report.arms;
   const table = document.getElementById("eval-metrics");
   table.tHead.replaceChildren(el("tr", {}, el("th", {}, "metric"),
-    arms.map((arm) => el("th", { class: arm.name === report.ranking[0] ? "best-arm" : null, "data-arm": arm.name }, arm.title, el("br"), el("small", {}, arm.model)))));
+    arms.map((arm) => el("th", { class: arm.name === report.ranking[0] ? "best-arm" : null, "data-arm": arm.name },
+      arm.run_id ? el("a", { href: `/evals/${report.api_eval_id}/runs/${arm.run_id}` }, arm.title) : arm.title,
+      el("br"), el("small", {}, arm.model)))));
   table.tBodies[0].replaceChildren(...METRICS.filter(([key]) => arms.some((arm) => arm.metrics[key] !== null)).map(([key, label, format, better]) => {
     const values = arms.map((arm) => arm.metrics[key]);
     const best = better === "high" ? Math.max(...values) : better === "low" ? Math.min(...values) : null;
@@ -38,7 +40,7 @@ async function load() {
     `Costs at OpenAI's ${prices.model} prices${prices.reference ? " (for reference: not an OpenAI model)" : ""}: ` +
     `base $${prices.usd_per_1m_tokens_base.input} in / $${prices.usd_per_1m_tokens_base.output} out, fine-tuned ` +
     `$${prices.usd_per_1m_tokens_fine_tuned.input} / $${prices.usd_per_1m_tokens_fine_tuned.output} per 1M tokens; ` +
-    "tokens counted with the local tokenizer. Time here is one request after another on this server.";
+    "tokens counted with the local tokenizer. Time here is each arm's requests batched on this server.";
 
   const samples = document.getElementById("eval-samples");
   samples.tHead.replaceChildren(el("tr", {}, el("th", {}, "prompt"), el("th", {}, "reference"), arms.map((arm) => el("th", {}, arm.title))));

@@ -11,6 +11,23 @@ async function loadEvals() {
   }));
 }
 
+async function loadApiRuns() {
+  const evals = await api("/evals", { params: { order: "desc", limit: 20 } });
+  const rows = [];
+  for (const evaluation of evals.data) {
+    const runs = await api(`/evals/${evaluation.id}/runs`, { params: { order: "desc", limit: 20 } });
+    for (const run of runs.data) {
+      const counts = run.result_counts;
+      rows.push(el("tr", {},
+        el("td", {}, evaluation.name || evaluation.id),
+        el("td", {}, el("a", { href: `/evals/${evaluation.id}/runs/${run.id}` }, run.name)),
+        el("td", {}, run.model || "—"), el("td", {}, statusBadge(run.status)),
+        el("td", {}, `${counts.passed}/${counts.total}`), el("td", {}, fmtTime(run.created_at))));
+    }
+  }
+  document.querySelector("#api-runs tbody").replaceChildren(...rows);
+}
+
 async function loadModels() {
   const tuned = (await api("/models")).data.filter((m) => m.id.startsWith("ft:"));
   document.getElementById("eval-model").replaceChildren(...tuned.map((m) => el("option", { value: m.id }, m.id)));
@@ -27,7 +44,7 @@ document.getElementById("eval-form").addEventListener("submit", async (event) =>
     form.append("file", document.getElementById("eval-file").files[0]);
     form.append("purpose", "evals");
     const file = await api("/files", { method: "POST", form });
-    show(status, `Running the eval on ${file.filename}: four arms, one example at a time…`);
+    show(status, `Running the eval on ${file.filename}: four arms, each a run of its examples together…`);
     const report = await api("/openft/evals", {
       method: "POST",
       json: {
@@ -47,3 +64,4 @@ document.getElementById("eval-form").addEventListener("submit", async (event) =>
 
 loadModels().catch(pageError);
 loadEvals().catch(pageError);
+loadApiRuns().catch(pageError);
