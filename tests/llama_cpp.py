@@ -45,7 +45,7 @@ def logits(llm, ids: list[int]) -> np.ndarray:
     return np.array(llm.scores[: len(ids)])
 
 
-def greedy(llm, ids: list[int], max_tokens: int, stop_at_end: bool = True) -> list[int]:
+def greedy(llm, ids: list[int], max_tokens: int) -> list[int]:
     """llama.cpp's own greedy decode after `ids`: max_tokens tokens, or fewer when it stops at
     an end-of-generation token (not kept)."""
     import llama_cpp
@@ -53,7 +53,7 @@ def greedy(llm, ids: list[int], max_tokens: int, stop_at_end: bool = True) -> li
     llm.reset()
     out = []
     for token in llm.generate(ids, temp=0.0, top_k=1, reset=True):
-        if (stop_at_end and llama_cpp.llama_vocab_is_eog(llm._model.vocab, token)) or len(out) == max_tokens:
+        if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token) or len(out) == max_tokens:
             break
         out.append(token)
     return out

@@ -101,9 +101,8 @@ def test_gemma_3_from_its_gguf_fine_tunes_serves_and_answers_the_same_in_llama_c
         prompt = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
         ids = tokenizer(prompt, add_special_tokens=False).input_ids
         assert llm.tokenize(prompt.encode(), add_bos=False, special=True) == ids
-        # openft serves this base to max_tokens past Gemma's <end_of_turn> (the GGUF names only
-        # <eos> as its end), so llama.cpp decodes as many tokens, not stopping at end of turn.
-        reply = llama_cpp.greedy(llm, ids, REPLY_TOKENS, stop_at_end=False)
+        # Both stop at Gemma's <end_of_turn>, which the base's GGUF does not name as an end.
+        reply = llama_cpp.greedy(llm, ids, REPLY_TOKENS)
         assert tokenizer.decode(reply, skip_special_tokens=True) == expected
     timings["llama.cpp"] = time.monotonic() - started
     print({step: round(seconds, 1) for step, seconds in timings.items()}, os.environ.get("OMP_NUM_THREADS"))

@@ -24,6 +24,8 @@ import json
 import re
 from pathlib import Path
 
+from openft.data.chat_format import ChatTemplate
+
 
 class VocabularyError(Exception):
     """A tokenizer of another kind: llama.cpp's converter writes it."""
@@ -58,6 +60,11 @@ def write_vocabulary(writer, folder: Path, vocab_size: int) -> None:
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     special.add_special_token.setdefault("bos", bos is not None and probe[0] == bos)
     special.add_special_token.setdefault("eos", eos is not None and probe[-1] == eos)
+    # The token a chat turn ends with, where it is not EOS (Gemma's <end_of_turn>): llama.cpp ends
+    # a reply there as openft's engine does (`ChatTemplate.end_of_turn_id`).
+    end_of_turn = ChatTemplate(tokenizer).end_of_turn_id
+    if end_of_turn is not None and end_of_turn != eos:
+        special.special_token_ids.setdefault("eot", end_of_turn)
     special.add_to_gguf(writer, quiet=True)
 
 
