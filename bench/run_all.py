@@ -36,6 +36,8 @@ BENCHES = {
     "serve-fp32": (["serve_bench.py", "--tokens", "48", "--engines", "openft"], FLOAT32),
     "engine": (["engine_bench.py", "--tokens", "48"], {}),
     "engine-fp32": (["engine_bench.py", "--tokens", "48"], FLOAT32),
+    "llamacpp": (["llamacpp_bench.py"], {}),
+    "llamacpp-fp32": (["llamacpp_bench.py"], FLOAT32),
     "structured": (["structured_bench.py", "--tokens", "48"], {}),
     "stored": (["stored_bench.py", "--rounds", "10"], {}),
     "invariance": (["invariance_bench.py", "--rounds", "3"], {}),
