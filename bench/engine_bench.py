@@ -14,6 +14,7 @@ model store (speed does not depend on the weights' values; int4 does: random wei
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import threading
@@ -150,10 +151,12 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=Path(".openft/models/SmolLM2-135M-Instruct"))
     parser.add_argument("--random", action="store_true")
     parser.add_argument("--tokenizer", type=Path, help="with --random: a folder holding the tokenizer files")
+    parser.add_argument("--json", action="store_true", help="print one JSON record of the figures at the end")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(2)
-    dtype = getattr(torch, compute_dtype(device.type))  # the engine's
+    settings = Settings()  # OPENFT_COMPUTE_DTYPE and OPENFT_BATCH_INVARIANT, as the server reads them
+    dtype = getattr(torch, compute_dtype(device.type, settings.compute_dtype))  # the engine's
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         path = model_dir(args, data / "models")
@@ -167,7 +170,14 @@ def main() -> None:
             "generate, 1 prompt": on_own_thread(generate_rate, path, PROMPTS[:1], args.tokens, device),
             "generate, batch of 8": on_own_thread(generate_rate, path, PROMPTS, args.tokens, device),
         }
-        engine = BatchedEngine(data / "models", 2, storage, data / "cache")
+        engine = BatchedEngine(
+            data / "models",
+            2,
+            storage,
+            data / "cache",
+            compute_dtype=settings.compute_dtype,
+            batch_invariant=settings.batch_invariant,
+        )
         engine_rate(engine, [ModelRef("base", key) for key in adapters], 2)  # load the model and every adapter
         figures["engine, 1 stream"] = engine_rate(engine, [ModelRef("base")], args.tokens)
         figures["engine, 8 streams, 1 adapter"] = engine_rate(engine, [ModelRef("base", adapters[0])] * 8, args.tokens)
@@ -185,6 +195,13 @@ def main() -> None:
     print(f"8 streams / generate batch of 8:    {batched:.2f}x")
     slower = 1 - figures["engine, 8 streams, 8 adapters"] / figures["engine, 8 streams, 1 adapter"]
     print(f"8 adapters vs 1 adapter:            {slower:+.0%} slower")
+    if args.json:
+        ratios = {
+            "engine 1 stream / generate 1 prompt": figures["engine, 1 stream"] / figures["generate, 1 prompt"],
+            "engine 8 streams / generate batch of 8": batched,
+            "engine 8 adapters / 1 adapter": 1 - slower,
+        }
+        print(json.dumps({"figures": figures, "ratios": ratios, "decoder_dtype": str(dtype)}))
 
 
 if __name__ == "__main__":

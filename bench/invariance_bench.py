@@ -15,6 +15,7 @@ each engine. Prints every figure and the ratios invariant / plain.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -66,8 +67,10 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model", type=Path, default=Path(".openft/models") / BUNDLED_MODEL)
+    parser.add_argument("--json", action="store_true", help="print one JSON record of the figures at the end")
     args = parser.parse_args()
     torch.set_num_threads(2)
+    record = {"figures": {}, "ratios": {}}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         (data / "models").mkdir()
@@ -95,9 +98,13 @@ def main() -> None:
             for label in median[True]:
                 on, off = median[True][label], median[False][label]
                 print(f"  {label:24} {on:8.1f} {off:8.1f}   invariant / plain {on / off:.2f}x")
+                record["ratios"][f"{dtype} {label}: invariant / plain"] = on / off
             for invariant, engine in engines.items():
                 kind, changed = "batch-invariant" if invariant else "plain", differing_rows(engine, adapters[0])
                 print(f"  {kind:16} rows whose greedy reply changed: {changed} of 8")
+                record["figures"][f"{dtype} {kind}: rows whose greedy reply changed in a batch of 8"] = changed
+    if args.json:
+        print(json.dumps(record))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import tempfile
@@ -142,6 +143,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--port", type=int, default=8766)
     parser.add_argument("--engines", default="openft,hf", help="OPENFT_ENGINE values to measure, in order")
+    parser.add_argument("--json", action="store_true", help="print one JSON record of the figures at the end")
     args = parser.parse_args()
     engines = args.engines.split(",")
     api = {}
@@ -169,6 +171,15 @@ def main() -> None:
         print(f"8 streams / generate batch of 8:         {eight / peer['batch of 8']:.2f}x (goal 2.5x)")
         slower = 1 - figures["8 streams, 8 adapters"]["tokens_per_s"] / figures["8 streams, 1 adapter"]["tokens_per_s"]
         print(f"8 adapters vs 1 adapter, 8 streams:      {slower:+.0%} slower (goal at most 20%)")
+    if args.json:
+        ratios = {}
+        for engine, figures in api.items():
+            ratios[f"{engine} API 1 stream / generate 1 prompt"] = (
+                figures["1 stream"]["tokens_per_s"] / peer["1 prompt"]
+            )
+            eight = figures["8 streams, 1 adapter"]["tokens_per_s"]
+            ratios[f"{engine} API 8 streams / generate batch of 8"] = eight / peer["batch of 8"]
+        print(json.dumps({"figures": {"api": api, "generate": peer}, "ratios": ratios}))
 
 
 if __name__ == "__main__":

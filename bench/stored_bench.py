@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import socket
 import statistics
@@ -113,6 +114,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--stream", action="store_true", help="streamed replies (stored once complete)")
+    parser.add_argument("--json", action="store_true", help="print one JSON record of the figures at the end")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as root:
@@ -143,6 +145,18 @@ def main() -> None:
     print(f"added p95 latency of storing: {added:+.1f} ms (target ≤ 5 ms)")
     print(f"noise, unstored against unstored: {noise:+.1f} ms")
     print(f"stored afterwards: {stored} of {sent} ({'nothing lost' if stored == sent else f'{sent - stored} LOST'})")
+    if args.json:
+        figures = {
+            "p95 stored ms": p95(latencies[True]) * 1000,
+            "p95 unstored ms": p95(latencies[False]) * 1000,
+            "added p95 ms": added,
+            "noise ms": noise,
+            "stored": stored,
+            "sent": sent,
+        }
+        print(
+            json.dumps({"figures": figures, "ratios": {"p95 stored / unstored": p95(latencies[True]) / p95(unstored)}})
+        )
 
 
 if __name__ == "__main__":
