@@ -161,14 +161,32 @@ def test_a_plan_says_why_it_checkpoints_and_the_head_counts_only_trained_positio
     assert replies.parts["head"] * 4 == every.parts["head"]
 
 
-# (layers, hidden, intermediate, heads, kv heads) of three sizes: ~8M, ~25M and ~60M parameters
+# (layers, hidden, intermediate, heads, kv heads) of three sizes: 14M, 42M and 76M parameters
 # with SmolLM2's 49,152-token vocabulary (tied embeddings, as SmolLM2's)
 PEAK_SHAPES = [(2, 256, 704, 4, 2), (4, 576, 1536, 9, 3), (6, 768, 2048, 12, 4)]
 
 
 def _peak_of_one_step(shape: ModelShape, dtype: str, rows: int, tokens: int, trained: int, results) -> None:
-    """In a forked child: the resident memory that building the model and one training step
-    (forward, backward, AdamW) add at their peak, in bytes."""
+    """In a fresh child: the resident memory that building the model and one training step
+    (forward, backward, AdamW) add at their peak, in bytes, after a tiny step has set up the
+    libraries' kernels and allocators (as a trainer's process has by its first real step)."""
+    import torch
+
+    torch.set_num_threads(1)
+    tiny = ModelShape(layers=1, hidden=64, intermediate=128, heads=4, kv_heads=2, head_dim=16, vocab=512, parameters=0)
+    _one_step(tiny, dtype, 1, 16, 8)
+    open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) starts again from here
+    before = _resident("VmRSS")
+    _one_step(shape, dtype, rows, tokens, trained)
+    results.put(_resident("VmHWM") - before)
+
+
+def _resident(field: str) -> int:
+    status = open("/proc/self/status").read()
+    return int(status.split(f"{field}:")[1].split()[0]) * 1024
+
+
+def _one_step(shape: ModelShape, dtype: str, rows: int, tokens: int, trained: int) -> None:
     import torch
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, LlamaConfig
@@ -176,12 +194,6 @@ def _peak_of_one_step(shape: ModelShape, dtype: str, rows: int, tokens: int, tra
     from openft.trainer.sft import batch_loss, use_attention_for
     from openft.trainer.spec import lora_config
 
-    def resident(field: str) -> int:
-        status = open("/proc/self/status").read()
-        return int(status.split(f"{field}:")[1].split()[0]) * 1024
-
-    open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) starts again from here
-    before = resident("VmRSS")
     config = LlamaConfig(
         hidden_size=shape.hidden,
         intermediate_size=shape.intermediate,
@@ -202,28 +214,22 @@ def _peak_of_one_step(shape: ModelShape, dtype: str, rows: int, tokens: int, tra
     loss, _, _ = batch_loss(model, input_ids, torch.ones_like(input_ids), labels)
     loss.backward()
     optimizer.step()
-    results.put(resident("VmHWM") - before)
 
 
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc/self")
 def test_the_estimate_is_within_a_quarter_of_the_measured_peak_on_three_sizes_and_two_lengths():
     """The plan's estimate (less the process's own overhead) against the peak resident memory
-    that building the model and one training step add, each in a fresh fork of this process (the
-    libraries imported and initialised by a first step beforehand, as in a trainer)."""
+    that building the model and one training step add, each case in a child forked from a server
+    that has imported torch but never run it (a fork of a process whose OpenMP threads ran hangs)."""
     import multiprocessing
-
-    import torch
 
     from openft.hardware import compute_dtype
     from openft.trainer.plan import OVERHEAD, estimate
 
     dtype = compute_dtype("cpu")
-    torch.set_num_threads(2)
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "transformers", "peft", "openft.trainer.sft"])
     results = context.Queue()
-    tiny = ModelShape(layers=1, hidden=64, intermediate=128, heads=4, kv_heads=2, head_dim=16, vocab=512, parameters=0)
-    _peak_of_one_step(tiny, dtype, 1, 16, 8, results)  # the warm-up: kernels and allocators set up
-    results.get()
     misses = []
     for layers, hidden, intermediate, heads, kv_heads in PEAK_SHAPES:
         vocab = 49152
