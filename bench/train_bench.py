@@ -16,9 +16,9 @@ held-out chats. Each peer runs in its own subprocess:
 - `openft`: `openft.trainer.sft.train` on the same file, batch 8, max length 512;
 - `api`: the same job through the API of a real `openft serve` (batch 8, one epoch, the learning
   rate as a multiplier of openft's base rate), after a first job on other data has left the
-  worker's warm trainer waiting, as on a host that has trained before: end to end from the job's
-  `running` to its `succeeded` as the client sees them (polled every 0.1 s), and the phases of
-  its first step from the job's "First step" event (runner/worker.py).
+  worker's warm trainer waiting (`WARM_SECONDS` later), as on a host that has trained before: end
+  to end from the job's `running` to its `succeeded` as the client sees them (polled every
+  0.1 s), and the phases of its first step from the job's "First step" event (runner/worker.py).
 
 For each: tokens/s (real, non-pad tokens over the training loop's wall time, model loading
 excluded), the end-to-end seconds (TRL and `openft`: from the peer function's start, before
@@ -43,6 +43,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BATCH_SIZE = 8
+# Between the api peer's first job and the measured one: the warm trainer the worker starts after
+# a job imports torch and loads the base meanwhile (~5-10 s on 2 busy cores), as between the jobs
+# of a host in use; a job that comes sooner waits for the rest (the event's "trainer" phase).
+WARM_SECONDS = 20
 MAX_LENGTH = 512
 LEARNING_RATE = 2e-4
 WORDS = (
@@ -231,11 +235,13 @@ def run_api(model: Path, train_file: Path, out: Path, epochs: int, device: str) 
 
     from openft.cli.demo import background_server
     from openft.models.parameters import parameter_count
+    from openft.settings import BUNDLED_MODEL
     from openft.trainer.spec import base_learning_rate
 
-    data_dir = out / "api-data"
-    if model.resolve() != bundled_model(data_dir).resolve():
+    if model.resolve().name != BUNDLED_MODEL:
         raise SystemExit("the api peer trains the bundled model only")
+    data_dir = out / "api-data"
+    shutil.copytree(model.resolve(), data_dir / "models" / BUNDLED_MODEL)  # the server finds it there
     other = out / "other"
     other.mkdir(exist_ok=True)
     first, _ = write_data(other, 16, n_heldout=0, seed=1)
@@ -261,6 +267,7 @@ def run_api(model: Path, train_file: Path, out: Path, epochs: int, device: str) 
             return job, running, time.perf_counter()
 
         job(first)  # the host has trained before: its worker keeps a trainer warm
+        time.sleep(WARM_SECONDS)
         measured, running, succeeded = job(train_file)
         events = client.fine_tuning.jobs.list_events(measured.id, limit=100).data
         first_step = next(e for e in events if e.message.startswith("First step"))
