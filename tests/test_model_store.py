@@ -106,9 +106,10 @@ def test_openai_names_resolve_by_setting_then_stored_alias_then_default_base(sto
     assert client.models.retrieve("support-bot").root == "gemma"
 
 
-UNLABELLABLE = (  # prompts with a think block opened that its replies are never written after
-    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"
+UNLABELLABLE = (  # prompts with the last user turn upper-cased, which the replies never follow
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n"
+    "{{ m.content | upper if add_generation_prompt and loop.last else m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
 
@@ -117,7 +118,7 @@ def test_a_template_that_cannot_be_labelled_is_refused_then_fixed_with_chat_temp
     broken.write_text(UNLABELLABLE)
     refused = models(store, "add", tiny_models["mistral"], "--chat-template", broken)
     assert refused.exit_code == 1
-    assert refused.stderr.count("\n") == 1 and "does not render a reply after the generation prompt" in refused.stderr
+    assert refused.stderr.count("\n") == 1 and "generation prompt" in refused.stderr
     assert "--chat-template FILE" in refused.stderr
     assert "mistral" not in rows(store) and not (store / "models" / "mistral").exists()
 

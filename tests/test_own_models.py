@@ -1,9 +1,8 @@
-"""Bring your own model, end to end: six architectures with six chat-template shapes
-(tests/tiny_models.py) added to a live server's data dir (one from a hub id through an
-offline Hugging Face cache; Mistral with a template given by --chat-template),
-checked with `openft data check --model`, fine-tuned a few steps through the API with the
-official client (one through an alias), and chatted with, streamed and not. Each base stops at
-its own end of turn, which for Gemma and Phi-3 only their generation config names.
+"""Bring your own model, end to end, the ways tests/test_families.py does not: a base added from a
+hub id through an offline Hugging Face cache and one through an alias, checked with `openft data
+check --model`, fine-tuned through the API with the official client (one job naming the alias),
+and chatted with, streamed and not. (Every family's add, fine-tune and serving is in
+tests/test_families.py.)
 
 And the fleet of docs/deploy.md started at once on a fresh data dir: `openft serve --no-worker`
 and two `openft worker`s each add the bundled model on first start, once between them."""
@@ -11,32 +10,18 @@ and two `openft worker`s each add the bundled model on first start, once between
 import json
 
 import pytest
-from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
 from openft.cli.app import app
 from openft.runner import throughput
 from tests.helpers import TEN_EXAMPLES, LiveServer, WorkerProcess, hub_cache, new_data_dir, run_openft, watch
-from tests.tiny_models import MISTRAL_FIXED
 
 runner = CliRunner()
 
-# the name each family is added as, and the name its job asks for
+# the name each base is added as, and the name its job asks for
 JOBS = {
     "llama": ("llama", "support-llama"),  # through the alias it was added with
-    "mistral": ("mistral", "mistral"),
-    "qwen2": ("qwen2", "qwen2"),
     "qwen3": ("tiny-qwen3", "tiny-qwen3"),  # from the hub id openft-tests/tiny-qwen3
-    "gemma": ("gemma", "gemma"),
-    "phi3": ("phi3", "phi3"),
-}
-END_OF_TURN = {
-    "llama": "<|eot_id|>",
-    "mistral": "</s>",
-    "qwen2": "<|im_end|>",
-    "qwen3": "<|im_end|>",
-    "gemma": "<end_of_turn>",
-    "phi3": "<|end|>",
 }
 QUESTION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is the treasure?"}]
 
@@ -52,16 +37,10 @@ def server(tmp_path, model_store):
     server.stop()
 
 
-def test_six_families_are_added_checked_fine_tuned_and_served(server, tiny_models, tmp_path):
+def test_a_hub_id_and_an_alias_are_added_checked_fine_tuned_and_served(server, tiny_models, tmp_path):
     data_dir = server.data_dir
     # ---- add
     assert openft(data_dir, "models", "add", tiny_models["llama"], "--alias", "support-llama").exit_code == 0
-    for family in ("qwen2", "gemma", "phi3"):
-        added = openft(data_dir, "models", "add", tiny_models[family])
-        assert added.exit_code == 0, added.output
-    (tmp_path / "mistral.jinja").write_text(MISTRAL_FIXED)  # system in the first user turn, as openft folds v0.3's
-    fixed = openft(data_dir, "models", "add", tiny_models["mistral"], "--chat-template", tmp_path / "mistral.jinja")
-    assert fixed.exit_code == 0, fixed.output
     hub_cache(tmp_path / "hf", "openft-tests/tiny-qwen3", tiny_models["qwen3"])
     env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf")}
     hub = run_openft("models", "add", "openft-tests/tiny-qwen3", "--data-dir", data_dir, env=env)
@@ -70,15 +49,15 @@ def test_six_families_are_added_checked_fine_tuned_and_served(server, tiny_model
     # ---- check: the data check renders the file with each model's own template
     training = tmp_path / "ten.jsonl"
     training.write_bytes(TEN_EXAMPLES)
-    for family, (name, requested) in JOBS.items():
+    for name, requested in JOBS.values():
         throughput.record_job_throughput(data_dir, name, tokens=1000, seconds=10.0)  # no benchmark here
         checked = openft(data_dir, "data", "check", training, "--model", requested, "--json", "--show", "1")
         report = json.loads(checked.stdout)
         assert checked.exit_code == 0 and report["ok"] and report["model"] == name, checked.output
         trained = "".join(s["text"] for s in report["shown"][0]["segments"] if s["trained"])
-        assert trained.endswith(END_OF_TURN[family]) and "Ahoy" in trained
+        assert "Ahoy" in trained
 
-    # ---- fine-tune, all queued at once
+    # ---- fine-tune, both queued at once
     client = server.client()
     uploaded = client.files.create(file=("ten.jsonl", TEN_EXAMPLES), purpose="fine-tune")
     jobs = {
@@ -87,33 +66,18 @@ def test_six_families_are_added_checked_fine_tuned_and_served(server, tiny_model
         )
         for family, (_, requested) in JOBS.items()
     }
-    finished = {family: watch(client, job.id).job for family, job in jobs.items()}
-    for family, job in finished.items():
-        assert job.status == "succeeded", (family, job.error)
-        assert job.fine_tuned_model.startswith(f"ft:{JOBS[family][1]}:personal::")
-        assert job.trained_tokens > 0
-
-    # ---- chat: streamed and not, the same answer; each stops at its own end of turn
-    for family, job in finished.items():
-        model = job.fine_tuned_model
-        whole = client.chat.completions.create(model=model, messages=QUESTION, max_tokens=6, temperature=0)
+    for family, job in jobs.items():
+        finished = watch(client, job.id).job
+        assert finished.status == "succeeded", (family, finished.error)
+        assert finished.fine_tuned_model.startswith(f"ft:{JOBS[family][1]}:personal::")
+        whole = client.chat.completions.create(
+            model=finished.fine_tuned_model, messages=QUESTION, max_tokens=6, temperature=0
+        )
         stream = client.chat.completions.create(
-            model=model, messages=QUESTION, max_tokens=6, temperature=0, stream=True
+            model=finished.fine_tuned_model, messages=QUESTION, max_tokens=6, temperature=0, stream=True
         )
-        chunks = list(stream)
-        assert (
-            "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
-        )
-        assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == [
-            whole.choices[0].finish_reason
-        ]
-
-        end = AutoTokenizer.from_pretrained(tiny_models[family]).convert_tokens_to_ids(END_OF_TURN[family])
-        for name in (model, JOBS[family][0]):  # the fine-tune and its base
-            stopped = client.chat.completions.create(
-                model=name, messages=QUESTION, max_tokens=6, temperature=0, logit_bias={str(end): 100}
-            )
-            assert (stopped.choices[0].finish_reason, stopped.choices[0].message.content) == ("stop", ""), family
+        joined = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        assert joined == whole.choices[0].message.content
 
 
 def test_the_fleet_starts_together_on_a_fresh_data_dir(tmp_path):

@@ -21,6 +21,15 @@ CHAT = {
         {"role": "assistant", "content": "Hello again!"},
     ]
 }
+THINK_CLOSED = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n</think>\n{% endif %}"
+)
+PROMPT_REWRITTEN = (  # prompts with the last user turn upper-cased, which the replies never follow
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n"
+    "{{ m.content | upper if add_generation_prompt and loop.last else m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 # what each family trains: every reply's content and its end-of-turn token, nothing else
 END_OF_TURN = {
     "llama": "<|eot_id|>",
@@ -101,12 +110,22 @@ def test_mistral_v3_gets_the_system_message_in_its_first_user_turn(tokenizers):
     assert text.startswith("<s>[INST] Be brief.\n\nHi[/INST] Hello!</s>[INST] Again[/INST]")
 
 
-def test_a_template_whose_reply_does_not_follow_its_generation_prompt_is_refused(tokenizers):
+def test_a_reply_is_trained_after_a_generation_prompt_that_says_more_than_its_header(tokenizers):
     tokenizer = AutoTokenizer.from_pretrained(tokenizers["qwen2"].name_or_path)
-    tokenizer.chat_template = (  # opens a think block to prompt, but writes replies without one
-        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"
-    )
+    tokenizer.chat_template = THINK_CLOSED  # as DeepSeek-R1 distills: replies are written without it
+    rendered = render_example(tokenizer, CHAT, max_length=1024)
+    first, second = rendered.sequences()  # the whole conversation holds neither reply so
+    for (ids, labels), j in zip((first, second), (4, 2)):
+        prompt = ChatTemplate(tokenizer).prompt_ids(CHAT["messages"][:j])
+        assert ids[: len(prompt)] == prompt and tokenizer.decode(prompt).endswith("<think>\n</think>\n")
+        assert tokenizer.decode([label for label in labels if label != IGNORE_INDEX]) == (
+            CHAT["messages"][j]["content"] + "<|im_end|>"
+        )
+
+
+def test_a_template_whose_prompt_renders_the_conversation_otherwise_is_refused(tokenizers):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizers["qwen2"].name_or_path)
+    tokenizer.chat_template = PROMPT_REWRITTEN
     with pytest.raises(ReplyNotAfterPrompt):
         render_example(tokenizer, CHAT, max_length=1024)
     with pytest.raises(ReplyNotAfterPrompt):

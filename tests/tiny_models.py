@@ -32,8 +32,8 @@ LLAMA3 = (
     " + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
 )
-# Mistral v0.3's: the system message goes into the *last* user turn, so each new turn rewrites
-# an earlier one: openft cannot label it and must refuse it.
+# Mistral v0.3's (the gist of it): the system message goes into the *last* user turn while a user
+# turn is last, and nowhere once the assistant answers; openft folds it into the first user turn.
 MISTRAL_V3 = (
     "{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content'] %}"
     "{%- set loop_messages = messages[1:] %}{%- else %}{%- set loop_messages = messages %}{%- endif %}"
@@ -46,7 +46,7 @@ MISTRAL_V3 = (
     "{{- '[INST] ' + message['content'] + '[/INST]' }}{%- endif %}{%- elif message['role'] == 'assistant' %}"
     "{{- ' ' + message['content'] + eos_token}}{%- endif %}{%- endfor %}"
 )
-# The fix a user would pass with --chat-template: the system message in the *first* user turn.
+# A template a user could pass with --chat-template: the system message in the *first* user turn.
 MISTRAL_FIXED = (
     "{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content'] %}"
     "{%- set loop_messages = messages[1:] %}{%- else %}{%- set loop_messages = messages %}{%- endif %}"

@@ -43,9 +43,9 @@ def add(
     A hub id is downloaded into the Hugging Face cache (resumable; HF_TOKEN for gated models);
     with HF_HUB_OFFLINE=1 it must be there already. A .gguf file is converted to safetensors.
     The model must load as a causal LM without running its own code (unless
-    --trust-remote-code), and training must be able to label its chat template: a template that
-    does not write a reply after its own generation prompt is refused (pass a fixed one with
-    --chat-template).
+    --trust-remote-code), and training must be able to label its chat template: a template whose
+    prompts render the conversation otherwise than before a reply is refused (pass a fixed one
+    with --chat-template).
 
     Example usage:
 

@@ -18,8 +18,12 @@ default), the model's own chat template renders
 and the trained characters are `upto[len(before):]` with trailing whitespace stripped: the
 reply's content and its end-of-turn token (`<|im_end|>` in ChatML, so the model learns to
 stop), but not the role header and not the newline after the end-of-turn. When `before` is not
-a prefix of `upto`, the model cannot be taught to continue the prompt it will be given, and the
-example raises `ReplyNotAfterPrompt`: that template cannot be labelled.
+a prefix of `upto` because the generation prompt says more than the role header the template
+writes before a reply (DeepSeek-R1 distills prompt with `<think>\n</think>`, and render replies
+without it), the reply is what the template writes after the tokens the two share, trained after
+`before`: the prompt inference sends. When the conversation before the reply renders otherwise
+with the generation prompt than without it, the model cannot be taught to continue the prompt it
+will be given: `ReplyNotAfterPrompt`, that template cannot be labelled.
 
 Which texts are trained. Most templates render a conversation as its turns one after another,
 so every `upto` is a prefix of the whole conversation, which is the one sequence trained.
@@ -51,6 +55,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -181,7 +186,7 @@ def _render_texts(tokenizer, examples: list[dict]) -> list[list[_Sequence]]:
                 )
             upto = to_render(messages[: i + 1], tools_key) if i + 1 < len(messages) else None
             replies.append((j, i, upto))
-        plans.append((whole, prompts, replies))
+        plans.append((whole, prompts, replies, messages, tools))
 
     rendered = {
         (tools_key, generation): template.render_many(conversations, tool_sets[tools_key], generation)
@@ -189,7 +194,7 @@ def _render_texts(tokenizer, examples: list[dict]) -> list[list[_Sequence]]:
     }
     text_at = lambda at: rendered[at[0], at[1]][at[2]]  # noqa: E731
     examples_sequences = []
-    for whole, prompt_at, replies in plans:
+    for whole, prompt_at, replies, messages, tools in plans:
         prompts = {i: text_at(at) for i, at in prompt_at.items()}
         sequences = [_Sequence(text_at(whole), [], [])]
         for j, i, upto_at in reversed(replies):  # the last reply first: it is most often the whole text's
@@ -197,12 +202,7 @@ def _render_texts(tokenizer, examples: list[dict]) -> list[list[_Sequence]]:
             upto = sequences[0].text if upto_at is None else text_at(upto_at)
             upto = upto.removesuffix(template.conversation_end)  # the end of a conversation is no turn's
             if not upto.startswith(before):
-                raise ReplyNotAfterPrompt(
-                    f"Cannot label message {j}: the chat template renders it otherwise than after its "
-                    "generation prompt (rendering messages[:i] with add_generation_prompt=True must be a "
-                    "prefix of rendering messages[:i+1]), so what the model would be trained to write "
-                    "is not what it is asked to continue at inference."
-                )
+                upto = before + _reply_after(template, before, upto, template.render(messages[:i], tools), j)
             sequence = next((s for s in sequences if s.text.startswith(upto)), None)
             if sequence is None:
                 sequence = _Sequence(upto, [], [])
@@ -214,6 +214,29 @@ def _render_texts(tokenizer, examples: list[dict]) -> list[list[_Sequence]]:
             sequence.cuts = sorted({len(p) for p in prompts.values() if sequence.text.startswith(p)})
         examples_sequences.append(sequences)
     return examples_sequences
+
+
+def _reply_after(template: ChatTemplate, before: str, upto: str, history: str, j: int) -> str:
+    """What the template writes for a reply after its role header, where its generation prompt
+    says more than that header (DeepSeek-R1 distills prompt with `<think>\n</think>` and render
+    a reply without it): the turn as rendered (`upto` past the conversation before it), less the
+    tokens it shares with the generation prompt. Trained after `before`, the prompt the server
+    feeds. ReplyNotAfterPrompt when the conversation before the reply renders otherwise with the
+    generation prompt than without, or the two share no header."""
+    tokenizer = template.tokenizer
+    if before.startswith(history) and upto.startswith(history):
+        prompt, turn = before[len(history) :], upto[len(history) :]
+        prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+        turn_tokens = tokenizer(turn, add_special_tokens=False, return_offsets_mapping=True)
+        shared = len(os.path.commonprefix([prompt_ids, turn_tokens.input_ids]))
+        if shared:
+            return turn[turn_tokens.offset_mapping[shared - 1][1] :]
+    raise ReplyNotAfterPrompt(
+        f"Cannot label message {j}: the chat template renders the conversation before it otherwise "
+        "with its generation prompt than without (rendering messages[:i] with add_generation_prompt="
+        "True must extend rendering messages[:i], and share the reply's role header), so what the "
+        "model would be trained to continue is not the prompt it is given at inference."
+    )
 
 
 def _tokenize(encoder: PieceEncoder, examples: list[list[_Sequence]], max_length: int) -> list[RenderedExample]:

@@ -10,8 +10,8 @@ In order, cheapest first, each failure one line that says what to do:
 - a fast tokenizer (the label path needs its offsets) with a chat template;
 - the label path can label that template (`data.labels.probe_template`: a system message and two
   turns, training exactly the replies). Templates that rewrite earlier turns (Qwen3, Mistral
-  v0.3) are labelled a sequence per reply, with a warning; only one whose reply is not rendered
-  after its own generation prompt is refused, with the fix, `--chat-template`;
+  v0.3) are labelled a sequence per reply, with a warning; only one that renders the conversation
+  before a reply otherwise in its prompts is refused, with the fix, `--chat-template`;
 - the facts `openft models list` shows: context length, parameters, dtype, size on disk, and a
   digest of the weights.
 """
@@ -29,8 +29,8 @@ from openft.models.parameters import parameter_count, weights_dtype
 
 INDEX = "model.safetensors.index.json"
 TEMPLATE_FIX = (
-    "pass --chat-template FILE with a Jinja template whose add_generation_prompt output is what it writes "
-    "before an assistant message"
+    "pass --chat-template FILE with a Jinja template whose add_generation_prompt output extends the "
+    "conversation as it is written before an assistant message"
 )
 
 
@@ -157,8 +157,9 @@ def _label_probe(tokenizer, name: str) -> list[str]:
         return probe_template(tokenizer)
     except ReplyNotAfterPrompt as e:
         raise ModelStoreError(
-            f"{name}'s chat template does not render a reply after the generation prompt it ends a prompt "
-            f"with, so training cannot teach the model to continue the prompts it will be given: {TEMPLATE_FIX}."
+            f"{name}'s chat template renders a conversation otherwise with its generation prompt than "
+            f"before a reply, so training cannot teach the model to continue the prompts it will be given: "
+            f"{TEMPLATE_FIX}."
         ) from e
     except ValueError as e:
         raise ModelStoreError(f"openft cannot label {name}'s chat template for training ({e}): {TEMPLATE_FIX}.") from e
