@@ -4,9 +4,9 @@ The memory plan (trainer/plan.py) counts the tokens of the largest batch a job m
 positions its LM head computes; the trainer trains on the very ids and labels counted, read back
 from here rather than rendered again. The file is rendered by the trainer's own label code
 (`labels.render_stream`) and cached as JSON lines, one `RenderedExample` each, under
-`<cache>/<key>.jsonl`, the key a hash of the file's bytes, the tokenizer's folder and files and
-the context length: the same file counted again (a retried job, a second job on it) is read, not
-rendered.
+`<cache>/<key>.jsonl`, the key a hash of the file's bytes, the tokenizer's folder and files, the
+context length and the label code itself (so an upgrade that labels otherwise renders again):
+the same file counted again (a retried job, a second job on it) is read, not rendered.
 
 No torch here: the caller passes the tokenizer (or a function that loads it, called only when the
 file is not cached yet).
@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from openft.data import chat_format, labels, pieces
 from openft.data.labels import IGNORE_INDEX, RenderedExample, render_stream
 
 FORMAT = 1  # of the cached lines; a change re-renders every file
@@ -99,6 +100,8 @@ def _key(path: Path, tokenizer_dir: Path, max_length: int) -> str:
     for name in TOKENIZER_FILES:
         if (file := Path(tokenizer_dir) / name).exists():
             digest.update(name.encode() + file.read_bytes())
+    for module in (labels, chat_format, pieces):
+        digest.update(Path(module.__file__).read_bytes())
     with open(path, "rb") as data:
         for block in iter(lambda: data.read(1 << 20), b""):
             digest.update(block)
