@@ -258,6 +258,7 @@ def load_policy(spec: TrainSpec, device: torch.device):
     preloaded = None
     if device.type == "cpu" and spec.quantization == "none":
         preloaded = PRELOADED.pop((str(Path(spec.base_model_path).resolve()), base_dtype(spec, device)), None)
+    PRELOADED.clear()  # another base's weights would only take the job's memory
     if preloaded is not None:
         tokenizer, model = preloaded
         if spec.gradient_checkpointing:
