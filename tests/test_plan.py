@@ -2,6 +2,8 @@
 LoRA with gradient checkpointing and QLoRA that fits, with its estimate; and the estimate's
 activation term against what a training step of this trainer really keeps for the backward pass."""
 
+import json
+
 import pytest
 
 from openft.trainer.plan import (
@@ -146,3 +148,128 @@ def test_the_activation_estimate_holds_what_a_training_step_keeps(dtype, rows, t
     counted = shape.layers * layer_activations(shape, dtype, "cpu", rows, tokens)
     counted += HEAD_SAVED_BYTES * rows * tokens * shape.vocab
     assert counted == pytest.approx(kept, rel=0.1)
+
+
+def test_a_plan_says_why_it_checkpoints_and_the_head_counts_only_trained_positions():
+    smollm2_135m = ModelShape(30, 576, 1536, 9, 3, 64, 49152, 134_515_008)
+    every = plan(smollm2_135m, cpu(12), rows=8, tokens=1024)
+    assert every.gradient_checkpointing
+    assert "bf16 LoRA on cpu would need ~14.1 GiB for batches of 8 x 1,024 tokens" in every.describe()
+    # the same batch with a quarter of its positions trained (the prompts not): no checkpointing
+    replies = plan(smollm2_135m, cpu(12), rows=8, tokens=1024, head_positions=8 * 256)
+    assert not replies.gradient_checkpointing and replies.reason is None
+    assert replies.parts["head"] * 4 == every.parts["head"]
+
+
+# (layers, hidden, intermediate, heads, kv heads) of three sizes: 14M, 42M and 76M parameters
+# with SmolLM2's 49,152-token vocabulary (tied embeddings, as SmolLM2's)
+PEAK_SHAPES = [(2, 256, 704, 4, 2), (4, 576, 1536, 9, 3), (6, 768, 2048, 12, 4)]
+
+
+def _peak_of_one_step(shape: ModelShape, dtype: str, rows: int, tokens: int, trained: int, results) -> None:
+    """In a fresh child: the resident memory that building the model and one training step
+    (forward, backward, AdamW) add at their peak, in bytes, after a tiny step has set up the
+    libraries' kernels and allocators (as a trainer's process has by its first real step)."""
+    import torch
+
+    torch.set_num_threads(1)
+    tiny = ModelShape(layers=1, hidden=64, intermediate=128, heads=4, kv_heads=2, head_dim=16, vocab=512, parameters=0)
+    _one_step(tiny, dtype, 1, 16, 8)
+    open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) starts again from here
+    before = _resident("VmRSS")
+    _one_step(shape, dtype, rows, tokens, trained)
+    results.put(_resident("VmHWM") - before)
+
+
+def _resident(field: str) -> int:
+    status = open("/proc/self/status").read()
+    return int(status.split(f"{field}:")[1].split()[0]) * 1024
+
+
+def _one_step(shape: ModelShape, dtype: str, rows: int, tokens: int, trained: int) -> None:
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from openft.trainer.sft import batch_loss, use_attention_for
+    from openft.trainer.spec import lora_config
+
+    config = LlamaConfig(
+        hidden_size=shape.hidden,
+        intermediate_size=shape.intermediate,
+        num_attention_heads=shape.heads,
+        num_key_value_heads=shape.kv_heads,
+        num_hidden_layers=shape.layers,
+        vocab_size=shape.vocab,
+        tie_word_embeddings=True,
+    )
+    model = get_peft_model(AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype)), lora_config(Lora()))
+    model.config.use_cache = False
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    input_ids = torch.randint(0, shape.vocab, (rows, tokens))
+    labels = input_ids.clone()
+    labels[:, : tokens - trained // rows] = -100  # the prompt: only the reply's positions in the head
+    use_attention_for(model, input_ids.shape, torch.device("cpu"))
+    loss, _, _ = batch_loss(model, input_ids, torch.ones_like(input_ids), labels)
+    loss.backward()
+    optimizer.step()
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc/self")
+def test_the_estimate_is_within_a_quarter_of_the_measured_peak_on_three_sizes_and_two_lengths():
+    """The plan's estimate (less the process's own overhead) against the peak resident memory
+    that building the model and one training step add, each case in a child forked from a server
+    that has imported torch but never run it (a fork of a process whose OpenMP threads ran hangs)."""
+    import multiprocessing
+
+    from openft.hardware import compute_dtype
+    from openft.trainer.plan import OVERHEAD, estimate
+
+    dtype = compute_dtype("cpu")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "transformers", "peft", "openft.trainer.sft"])
+    results = context.Queue()
+    misses = []
+    for layers, hidden, intermediate, heads, kv_heads in PEAK_SHAPES:
+        vocab = 49152
+        parameters = (
+            vocab * hidden
+            + layers * (4 * hidden * hidden * (heads + kv_heads) // heads // 2 + 3 * hidden * intermediate + 2 * hidden)
+            + hidden
+        )
+        shape = ModelShape(layers, hidden, intermediate, heads, kv_heads, hidden // heads, vocab, parameters)
+        for rows, tokens in ((4, 128), (2, 512)):
+            trained = rows * tokens // 2
+            child = context.Process(target=_peak_of_one_step, args=(shape, dtype, rows, tokens, trained, results))
+            child.start()
+            measured = results.get(timeout=120)
+            child.join()
+            device = Device("cpu", "a CPU", 64 * GiB, dtype, qlora=False)
+            planned = estimate(shape, device, rows, tokens, Lora(), "lora", False, trained).estimate - OVERHEAD["cpu"]
+            if not 0.75 <= planned / measured <= 1.25:
+                misses.append(
+                    f"{hidden}x{layers} {rows}x{tokens}: planned {planned / 2**20:.0f} MiB, "
+                    f"measured {measured / 2**20:.0f} MiB"
+                )
+    assert not misses, misses
+
+
+def test_a_file_is_counted_with_the_tokenizer_once_and_read_back_as_the_trainer_renders_it(tmp_path, model_store):
+    from transformers import AutoTokenizer
+
+    from openft.data.labels import render_examples
+    from openft.data.tokenized import read_examples, tokenize_file
+    from openft.settings import BUNDLED_MODEL
+    from tests.trainer_data import QUESTIONS, write_jsonl
+
+    base = model_store / BUNDLED_MODEL
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    data = write_jsonl(tmp_path / "train.jsonl", QUESTIONS)
+    counted = tokenize_file(data, base, lambda: tokenizer, 512, tmp_path / "cache")
+    assert tokenize_file(data, base, lambda: 1 / 0, 512, tmp_path / "cache") == counted  # cached: no tokenizer
+    rendered = render_examples(tokenizer, [json.loads(line) for line in data.read_text().splitlines()], 512)
+    assert read_examples(counted.path) == (rendered, [])
+    assert counted.lengths == tuple(len(ex.input_ids) for ex in rendered)
+    assert counted.largest_batch(4) == (4, max(counted.lengths), 4 * max(counted.trained))  # "Ahoy!" + end of turn
+    assert tokenize_file(data, base, lambda: tokenizer, 8, tmp_path / "cache") != counted  # another context
