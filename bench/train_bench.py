@@ -2,8 +2,7 @@
 
     .venv/bin/pip install -e '.[bench]'          # TRL, kept out of the runtime dependencies
     .venv/bin/python bench/train_bench.py [--examples 128] [--epochs 1] [--device cpu|cuda]
-                                          [--model bundled|random-0.5b] [--peers trl,openft,api]
-                                          [--turns 1] [--json]
+                                          [--model bundled|random-0.5b] [--peers trl,openft]
 
 The data is generated here from a fixed seed: 128 chats of varied length (a system prompt, a
 user message of 4-90 words, and a reply that follows a fixed, learnable pattern), plus 32
@@ -13,21 +12,14 @@ held-out chats. Each peer runs in its own subprocess:
   on all linear layers, batch 8, max length 512, fp32 on CPU, one epoch, the same learning rate
   and schedule (linear decay after 10% warmup), and the loss on the reply only (the chats are
   given as prompt / completion, which TRL trains on the completion);
-- `openft`: `openft.trainer.sft.train` on the same file, batch 8, max length 512;
-- `api`: the same job through the API of a real `openft serve` (batch 8, one epoch, the learning
-  rate as a multiplier of openft's base rate), after a first job on other data has left the
-  worker's warm trainer waiting (`WARM_SECONDS` later), as on a host that has trained before: end
-  to end from the job's `running` to its `succeeded` as the client sees them (polled every
-  0.1 s), and the phases of its first step from the job's "First step" event (runner/worker.py).
+- `openft`: `openft.trainer.sft.train` on the same file, batch 8, max length 512.
 
 For each: tokens/s (real, non-pad tokens over the training loop's wall time, model loading
-excluded), the end-to-end seconds (TRL and `openft`: from the peer function's start, before
-torch is imported, to the adapter saved; `api`: as above), the mean train loss of the last 5
-steps, and the held-out loss, computed for every peer by one evaluator (fp32 base + the trained
-adapter, mean cross-entropy over the reply tokens). Then the ratios openft / TRL, and MFU:
-tokens/s x 4 x parameters (forward 2N, backward to the activations 2N; the frozen base has no
-weight gradients) over this machine's matmul peak measured in the same run (fp32 and bf16).
-`--json` prints them as one JSON record at the end (for `make bench`).
+excluded), wall time, the mean train loss of the last 5 steps, and the held-out loss, computed
+for both by one evaluator (fp32 base + the trained adapter, mean cross-entropy over the reply
+tokens). Then the ratio openft / TRL, and MFU: tokens/s x 4 x parameters (forward 2N, backward
+to the activations 2N; the frozen base has no weight gradients) over this machine's matmul peak
+measured in the same run (fp32 and bf16).
 """
 
 from __future__ import annotations
@@ -43,10 +35,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BATCH_SIZE = 8
-# Between the api peer's first job and the measured one: the warm trainer the worker starts after
-# a job imports torch and loads the base meanwhile (~5-10 s on 2 busy cores), as between the jobs
-# of a host in use; a job that comes sooner waits for the rest (the event's "trainer" phase).
-WARM_SECONDS = 20
 MAX_LENGTH = 512
 LEARNING_RATE = 2e-4
 WORDS = (
@@ -63,29 +51,28 @@ WORDS = (
 # data
 
 
-def chat(rng: random.Random, turns: int = 1) -> dict:
-    """A system prompt, then `turns` questions, each answered; the loss is on the last answer."""
-    messages = [{"role": "system", "content": "You are a pirate who answers every question in the same way."}]
-    for _ in range(turns):
-        words = rng.choices(WORDS, k=rng.randint(4, 90))
-        question = " ".join(words).capitalize() + "?"
-        reply = (
-            f"Arr, matey! Ye asked about {words[0]} and {words[-1]}. "
-            + " ".join(reversed(words[: rng.randint(2, 40)]))
-            + "."
-        )
-        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
-    for message in messages[1:-1]:
-        if message["role"] == "assistant":
-            message["weight"] = 0  # TRL's prompt/completion split trains the last reply only
-    return {"messages": messages}
+def chat(rng: random.Random) -> dict:
+    words = rng.choices(WORDS, k=rng.randint(4, 90))
+    question = " ".join(words).capitalize() + "?"
+    reply = (
+        f"Arr, matey! Ye asked about {words[0]} and {words[-1]}. "
+        + " ".join(reversed(words[: rng.randint(2, 40)]))
+        + "."
+    )
+    return {
+        "messages": [
+            {"role": "system", "content": "You are a pirate who answers every question in the same way."},
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": reply},
+        ]
+    }
 
 
-def write_data(directory: Path, n_train: int, n_heldout: int = 32, seed: int = 0, turns: int = 1) -> tuple[Path, Path]:
+def write_data(directory: Path, n_train: int, n_heldout: int = 32, seed: int = 0) -> tuple[Path, Path]:
     rng = random.Random(seed)
     paths = directory / "train.jsonl", directory / "heldout.jsonl"
     for path, n in zip(paths, (n_train, n_heldout)):
-        path.write_text("".join(json.dumps(chat(rng, turns)) + "\n" for _ in range(n)))
+        path.write_text("".join(json.dumps(chat(rng)) + "\n" for _ in range(n)))
     return paths
 
 
@@ -130,7 +117,6 @@ def random_model(directory: Path, tokenizer_from: Path) -> Path:
 
 
 def run_trl(model: Path, train_file: Path, out: Path, epochs: int, device: str) -> dict:
-    began = time.perf_counter()
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -139,9 +125,7 @@ def run_trl(model: Path, train_file: Path, out: Path, epochs: int, device: str) 
     from openft.trainer.spec import Lora, lora_config
 
     rows = [json.loads(line) for line in train_file.read_text().splitlines()]
-    dataset = Dataset.from_list(
-        [{"prompt": strip_weights(r["messages"][:-1]), "completion": r["messages"][-1:]} for r in rows]
-    )
+    dataset = Dataset.from_list([{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in rows])
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     config = SFTConfig(
         output_dir=str(out / "trl"),
@@ -181,18 +165,12 @@ def run_trl(model: Path, train_file: Path, out: Path, epochs: int, device: str) 
     return {
         "tokens": tokens,
         "seconds": seconds,
-        "end_to_end_seconds": time.perf_counter() - began,
         "train_loss": sum(losses[-5:]) / len(losses[-5:]),
         "adapter": str(out / "trl-adapter"),
     }
 
 
-def strip_weights(messages: list[dict]) -> list[dict]:
-    return [{k: v for k, v in m.items() if k != "weight"} for m in messages]
-
-
 def run_openft(model: Path, train_file: Path, out: Path, epochs: int, device: str) -> dict:
-    began = time.perf_counter()
     from openft.trainer.sft import train
     from openft.trainer.spec import TrainSpec
 
@@ -221,72 +199,12 @@ def run_openft(model: Path, train_file: Path, out: Path, epochs: int, device: st
     return {
         "tokens": metrics[-1]["tokens"],
         "seconds": times["last_step"] - times["started"],
-        "end_to_end_seconds": time.perf_counter() - began,
         "train_loss": sum(losses) / len(losses),
         "adapter": str(out / "openft" / "adapter"),
     }
 
 
-def run_api(model: Path, train_file: Path, out: Path, epochs: int, device: str) -> dict:
-    """The job through a real server's API, its worker's trainer warm (module docstring)."""
-    import shutil
-
-    from openai import OpenAI
-
-    from openft.cli.demo import background_server
-    from openft.models.parameters import parameter_count
-    from openft.settings import BUNDLED_MODEL
-    from openft.trainer.spec import base_learning_rate
-
-    if model.resolve().name != BUNDLED_MODEL:
-        raise SystemExit("the api peer trains the bundled model only")
-    data_dir = out / "api-data"
-    shutil.copytree(model.resolve(), data_dir / "models" / BUNDLED_MODEL)  # the server finds it there
-    other = out / "other"
-    other.mkdir(exist_ok=True)
-    first, _ = write_data(other, 16, n_heldout=0, seed=1)
-    multiplier = LEARNING_RATE / base_learning_rate(parameter_count(model))
-    with background_server(data_dir, 8790, quiet=True) as (base_url, _):
-        client = OpenAI(base_url=base_url, api_key="sk-bench")
-
-        def job(path: Path) -> tuple[object, float, float]:
-            uploaded = client.files.create(file=path.open("rb"), purpose="fine-tune")
-            job = client.fine_tuning.jobs.create(
-                training_file=uploaded.id,
-                model="gpt-4o-mini",  # the default base: the bundled model
-                seed=42,
-                hyperparameters={"n_epochs": epochs, "batch_size": BATCH_SIZE, "learning_rate_multiplier": multiplier},
-            )
-            running = None
-            while job.status not in ("succeeded", "failed", "cancelled"):
-                time.sleep(0.1)
-                job = client.fine_tuning.jobs.retrieve(job.id)
-                if running is None and job.status != "validating_files" and job.status != "queued":
-                    running = time.perf_counter()
-            assert job.status == "succeeded", job.error
-            return job, running, time.perf_counter()
-
-        job(first)  # the host has trained before: its worker keeps a trainer warm
-        time.sleep(WARM_SECONDS)
-        measured, running, succeeded = job(train_file)
-        events = client.fine_tuning.jobs.list_events(measured.id, limit=100).data
-        first_step = next(e for e in events if e.message.startswith("First step"))
-        metrics = sorted((e for e in events if e.type == "metrics"), key=lambda e: e.data["step"])
-        adapter = out / "api-adapter"
-        shutil.copytree(data_dir / "jobs" / measured.id / "out" / "adapter", adapter)
-    losses = [e.data["train_loss"] for e in metrics[-5:]]
-    return {
-        "tokens": measured.trained_tokens,
-        "seconds": succeeded - running,
-        "end_to_end_seconds": succeeded - running,
-        "first_step": first_step.message,
-        "first_step_phases": first_step.data,
-        "train_loss": sum(losses) / len(losses),
-        "adapter": str(adapter),
-    }
-
-
-PEERS = {"trl": run_trl, "openft": run_openft, "api": run_api}
+PEERS = {"trl": run_trl, "openft": run_openft}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,9 +266,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--model", default="bundled", help="bundled, random-0.5b, or a model directory")
-    parser.add_argument("--peers", default="trl,openft,api")
-    parser.add_argument("--turns", type=int, default=1, help="questions and answers per chat (loss on the last)")
-    parser.add_argument("--json", action="store_true", help="print one JSON record of the figures at the end")
+    parser.add_argument("--peers", default="trl,openft")
     parser.add_argument("--data-dir", type=Path, help="openft data dir holding the bundled model (imported if not)")
     parser.add_argument("--peer", help=argparse.SUPPRESS)  # internal: run one peer, print its JSON
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -372,7 +288,7 @@ def main() -> None:
         else:
             model = Path(args.model)
         (work / "model").symlink_to(model.resolve(), target_is_directory=True)
-        train_file, heldout = write_data(work, args.examples, turns=args.turns)
+        train_file, heldout = write_data(work, args.examples)
         n_params = parameters(model)
         peak = matmul_peak(args.device)
         print(
@@ -409,44 +325,18 @@ def main() -> None:
             results[name] = result
             print(
                 f"{name:>7}: {result['tokens_per_s']:7.1f} tokens/s  {result['seconds']:7.1f} s  "
-                f"end to end {result['end_to_end_seconds']:6.1f} s  "
                 f"{result['tokens']:,} tokens  train loss {result['train_loss']:.4f}  "
                 f"held-out loss {result['heldout_loss']:.4f}  MFU {result['mfu_fp32']:.0%} of fp32 peak "
                 f"({result['mfu_bf16']:.0%} of bf16)",
                 flush=True,
             )
-        ratios = {}
         if {"trl", "openft"} <= results.keys():
             ours, theirs = results["openft"], results["trl"]
-            ratios["loop_tokens_per_s"] = ours["tokens_per_s"] / theirs["tokens_per_s"]
-            ratios["trainer_end_to_end"] = theirs["end_to_end_seconds"] / ours["end_to_end_seconds"]
             print(
-                f"openft / TRL: {ratios['loop_tokens_per_s']:.2f}x tokens/s in the loop, "
-                f"{ratios['trainer_end_to_end']:.2f}x end to end (the trainer alone, cold); held-out loss "
+                f"openft / TRL: {ours['tokens_per_s'] / theirs['tokens_per_s']:.2f}x tokens/s; held-out loss "
                 f"{ours['heldout_loss'] / theirs['heldout_loss'] - 1:+.1%}; fp32 limit "
                 f"{peak['fp32'] * 1e9 / (4 * n_params):.0f} tokens/s"
             )
-        if {"trl", "api"} <= results.keys():
-            ours, theirs = results["api"], results["trl"]
-            ratios["api_end_to_end"] = theirs["end_to_end_seconds"] / ours["end_to_end_seconds"]
-            print(
-                f"openft API / TRL: {ratios['api_end_to_end']:.2f}x end to end (running -> succeeded vs TRL's "
-                f"start -> adapter saved); held-out loss {ours['heldout_loss'] / theirs['heldout_loss'] - 1:+.1%}; "
-                f"{ours['first_step']}"
-            )
-        if args.json:
-            record = {
-                "bench": "train",
-                "examples": args.examples,
-                "turns": args.turns,
-                "epochs": args.epochs,
-                "device": args.device,
-                "parameters": n_params,
-                "matmul_peak_gflops": peak,
-                "peers": {name: {k: v for k, v in r.items() if k != "adapter"} for name, r in results.items()},
-                "ratios": ratios,
-            }
-            print(json.dumps(record))
 
 
 if __name__ == "__main__":

@@ -7,10 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from openft.runner.launch import WarmTrainer, command, start_trainer, stop_command
+from openft.runner.launch import command, start_trainer, stop_command
 from openft.settings import Settings
-from openft.trainer.spec import TrainSpec
-from tests.trainer_data import QUESTIONS, losses, write_jsonl
 
 SPEC = Path("/data/jobs/ftjob-abc/spec.json")
 
@@ -82,29 +80,3 @@ def test_the_local_trainer_starts_and_reports_on_stdout(tmp_path):
     events = [json.loads(line) for line in process.stdout if line.startswith("{")]
     assert process.wait(timeout=120) != 0
     assert events[-1]["type"] == "error"
-
-
-def test_a_warm_trainer_trains_the_job_it_is_handed_as_a_cold_one_does(tmp_path, tiny_models):
-    """The process started before its job (base loaded) trains it to the same losses as a trainer
-    started for it: the adapters start from the same seeded weights either way."""
-    model = tiny_models["llama"]
-    data = write_jsonl(tmp_path / "train.jsonl", QUESTIONS[:4])
-    settings = Settings(data_dir=tmp_path / "data")
-    warm = WarmTrainer(settings, model)
-
-    def spec(name: str) -> Path:
-        path = tmp_path / f"{name}.json"
-        fields = {"base_model_path": str(model), "training_file": str(data), "output_dir": str(tmp_path / name)}
-        TrainSpec(**fields, n_epochs=1, batch_size=2, threads=1).write(path)
-        return path
-
-    runs = {}
-    for name, process in (
-        ("warm", warm.start(spec("warm"), tmp_path / "warm.log")),
-        ("cold", start_trainer(settings, spec("cold"), tmp_path / "cold.log", attempt=1)),
-    ):
-        runs[name] = [json.loads(line) for line in process.stdout if line.startswith("{")]
-        assert process.wait(timeout=120) == 0, (tmp_path / f"{name}.log").read_text()[-2000:]
-    assert runs["warm"][-1]["type"] == "done"
-    assert losses(runs["warm"]) == losses(runs["cold"])
-    assert runs["warm"][0]["phases"]["model"] < runs["cold"][0]["phases"]["model"]  # the base was loaded already

@@ -51,7 +51,6 @@ def test_train_resume_and_determinism(spec, tmp_path):
 
     # the event stream: started, 3 steps + a checkpoint per epoch, done
     assert [e["type"] for e in events] == ["started"] + (["metrics"] * 3 + ["checkpoint"]) * 2 + ["done"]
-    assert events[0].pop("phases").keys() == {"model", "data"}  # seconds spent loading, before the first step
     assert events[0] == {
         "type": "started",
         "total_steps": 6,

@@ -94,10 +94,6 @@ class Settings(BaseSettings):
     # 14-17% of decode throughput on fp32, up to 11% on native bf16 (bench/README.md).
     batch_invariant: bool = True
     worker_poll_seconds: float = 0.5
-    # A trainer process kept waiting for the next job, torch imported and the last job's base (at
-    # first the default base) loaded: a job starts training in a second or two rather than ten
-    # (runner/launch.py). It holds that base's weights while it waits.
-    warm_trainer: bool = True
     # A running job whose worker has not renewed its lease for this long is claimed again.
     lease_seconds: float = 30.0
     # Times a job (or an export) is started again after its process died (killed, out of

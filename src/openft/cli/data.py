@@ -108,7 +108,7 @@ def check(
         training.errors.append(problem)
     speed = training_speed(settings, target.model, model_path) if training.stats else None
     report = build_report(target, training, valid, given, MAX_LENGTH, speed)
-    report["plan"] = memory_plan(settings, target.model, file, report, tokenizer) if training.stats else None
+    report["plan"] = memory_plan(settings, target.model, file, report) if training.stats else None
     if show:
         report["shown"] = shown_examples(tokenizer, training)
 
@@ -158,19 +158,12 @@ def training_speed(settings: Settings, model: str, model_path: Path) -> dict:
     return throughput.ensure_measured(settings.data_dir, model, model_path, settings.train_threads)
 
 
-def memory_plan(settings: Settings, model: str, file: Path, report: dict, tokenizer) -> dict:
+def memory_plan(settings: Settings, model: str, file: Path, report: dict) -> dict:
     """The memory plan a job on this file would train with on this host's device (the one its
-    worker would advertise): what `openft.runner.planning` plans, counted as the worker counts:
-    a supervised file rendered with the tokenizer (cached where this host's worker finds it), a
-    DPO file, or one with errors, by its lines' byte bound."""
-    from openft.data.tokenized import tokenize_file
+    worker would advertise): what `openft.runner.planning` plans, with the same token bound."""
     from openft.runner.planning import LongestLine, job_plan
     from openft.runner.workers import this_device
 
-    tokenized = None
-    if report["method"] == "supervised" and not report["training"]["errors"]:
-        cache = settings.cache_dir / "tokenized"
-        tokenized = tokenize_file(file, settings.models_dir / model, lambda: tokenizer, MAX_LENGTH, cache)
     with open(file, "rb") as lines:
         measured = LongestLine(lines)
         for _ in measured:
@@ -178,14 +171,7 @@ def memory_plan(settings: Settings, model: str, file: Path, report: dict, tokeni
     device = this_device(settings)
     n_examples = report["training"]["stats"]["examples"]
     planned = job_plan(
-        settings,
-        model,
-        n_examples,
-        measured.example_tokens,
-        report["hyperparameters"],
-        device,
-        method=report["method"],
-        tokenized=tokenized,
+        settings, model, n_examples, measured.example_tokens, report["hyperparameters"], device, method=report["method"]
     )
     return {**planned.to_dict(), "fits": planned.fits, "description": planned.describe(), "device_name": device.name}
 

@@ -91,12 +91,6 @@ def claim(
     return job
 
 
-def any_job(db: Database) -> bool:
-    """Whether any job was ever created in this store."""
-    with db.session() as session:
-        return session.scalar(select(JobRow.seq).limit(1)) is not None
-
-
 def claimable(table, now: float, running: str = "running"):
     """The rows of a leased queue (jobs, exports, eval runs: a `status`, a `lease_expires_at` and
     a `seq`) that may be claimed now: queued, or `running` (eval runs say "in_progress") under a

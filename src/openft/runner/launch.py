@@ -6,13 +6,8 @@ Whichever way, the worker reads the trainer's events from the child's stdout: `r
 where the worker put it, so the Ray nodes must mount the data dir at the same path. The child dies with its worker
 (PR_SET_PDEATHSIG): an orphaned trainer would go on training a job that another worker will
 claim. A Ray job lives on the cluster, so killing it takes `ray job stop` as well (`stop`).
-
-A local single-process trainer is started before its job (`WarmTrainer`, trainer/warm.py): the
-worker keeps one waiting, torch imported and the default base loaded, and hands it the next
-job's spec, which saves a job the ~10 s of imports and loading that a cold start pays.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -75,46 +70,9 @@ def stop_command(settings: Settings, spec_path: Path, attempt: int) -> list[str]
 
 
 def start_trainer(settings: Settings, spec_path: Path, log_path: Path, attempt: int) -> subprocess.Popen:
-    return _popen(command(settings, spec_path, attempt), log_path)
-
-
-class WarmTrainer:
-    """A local trainer process waiting for its job, `base` loaded (trainer/warm.py)."""
-
-    def __init__(self, settings: Settings, base: Path):
-        settings.jobs_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "openft.trainer", "--warm", str(base)]
-        self.process = _popen(command, settings.jobs_dir / "warm-trainer.log", stdin=subprocess.PIPE)
-
-    @staticmethod
-    def serves(settings: Settings) -> bool:
-        """Whether jobs of this worker can run in a warm trainer: local, one process per job."""
-        return not settings.ray_address and settings.train_gpus <= 1
-
-    def start(self, spec_path: Path, log_path: Path) -> subprocess.Popen | None:
-        """The process, training the job of `spec_path` and logging to `log_path`; None if it died."""
-        if self.process.poll() is not None:
-            return None
-        request = {"spec": str(spec_path), "log": str(log_path)}
-        try:
-            self.process.stdin.write(json.dumps(request) + "\n")
-            self.process.stdin.close()
-        except OSError:  # it died meanwhile
-            return None
-        return self.process
-
-    def close(self) -> None:
-        """Let it go unused."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-
-
-def _popen(command: list[str], log_path: Path, stdin=None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.Popen(
-        command,
-        stdin=stdin,
+        command(settings, spec_path, attempt),
         stdout=subprocess.PIPE,
         stderr=open(log_path, "ab"),
         env=env,

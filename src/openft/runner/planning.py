@@ -9,7 +9,6 @@ from functools import lru_cache
 from pathlib import Path
 
 from openft.data.hyperparams import resolve_hyperparameters
-from openft.data.tokenized import Tokenized, tokenize_file
 from openft.settings import Settings
 from openft.trainer.plan import Device, ModelShape, Plan, example_token_bound, plan
 from openft.trainer.spec import MAX_LENGTH, Lora
@@ -50,42 +49,15 @@ def job_plan(
     device: Device,
     lora: Lora | None = None,
     method: str = "supervised",
-    tokenized: Tokenized | None = None,
 ) -> Plan | None:
-    """The plan of a job on `device`; None if this host's model store lacks the base. With the
-    training file's rendering (`tokenized`), for its largest batch as the tokenizer counts it;
-    else for `batch_size` rows of `example_tokens`, the byte bound, with every position in the
-    LM head. A DPO batch runs each pair's two replies as two rows (trainer/dpo.py); its token
-    bound, the longest line's, covers a pair's prompt and both replies, more than either needs."""
+    """The plan of a job on `device`; None if this host's model store lacks the base. A DPO
+    batch runs each pair's two replies as two rows (trainer/dpo.py); its token bound, the
+    longest line's, covers a pair's prompt and both replies, more than either row needs."""
     path = settings.models_dir / base
     if not (path / "config.json").exists():
         return None
-    batch_size = resolve_hyperparameters(n_examples, hyperparameters, method).batch_size
-    qlora = qlora_choice(settings, hyperparameters)
-    if tokenized is not None and tokenized.lengths:  # else the trainer says no example has a trained token
-        rows, tokens, head = tokenized.largest_batch(batch_size)
-        return plan(_shape(path), device, rows, tokens, lora, qlora, head_positions=head)
-    rows = batch_size * (2 if method == "dpo" else 1)
-    return plan(_shape(path), device, rows, example_tokens, lora, qlora)
-
-
-def tokenized_file(settings: Settings, base: str, training_path: Path) -> Tokenized:
-    """A supervised training file as the base's tokenizer renders it (data/tokenized.py), cached
-    on this host: what the worker plans with and the trainer trains on."""
-    model_dir = settings.models_dir / base
-    return tokenize_file(
-        training_path, model_dir, lambda: tokenizer(model_dir), MAX_LENGTH, settings.cache_dir / "tokenized"
-    )
-
-
-@lru_cache(maxsize=4)
-def tokenizer(model_dir: Path):
-    """The tokenizer of the base in `model_dir`, loaded once per process (transformers: seconds)."""
-    from transformers import AutoTokenizer
-
-    from openft.models.facts import trusts_remote_code
-
-    return AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trusts_remote_code(model_dir))
+    rows = resolve_hyperparameters(n_examples, hyperparameters, method).batch_size * (2 if method == "dpo" else 1)
+    return plan(_shape(path), device, rows, example_tokens, lora, qlora_choice(settings, hyperparameters))
 
 
 @lru_cache(maxsize=64)

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 from openft.data.hyperparams import DPO_BETA, Hyperparameters, resolve_hyperparameters
-from openft.data.tokenized import Tokenized
 from openft.data.validate import scan_chat_jsonl
 from openft.models.parameters import parameter_count
 from openft.runner.planning import LongestLine
@@ -49,7 +48,6 @@ def write_spec(
     validation_path: Path | None,
     plan: Plan,
     initial_adapter: Path | None = None,
-    tokenized: Tokenized | None = None,
 ) -> Path:
     directory = job_dir(settings, job.id)
     directory.mkdir(parents=True, exist_ok=True)
@@ -57,7 +55,6 @@ def write_spec(
     spec = TrainSpec(
         base_model_path=str(base.resolve()),
         training_file=str(training_path.resolve()),
-        tokenized_file=str(tokenized.path.resolve()) if tokenized else None,
         validation_file=str(validation_path.resolve()) if validation_path else None,
         output_dir=str((directory / "out").resolve()),
         n_epochs=hyperparameters.n_epochs,

@@ -28,8 +28,8 @@ from openft.memory import HostMemory
 from openft.models.store import register_fine_tune
 from openft.runner import jobs, workers
 from openft.runner.artifacts import push_adapter, push_checkpoint, restore_checkpoint
-from openft.runner.launch import WarmTrainer, start_trainer, stop_trainer
-from openft.runner.planning import job_plan, tokenized_file, tokenizer
+from openft.runner.launch import start_trainer, stop_trainer
+from openft.runner.planning import job_plan
 from openft.runner.spec import job_dir, read_lora, resolve, write_spec
 from openft.runner.throughput import record_job_throughput
 from openft.settings import Settings
@@ -63,7 +63,6 @@ class Worker:
         self._advertised_at = 0.0
         # What the claim being decided would hold, or waits for (`fits`).
         self._claiming = self._wanted = 0
-        self._warm: WarmTrainer | None = None  # the next job's trainer, started (`run_forever`)
 
     @property
     def device(self) -> Device:
@@ -93,43 +92,18 @@ class Worker:
     def run_forever(self, stop: threading.Event) -> None:
         workers.advertise(self.db, self.worker_id, self.device)  # the device is probed now (seconds), once
         self._advertised_at = time.time()
-        if jobs.any_job(self.db):  # a host that trains (not a fresh data dir, nor one that only serves)
-            self.warm_up(self.settings.default_base_model)
         try:
             while not stop.is_set():
                 try:
                     self.heartbeat()
-                    if job := self.run_once(stop):
-                        self.warm_up(job.base_model)
-                    else:
+                    if not self.run_once(stop):
                         stop.wait(self.settings.worker_poll_seconds)
                 except Exception:
                     log.exception("worker loop error")
                     stop.wait(self.settings.worker_poll_seconds)
         finally:
-            if self._warm is not None:
-                self._warm.close()
             workers.remove(self.db, self.worker_id)
             self.host_memory.close()
-
-    def warm_up(self, base: str) -> None:
-        """Start the next job's trainer now, with `base` loaded (runner/launch.py `WarmTrainer`)."""
-        if self._warm is not None and self._warm.process.poll() is None:
-            return
-        path = self.settings.models_dir / base
-        if self.settings.warm_trainer and WarmTrainer.serves(self.settings) and (path / "config.json").exists():
-            self._warm = WarmTrainer(self.settings, path)
-            # and this process's tokenizer, which counts the next job's tokens (runner/planning.py)
-            threading.Thread(target=tokenizer, args=(path,), name="tokenizer-warm-up", daemon=True).start()
-
-    def trainer(self, spec_path: Path, log_path: Path, attempt: int):
-        """The job's trainer process: the warm one, handed the spec, or a fresh one."""
-        warm, self._warm = self._warm, None
-        if warm is not None and (process := warm.start(spec_path, log_path)) is not None:
-            return process
-        if warm is not None:
-            warm.close()
-        return start_trainer(self.settings, spec_path, log_path, attempt)
 
     def heartbeat(self) -> None:
         """Advertise this worker's device, and that it is alive (at most every HEARTBEAT_SECONDS),
@@ -138,20 +112,20 @@ class Worker:
             workers.advertise(self.db, self.worker_id, self.device)
             self._advertised_at = time.time()
 
-    def run_once(self, stop: threading.Event | None = None) -> JobRow | None:
-        """Claim and run one job that fits this worker: that job, or None when there was none."""
+    def run_once(self, stop: threading.Event | None = None) -> bool:
+        """Claim and run one job that fits this worker; False when there was none."""
         jobs.promote_validated(self.db)
         with self.host_memory.deciding():  # the room a claim plans into is the room it holds
             self._claiming = self._wanted = 0
             job = jobs.claim(self.db, self.worker_id, self.settings.lease_seconds, fits=self.fits)
             self.host_memory.record(self._claiming, wanted=0 if job else self._wanted)
         if job is None:
-            return None
+            return False
         try:
             JobRun(self, job).run(stop or threading.Event())
         finally:
             self.host_memory.record(0)
-        return job
+        return True
 
     def fits(self, job: JobRow) -> bool:
         """Whether this worker can train `job` now: its base is in this host's model store and its
@@ -188,9 +162,6 @@ class JobRun:
         self.db = worker.db
         self.job = job
         self.started = time.time()
-        # Where the seconds from the claim to the first step went, phase by phase (`_phase`)
-        self.phases: dict[str, float] = {}
-        self._phase_began = self.started
         self.first_step: int | None = None
         self.total_steps: int | None = None
         self.recorded_steps = self._recorded_metric_steps()
@@ -214,13 +185,7 @@ class JobRun:
                 else None
             )
             self._restore_last_checkpoint(directory)
-        self._phase("files")
         hyperparameters, n_examples, example_tokens = resolve(job, training_path)
-        tokenized = None
-        if job.method == "supervised" and (self.settings.models_dir / job.base_model / "config.json").exists():
-            with self._renewing():  # rendering a large file takes seconds
-                tokenized = tokenized_file(self.settings, job.base_model, training_path)
-        self._phase("tokens")
         initial_adapter = self._initial_adapter()
         with self.worker.host_memory.deciding():
             planned = job_plan(
@@ -232,7 +197,6 @@ class JobRun:
                 self.worker.room(),
                 initial_adapter and read_lora(initial_adapter),
                 method=job.method,
-                tokenized=tokenized,
             )
             if planned is not None and planned.fits:
                 self.worker.host_memory.record(planned.estimate)
@@ -246,10 +210,9 @@ class JobRun:
             row.plan = planned.to_dict()
             add_event(session, job.id, f"Training plan: {planned.describe()} (estimated peak, of this worker's budget)")
         spec_path = write_spec(
-            self.settings, job, hyperparameters, training_path, validation_path, planned, initial_adapter, tokenized
+            self.settings, job, hyperparameters, training_path, validation_path, planned, initial_adapter
         )
-        self._phase("plan")
-        process = self.worker.trainer(spec_path, directory / "trainer.log", job.attempts)
+        process = start_trainer(self.settings, spec_path, directory / "trainer.log", job.attempts)
         lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
 
@@ -331,10 +294,6 @@ class JobRun:
         kind = event["type"]
         if kind == "started":
             self.total_steps = event["total_steps"]
-            self._phase("trainer")
-            loaded = event.get("phases", {})
-            self.phases["trainer"] -= sum(loaded.values())  # the process's start alone
-            self.phases.update(loaded)
             if event.get("start_step"):
                 with self.db.session() as session:
                     add_event(session, self.job.id, f"Resumed from the checkpoint at step {event['start_step']}")
@@ -353,13 +312,6 @@ class JobRun:
             return  # replayed after a resume: the first attempt already recorded it
         self.recorded_steps.add(step)
         if self.first_step is None:
-            self._phase("step")
-            with self.db.session() as session:
-                total = sum(self.phases.values())
-                parts = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.phases.items())
-                add_event(
-                    session, self.job.id, f"First step {total:.1f} s after the job started: {parts}", data=self.phases
-                )
             self.first_step = step
             self.started = time.time()
         message = f"Step {step}/{total}: training loss={event['train_loss']:.2f}"
@@ -426,12 +378,6 @@ class JobRun:
             record_job_throughput(
                 self.settings.data_dir, job.base_model, event["trained_tokens"], time.time() - self.started
             )
-
-    def _phase(self, name: str) -> None:
-        """The seconds since the last phase ended, as `name`'s."""
-        now = time.time()
-        self.phases[name] = round(now - self._phase_began, 3)
-        self._phase_began = now
 
     def _recorded_metric_steps(self) -> set[int]:
         with self.db.session() as session:

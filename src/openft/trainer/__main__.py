@@ -1,17 +1,11 @@
-"""`python -m openft.trainer spec.json`: run one fine-tuning job (see openft.trainer.sft); with
-`--warm BASE`, wait for it with BASE loaded (see openft.trainer.warm)."""
+"""`python -m openft.trainer spec.json`: run one fine-tuning job (see openft.trainer.sft)."""
 
 import os
 import sys
 
-if sys.argv[1:2] == ["--warm"]:
-    from openft.trainer.warm import main
+from openft.trainer.sft import main
 
-    code = main(sys.argv[2:])
-else:
-    from openft.trainer.sft import main
-
-    code = main(sys.argv[1:])
+code = main(sys.argv[1:])
 # Every event and file is written by now. Skip the interpreter's teardown: torch's and
 # transformers' exit handlers took 1.4 s more of every job (the worker waits for the exit code).
 for stream in (sys.__stdout__, sys.__stderr__):

@@ -21,22 +21,18 @@ The estimate is the peak of one training step, in bytes:
   eager attention; `tests/test_plan.py` measures them again), plus one layer's worth of
   gradients in flight; with checkpointing, each layer's input plus two layers' worth (the layer
   being recomputed, and its gradients);
-- the LM head: 12 bytes per position it computes and vocabulary entry (the logits, their fp32
-  copy and log-softmax, and its gradient); the trainer computes it only on the positions that
-  predict a trained token, so with the file's counts that is the largest batch's trained tokens,
-  and without them (the byte bound below) every position of the batch;
+- the LM head: 12 bytes per trained position and vocabulary entry (the logits, their fp32 copy
+  and log-softmax, and its gradient); every position of the batch is counted as trained;
 - overhead: the process (Python, torch, the tokenizer: 0.4 GiB measured on CPU) or the CUDA
   context and workspaces.
 The budget is 90% of the device's memory (the caching allocator fragments; other processes
 share a CPU's RAM).
 
 The batch planned for is the largest the job can make: `batch_size` rows of its longest example.
-The worker and `openft data check` count it with the base's tokenizer (`data/tokenized.py`, the
-file rendered once and cached; the trainer trains on that rendering). The API process plans at
-create time without a tokenizer, so there an example's length is bounded by its line's bytes: a
-byte-level BPE or byte-fallback token covers at least one byte, and a chat template adds a few
-tokens per message, fewer than the message's JSON keys take (`example_token_bound`): about 8x
-too many tokens on ordinary chat lines, which only admits a job (the worker plans again).
+No tokenizer is loaded to plan (the API process plans at create time without one), so an
+example's length is bounded by its line's bytes: a byte-level BPE or byte-fallback token covers
+at least one byte, and a chat template adds a few tokens per message, fewer than the message's
+JSON keys take (`example_token_bound`). `openft data check` prints the same plan.
 
 No torch here: the API process, the runner and the data check plan with this module.
 """
@@ -157,7 +153,6 @@ class Plan:
     parts: dict[str, int]  # the estimate by part: weights, adapters, activations, head, overhead
     batch: tuple[int, int]  # (rows, tokens per row) planned for
     problem: str | None = None  # why it cannot run there, if it cannot
-    reason: str | None = None  # why not the faster plan before it, if it is not the first
 
     @property
     def fits(self) -> bool:
@@ -170,10 +165,8 @@ class Plan:
         return f"{precision}{checkpointing} on {self.device}"
 
     def describe(self) -> str:
-        """'bf16 LoRA with gradient checkpointing on cuda: ~21.3 GiB of 72.0 GiB', and why not
-        a faster plan if it is not the first: '(bf16 LoRA on cuda needs ~80.2 GiB for ...)'"""
-        why = f" ({self.reason})" if self.reason else ""
-        return f"{self.label()}: ~{gib(self.estimate)} of {gib(self.budget)}{why}"
+        """'bf16 LoRA with gradient checkpointing on cuda: ~21.3 GiB of 72.0 GiB'"""
+        return f"{self.label()}: ~{gib(self.estimate)} of {gib(self.budget)}"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "batch": list(self.batch)}
@@ -184,42 +177,25 @@ class Plan:
 
 
 def plan(
-    shape: ModelShape,
-    device: Device,
-    rows: int,
-    tokens: int,
-    lora: Lora | None = None,
-    qlora: bool | None = None,
-    head_positions: int | None = None,
+    shape: ModelShape, device: Device, rows: int, tokens: int, lora: Lora | None = None, qlora: bool | None = None
 ) -> Plan:
-    """The first plan that fits `device` for batches of `rows` x `tokens` whose LM head computes
-    `head_positions` positions (None: all of them) (module docstring); if none does, the
-    smallest, with its `problem`. `qlora`: None lets the planner choose, True requires QLoRA,
-    False forbids it."""
+    """The first plan that fits `device` for batches of `rows` x `tokens` (module docstring);
+    if none does, the smallest, with its `problem`. `qlora`: None lets the planner choose, True
+    requires QLoRA, False forbids it."""
     lora = lora or Lora()
-    head = rows * tokens if head_positions is None else min(head_positions, rows * tokens)
     options: list[tuple[Method, bool]] = []
     if qlora is not True:
         options += [("lora", False), ("lora", True)]
     if qlora is not False and device.qlora:
         options += [("qlora", False), ("qlora", True)]
     if not options:  # QLoRA required where it cannot run
-        smallest = estimate(shape, device, rows, tokens, lora, "qlora", True, head)
+        smallest = estimate(shape, device, rows, tokens, lora, "qlora", True)
         need = "a CUDA device" if device.kind != "cuda" else "bitsandbytes (pip install bitsandbytes)"
         return _with_problem(smallest, f"QLoRA needs {need}; this {device.kind} worker has neither")
-    plans = [
-        estimate(shape, device, rows, tokens, lora, method, checkpointing, head) for method, checkpointing in options
-    ]
-    for n, candidate in enumerate(plans):
+    plans = [estimate(shape, device, rows, tokens, lora, method, checkpointing) for method, checkpointing in options]
+    for candidate in plans:
         if candidate.estimate <= candidate.budget:
-            if n == 0:
-                return candidate
-            first = plans[0]
-            reason = (
-                f"{first.label()} would need ~{gib(first.estimate)} for batches of {rows} x {tokens:,} tokens "
-                f"({gib(first.parts['activations'])} of activations, {gib(first.parts['head'])} in the LM head)"
-            )
-            return Plan(**{**asdict(candidate), "reason": reason})
+            return candidate
     smallest = min(plans, key=lambda p: p.estimate)
     return _with_problem(
         smallest,
@@ -230,14 +206,7 @@ def plan(
 
 
 def estimate(
-    shape: ModelShape,
-    device: Device,
-    rows: int,
-    tokens: int,
-    lora: Lora,
-    method: Method,
-    checkpointing: bool,
-    head_positions: int | None = None,
+    shape: ModelShape, device: Device, rows: int, tokens: int, lora: Lora, method: Method, checkpointing: bool
 ) -> Plan:
     """One plan's peak memory (module docstring), whether it fits or not."""
     dtype = "bfloat16" if method == "qlora" else device.dtype
@@ -258,7 +227,7 @@ def estimate(
         "weights": int(weights),
         "adapters": shape.lora_parameters(lora) * ADAPTER_BYTES,
         "activations": int(activations),
-        "head": HEAD_BYTES * (batch_tokens if head_positions is None else head_positions) * shape.vocab,
+        "head": HEAD_BYTES * batch_tokens * shape.vocab,
         "overhead": OVERHEAD[device.kind],
     }
     return Plan(

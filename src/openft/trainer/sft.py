@@ -5,9 +5,7 @@ numbers are defined). The trainer knows nothing about HTTP or the database: a sp
 files come out, and progress goes to stdout as one JSON object per line (everything else, logs
 and warnings, goes to stderr):
 
-    {"type": "started", "total_steps": N, "n_examples": E, "n_epochs": K, "batch_size": B, "start_step": s,
-     "phases": {"model": seconds, "data": seconds}}       (what the trainer spent before it: loading
-                                                              the tokenizer and model, reading the data)
+    {"type": "started", "total_steps": N, "n_examples": E, "n_epochs": K, "batch_size": B, "start_step": s}
     {"type": "metrics", "step": n, "total_steps": N, "epoch": e, "train_loss": x,
      "train_mean_token_accuracy": a, "tokens": t}          (+ valid_loss / valid_mean_token_accuracy
                                                               every `eval_every` steps, and
@@ -22,7 +20,7 @@ tokens processed (padding excluded) and `trained_tokens` the total over all epoc
 what OpenAI bills (every token of every example, times epochs).
 
 The recipe:
-- Labels come from `openft.data.labels.render_stream` (loss on assistant replies with
+- Labels come from `openft.data.labels.render_example` (loss on assistant replies with
   weight 1, their end-of-turn token included); examples are truncated to `max_length`.
 - The base model is frozen, its weights in bf16 where the hardware has bf16 matmuls (CUDA, and
   CPUs with AVX512-BF16 or AMX: `hardware.compute_dtype`), else fp32; LoRA adapters (peft, the
@@ -64,8 +62,7 @@ import torch
 import torch.nn.functional as F
 
 from openft.cores import CoreShare
-from openft.data.labels import IGNORE_INDEX, RenderedExample, render_stream
-from openft.data.tokenized import has_trained_token, read_examples
+from openft.data.labels import IGNORE_INDEX, RenderedExample, render_example
 from openft.hardware import compute_dtype
 from openft.models.facts import trusts_remote_code
 from openft.trainer.ranks import Ranks
@@ -107,7 +104,6 @@ def train(spec: TrainSpec, emit) -> None:
     # config
     out_dir = Path(spec.output_dir)
     ckpt_dir = out_dir / "checkpoints"
-    began = time.perf_counter()
     ranks = Ranks.from_environment()
     device = ranks.device()
     # this process's share of the host's cores, kept up to date between steps (openft/cores.py)
@@ -120,11 +116,10 @@ def train(spec: TrainSpec, emit) -> None:
 
     tokenizer, model, pad_id = load_policy(spec, device)
     trained = ranks.wrap(model)  # what the loop calls: the model itself, or its DDP wrapper
-    loaded = time.perf_counter()
 
     # ---------------------------------------------------------------------------------------
     # data
-    train_set = load_examples(tokenizer, spec.training_file, spec.max_length, "training_file", spec.tokenized_file)
+    train_set = load_examples(tokenizer, spec.training_file, spec.max_length, "training_file")
     valid_set = []
     if spec.validation_file:
         valid_set = load_examples(tokenizer, spec.validation_file, spec.max_length, "validation_file")
@@ -150,7 +145,6 @@ def train(spec: TrainSpec, emit) -> None:
             "n_epochs": n_epochs,
             "batch_size": batch_size,
             "start_step": step,
-            "phases": {"model": round(loaded - began, 3), "data": round(time.perf_counter() - loaded, 3)},
         }
     )
 
@@ -230,45 +224,17 @@ def _silent(event: dict) -> None:
     pass
 
 
-# What a warm trainer (trainer/warm.py) loaded before its job came: {(base folder, dtype): (tokenizer, model)}
-PRELOADED: dict[tuple[str, torch.dtype], tuple] = {}
-
-
-def preload(base_model_path: Path) -> None:
-    """Load a base's tokenizer and frozen weights, in the CPU's compute dtype, before the job that
-    trains it is known (trainer/warm.py): `load_policy` takes them if the job's spec asks for
-    that base in that dtype, untouched by any other job."""
-    spec = TrainSpec(base_model_path=str(Path(base_model_path).resolve()), training_file="", output_dir="")
-    device = torch.device("cpu")
-    remote_code = trusts_remote_code(Path(spec.base_model_path))
-    PRELOADED[(spec.base_model_path, base_dtype(spec, device))] = (
-        _tokenizer(spec.base_model_path, remote_code),
-        load_base(spec, device, remote_code),
-    )
-
-
 def load_policy(spec: TrainSpec, device: torch.device):
     """(tokenizer, model, pad id): the frozen base (as the memory plan says) with the LoRA
     adapters trained, fresh or an earlier fine-tune's (`init_adapter`)."""
     from peft import PeftModel, get_peft_model
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # stderr is a log file, not a terminal
     remote_code = trusts_remote_code(Path(spec.base_model_path))  # added with --trust-remote-code
-    preloaded = None
-    if device.type == "cpu" and spec.quantization == "none":
-        preloaded = PRELOADED.pop((str(Path(spec.base_model_path).resolve()), base_dtype(spec, device)), None)
-    PRELOADED.clear()  # another base's weights would only take the job's memory
-    if preloaded is not None:
-        tokenizer, model = preloaded
-        if spec.gradient_checkpointing:
-            model.activation_checkpointing_enable()
-    else:
-        tokenizer = _tokenizer(spec.base_model_path, remote_code)
-        model = load_base(spec, device, remote_code)
-    # The adapters' initial weights depend on the seed only, not on whether the base loaded
-    # before the job came (a warm trainer) or after
-    torch.manual_seed(spec.seed)
+    tokenizer = AutoTokenizer.from_pretrained(spec.base_model_path, trust_remote_code=remote_code)
+    model = load_base(spec, device, remote_code)
     if spec.init_adapter:
         model = PeftModel.from_pretrained(model, spec.init_adapter, is_trainable=True)
     else:
@@ -276,12 +242,6 @@ def load_policy(spec: TrainSpec, device: torch.device):
     model.config.use_cache = False
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return tokenizer, model, pad_id
-
-
-def _tokenizer(path: str, remote_code: bool):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(path, trust_remote_code=remote_code)
 
 
 def optimizer_and_schedule(model, spec: TrainSpec, total_steps: int):
@@ -376,30 +336,22 @@ def base_dtype(spec: TrainSpec, device: torch.device) -> torch.dtype:
     return getattr(torch, compute_dtype(device.type) if spec.base_dtype == "auto" else spec.base_dtype)
 
 
-def load_examples(
-    tokenizer, path: str, max_length: int, param: str, tokenized: str | None = None
-) -> list[RenderedExample]:
-    """A JSONL file's examples (one object per non-blank line, validated upstream) rendered, or
-    read from its rendering by the worker (`tokenized`, data/tokenized.py). Examples left with no
-    trained token (e.g. truncated before the first reply) are dropped."""
-    if tokenized:
-        examples, skipped = read_examples(Path(tokenized))
-    else:
-        examples, skipped = [], []
-        with open(path, encoding="utf-8") as f:
-            lines = [(n, json.loads(line)) for n, line in enumerate(f, 1) if line.strip()]
-        for (line_no, _), ex in zip(lines, render_stream(tokenizer, (chat for _, chat in lines), max_length)):
-            if isinstance(ex, Exception):
-                raise ex
-            if has_trained_token(ex.labels):
-                examples.append(ex)
-            else:
-                skipped.append(line_no)
-    for line_no in skipped:
-        print(
-            f"warning: {param} line {line_no} has no trained token within max_length {max_length}; skipped",
-            file=sys.stderr,
-        )
+def load_examples(tokenizer, path: str, max_length: int, param: str) -> list[RenderedExample]:
+    """Read a JSONL file (one object per non-blank line, validated upstream) and render it.
+    Examples left with no trained token (e.g. truncated before the first reply) are dropped."""
+    examples = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            ex = render_example(tokenizer, json.loads(line), max_length)
+            if all(label == IGNORE_INDEX for label in ex.labels[1:]):
+                print(
+                    f"warning: {param} line {line_no} has no trained token within max_length {max_length}; skipped",
+                    file=sys.stderr,
+                )
+                continue
+            examples.append(ex)
     if not examples:
         raise ValueError(f"{param} has no example with a trained assistant token")
     return examples

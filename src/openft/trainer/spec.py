@@ -69,8 +69,6 @@ class TrainSpec:
     training_file: str  # chat JSONL, validated upstream
     output_dir: str  # gets checkpoints/step-N/ and adapter/
     validation_file: str | None = None
-    # the training file already rendered with the base's tokenizer (data/tokenized.py), if it was
-    tokenized_file: str | None = None
     n_epochs: int = 3
     batch_size: int = 1
     learning_rate: float = BASE_LEARNING_RATE  # the base rate x learning_rate_multiplier
