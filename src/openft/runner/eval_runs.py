@@ -11,10 +11,9 @@ started `max_attempts` times fails. Each function is one transaction on the lock
 import time
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
 from openft.errors import OpenFTError
-from openft.runner.jobs import claimable
+from openft.runner.jobs import claimable, finish, owned
 from openft.store.db import Database
 from openft.store.tables import EvalOutputItemRow, EvalRunRow
 
@@ -33,7 +32,7 @@ def claim(
     with db.session() as session:
         for run in session.scalars(query):
             if run.attempts >= max_attempts:
-                _finish(run, "failed", "run_failed", f"The run's runner stopped {run.attempts} times.")
+                finish(run, "failed", "run_failed", f"The run's runner stopped {run.attempts} times.")
                 continue
             run.status, run.lease_owner = "in_progress", owner
             run.lease_expires_at = now + lease_seconds
@@ -46,7 +45,7 @@ def renew(db: Database, run_id: str, owner: str, lease_seconds: float) -> bool:
     """Extend the lease; False if the run is no longer this owner's to grade (canceled, deleted,
     or taken over after this owner's lease ran out)."""
     with db.session() as session:
-        run = _owned(session, run_id, owner)
+        run = owned(session, EvalRunRow, run_id, owner, "in_progress")
         if run is None:
             return False
         run.lease_expires_at = time.time() + lease_seconds
@@ -57,7 +56,7 @@ def record(db: Database, item: EvalOutputItemRow, owner: str) -> bool:
     """Stores a graded row of a run `owner` holds; False, and nothing is stored, once the run is
     no longer its own (canceled, deleted, taken over): a row finished after a cancel is dropped."""
     with db.session() as session:
-        if _owned(session, item.run_id, owner) is None:
+        if owned(session, EvalRunRow, item.run_id, owner, "in_progress") is None:
             return False
         session.add(item)
         return True
@@ -67,7 +66,7 @@ def release(db: Database, run_id: str, owner: str) -> None:
     """Back to the queue (its server stops): the next runner goes on from its output items. A
     release does not count as an attempt."""
     with db.session() as session:
-        run = _owned(session, run_id, owner)
+        run = owned(session, EvalRunRow, run_id, owner, "in_progress")
         if run is not None:
             run.status, run.lease_owner, run.lease_expires_at = "queued", None, None
             run.attempts -= 1
@@ -77,20 +76,20 @@ def complete(db: Database, run_id: str, owner: str, results: dict) -> bool:
     """The run's counts (`result_counts`, `per_testing_criteria_results`, `per_model_usage`) and
     its end; False, and nothing changes, if it was canceled or taken over meanwhile."""
     with db.session() as session:
-        run = _owned(session, run_id, owner)
+        run = owned(session, EvalRunRow, run_id, owner, "in_progress")
         if run is None:
             return False
         for name, value in results.items():
             setattr(run, name, value)
-        _finish(run, "completed")
+        finish(run, "completed")
         return True
 
 
 def fail(db: Database, run_id: str, owner: str, code: str, message: str) -> None:
     with db.session() as session:
-        run = _owned(session, run_id, owner)
+        run = owned(session, EvalRunRow, run_id, owner, "in_progress")
         if run is not None:
-            _finish(run, "failed", code, message)
+            finish(run, "failed", code, message)
 
 
 def cancel(db: Database, organization_id: str, eval_id: str, run_id: str) -> EvalRunRow | None:
@@ -104,7 +103,7 @@ def cancel(db: Database, organization_id: str, eval_id: str, run_id: str) -> Eva
             raise OpenFTError(
                 400, f"Run {run_id} is already {run.status}; only a queued or running run can be canceled."
             )
-        _finish(run, "canceled")
+        finish(run, "canceled")
         return run
 
 
@@ -124,17 +123,3 @@ def run_query(organization_id: str, eval_id: str, run_id: str):
     return select(EvalRunRow).where(
         EvalRunRow.id == run_id, EvalRunRow.eval_id == eval_id, EvalRunRow.organization_id == organization_id
     )
-
-
-def _owned(session: Session, run_id: str, owner: str) -> EvalRunRow | None:
-    """The in-progress run row, locked, if `owner` holds its lease."""
-    run = session.scalar(select(EvalRunRow).where(EvalRunRow.id == run_id).with_for_update())
-    if run is None or run.status != "in_progress" or run.lease_owner != owner:
-        return None
-    return run
-
-
-def _finish(run: EvalRunRow, status: str, code: str | None = None, message: str | None = None) -> None:
-    run.status, run.lease_owner, run.lease_expires_at = status, None, None
-    run.finished_at = int(time.time())
-    run.error = {"code": code, "message": message} if code else None

@@ -12,9 +12,8 @@ written are locked (`FOR UPDATE`: PostgreSQL; SQLite's BEGIN IMMEDIATE already s
 import time
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
-from openft.runner.jobs import claimable
+from openft.runner.jobs import claimable, finish, owned
 from openft.store.db import Database
 from openft.store.tables import ExportRow
 
@@ -26,7 +25,7 @@ def claim(db: Database, owner: str, lease_seconds: float, max_attempts: int) -> 
     with db.session() as session:
         for export in session.scalars(claimable(ExportRow, now)):
             if export.attempts >= max_attempts:
-                _finish(export, "failed", "export_failed", f"The export process died {export.attempts} times.")
+                finish(export, "failed", "export_failed", f"The export process died {export.attempts} times.")
                 continue
             export.status, export.lease_owner = "running", owner
             export.lease_expires_at = now + lease_seconds
@@ -39,7 +38,7 @@ def renew(db: Database, export_id: str, owner: str, lease_seconds: float) -> boo
     """Extend the lease; False if the export is no longer this owner's to run (deleted, or
     claimed by another exporter after this one's lease ran out)."""
     with db.session() as session:
-        export = _owned(session, export_id, owner)
+        export = owned(session, ExportRow, export_id, owner)
         if export is None:
             return False
         export.lease_expires_at = time.time() + lease_seconds
@@ -49,7 +48,7 @@ def renew(db: Database, export_id: str, owner: str, lease_seconds: float) -> boo
 def release(db: Database, export_id: str, owner: str) -> None:
     """Back to the queue (its process was killed, or its exporter stops): it runs again."""
     with db.session() as session:
-        export = _owned(session, export_id, owner)
+        export = owned(session, ExportRow, export_id, owner)
         if export is not None:
             export.status, export.lease_owner, export.lease_expires_at = "queued", None, None
 
@@ -58,19 +57,19 @@ def succeed(db: Database, export_id: str, owner: str, filename: str, size: int) 
     """The export's tar is published; False, and nothing changes, if the export was deleted or
     taken over meanwhile."""
     with db.session() as session:
-        export = _owned(session, export_id, owner)
+        export = owned(session, ExportRow, export_id, owner)
         if export is None:
             return False
         export.filename, export.bytes = filename, size
-        _finish(export, "succeeded")
+        finish(export, "succeeded")
         return True
 
 
 def fail(db: Database, export_id: str, owner: str, code: str, message: str) -> None:
     with db.session() as session:
-        export = _owned(session, export_id, owner)
+        export = owned(session, ExportRow, export_id, owner)
         if export is not None:
-            _finish(export, "failed", code, message)
+            finish(export, "failed", code, message)
 
 
 def remove(db: Database, organization_id: str, export_id: str) -> ExportRow | None:
@@ -91,17 +90,3 @@ def running_now(db: Database, export_ids: list[str]) -> set[str]:
             ExportRow.id.in_(export_ids), ExportRow.status == "running", ExportRow.lease_expires_at >= time.time()
         )
         return set(session.scalars(live))
-
-
-def _owned(session: Session, export_id: str, owner: str) -> ExportRow | None:
-    """The running export row, locked, if `owner` holds its lease."""
-    export = session.scalar(select(ExportRow).where(ExportRow.id == export_id).with_for_update())
-    if export is None or export.status != "running" or export.lease_owner != owner:
-        return None
-    return export
-
-
-def _finish(export: ExportRow, status: str, code: str | None = None, message: str | None = None) -> None:
-    export.status, export.lease_owner, export.lease_expires_at = status, None, None
-    export.finished_at = int(time.time())
-    export.error = {"code": code, "message": message} if code else None

@@ -104,6 +104,21 @@ def claimable(table, now: float, running: str = "running"):
     )
 
 
+def owned(session, table, row_id: str, owner: str, running: str = "running"):
+    """The `running` row of a leased queue (exports, eval runs), locked, if `owner` holds its lease."""
+    row = session.scalar(select(table).where(table.id == row_id).with_for_update())
+    if row is None or row.status != running or row.lease_owner != owner:
+        return None
+    return row
+
+
+def finish(row, status: str, code: str | None = None, message: str | None = None) -> None:
+    """End a leased queue's row (exports, eval runs): its lease given up, its end time and error set."""
+    row.status, row.lease_owner, row.lease_expires_at = status, None, None
+    row.finished_at = int(time.time())
+    row.error = {"code": code, "message": message} if code else None
+
+
 def renew(db: Database, job_id: str, worker_id: str, lease_seconds: float) -> JobStatus | None:
     """Extend the lease; returns the job's status, or None if another worker owns it now."""
     with db.session() as session:
